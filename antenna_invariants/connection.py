@@ -1,0 +1,71 @@
+"""Which PostgreSQL we talk to: ``DATABASE_URL``, or an embedded server shipped in a wheel (pgserver).
+
+Kept free of Django imports so the settings module can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DIR = Path(os.environ.get("INVARIANTS_PGDATA", ROOT / ".pgdata"))
+DEMO_DATABASE = "antenna_demo"
+
+
+class ConfigError(Exception):
+    """Bad input or configuration: reported as one line, exit code 4."""
+
+
+def django_database(url: str, *, read_only: bool = False) -> dict:
+    """Translate a postgres:// URL (or libpq key=value string) into Django's DATABASES entry."""
+    if not url:
+        return {"ENGINE": "django.db.backends.postgresql", "NAME": "", "TEST": {"NAME": "test_invariants"}}
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
+        raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {exc}") from None
+    options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
+    pg_options = [info["options"]] if info.get("options") else []
+    if read_only:
+        pg_options.append("-c default_transaction_read_only=on")
+    if pg_options:
+        options["options"] = " ".join(pg_options)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": info.get("dbname", "postgres"),
+        "USER": info.get("user", ""),
+        "PASSWORD": info.get("password", ""),
+        "HOST": info.get("host", ""),
+        "PORT": info.get("port", ""),
+        "OPTIONS": options,
+        "TEST": {"NAME": "test_invariants"},
+    }
+
+
+def url_for(settings: dict, dbname: str | None = None) -> str:
+    """A libpq conninfo string for a Django DATABASES entry (used to hand a database to a subprocess)."""
+    from psycopg.conninfo import make_conninfo
+
+    parts = {
+        "dbname": dbname or settings["NAME"],
+        "user": settings.get("USER") or None,
+        "password": settings.get("PASSWORD") or None,
+        "host": settings.get("HOST") or None,
+        "port": settings.get("PORT") or None,
+    }
+    return make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
+def embedded_url() -> str:
+    """Start (or join) the embedded PostgreSQL and return its URL."""
+    try:
+        import pgserver
+    except ImportError:
+        raise ConfigError("no DATABASE_URL and the embedded PostgreSQL (pip package pgserver) is not installed") from None
+    EMBEDDED_DIR.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(EMBEDDED_DIR, cleanup_mode="stop")
+    embedded_url.server = server  # keep a reference: the server stops when the last user lets go
+    return server.get_uri()

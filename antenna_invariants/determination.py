@@ -1,0 +1,105 @@
+"""The expected determination of an occurrence (fact sheet §4.1, §4.2, §4.7), in one SQL statement.
+
+Shared by every determination rule (D1-D4) and by their repairs, so check and repair cannot disagree.
+
+- The best active identification (newest ``created_at``, then higher id) decides when it exists: its taxon
+  with score 1.0.  If its taxon is NULL the occurrence is *blocked*: Antenna does not fall back to the
+  machine (§4.2 step 3), so there is no expected value and a repair leaves it alone (unfixable, see S7).
+- Otherwise the best machine prediction decides: among the classifications on the occurrence's *real*
+  detections that carry a taxon and a score, keep those whose score equals one of the per-algorithm maxima
+  (a NULL algorithm is one group), then terminal first, higher score, higher id.
+  Deviations from Antenna's code, on purpose: classifications on null markers and classifications without
+  a taxon are not evidence (Antenna's seed tool counted both); ties break by higher id (as the API does);
+  a 0.0 score is written as 0.0 (Antenna's truthiness test leaves it NULL).
+"""
+
+from __future__ import annotations
+
+EXPECTED_SQL = """
+WITH target(id) AS ({target}),
+best_identification AS (
+    SELECT DISTINCT ON (i.occurrence_id) i.occurrence_id, i.taxon_id
+    FROM main_identification i JOIN target ON target.id = i.occurrence_id
+    WHERE NOT i.withdrawn
+    ORDER BY i.occurrence_id, i.created_at DESC, i.id DESC
+),
+evidence AS (
+    SELECT d.occurrence_id, c.id, c.algorithm_id, c.taxon_id, c.score, c.terminal
+    FROM main_classification c
+    JOIN main_detection d ON d.id = c.detection_id
+    JOIN target ON target.id = d.occurrence_id
+    WHERE d.bbox IS NOT NULL AND c.taxon_id IS NOT NULL AND c.score IS NOT NULL
+),
+maxima AS (
+    SELECT occurrence_id, max(score) AS score FROM evidence GROUP BY occurrence_id, algorithm_id
+),
+best_prediction AS (
+    SELECT DISTINCT ON (e.occurrence_id) e.occurrence_id, e.taxon_id, e.score
+    FROM evidence e
+    WHERE EXISTS (SELECT 1 FROM maxima m WHERE m.occurrence_id = e.occurrence_id AND m.score = e.score)
+    ORDER BY e.occurrence_id, e.terminal DESC, e.score DESC, e.id DESC
+)
+SELECT target.id AS occurrence_id,
+       CASE WHEN bi.occurrence_id IS NOT NULL THEN bi.taxon_id ELSE bp.taxon_id END AS taxon_id,
+       CASE WHEN bi.occurrence_id IS NOT NULL THEN CASE WHEN bi.taxon_id IS NULL THEN NULL ELSE 1.0::float8 END
+            ELSE bp.score END AS score,
+       bi.occurrence_id IS NOT NULL AS human,
+       bi.occurrence_id IS NOT NULL AND bi.taxon_id IS NULL AS blocked
+FROM target
+LEFT JOIN best_identification bi ON bi.occurrence_id = target.id
+LEFT JOIN best_prediction bp ON bp.occurrence_id = target.id
+"""
+
+
+def has_evidence():
+    """Q-able test: the occurrence has a classification with a taxon on a real detection, or an active
+    identification with a taxon."""
+    from django.db.models import Exists, OuterRef
+
+    from antenna_invariants.mirror.models import Classification, Identification
+
+    machine = Classification.objects.filter(
+        detection__occurrence=OuterRef("pk"), detection__bbox__isnull=False, taxon__isnull=False
+    )
+    human = Identification.objects.filter(occurrence=OuterRef("pk"), withdrawn=False, taxon__isnull=False)
+    return Exists(machine) | Exists(human)
+
+
+def expected_sql(occurrences) -> tuple[str, list]:
+    """SQL and params giving (occurrence_id, taxon_id, score, human, blocked) for a queryset of occurrences."""
+    target, params = occurrences.order_by().values("pk").query.sql_with_params()
+    return EXPECTED_SQL.format(target=target), list(params)
+
+
+def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
+    """Set determination and score to the expected value for ``occurrences`` (one UPDATE).
+
+    ``only_where`` is an extra SQL condition on ``o`` (the occurrence) and ``e`` (the expected row), so a
+    rule can re-check its own violation inside the statement.  Blocked rows are never touched.
+    """
+    from django.db import connection
+
+    sql, params = expected_sql(occurrences)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE main_occurrence o
+               SET determination_id = e.taxon_id, determination_score = e.score, updated_at = now()
+              FROM ({sql}) e
+             WHERE o.id = e.occurrence_id AND e.taxon_id IS NOT NULL AND NOT e.blocked
+               AND (o.determination_id, o.determination_score) IS DISTINCT FROM (e.taxon_id, e.score)
+               AND ({only_where})
+            """,
+            params,
+        )
+        return cursor.rowcount
+
+
+def where_expected(occurrences, condition: str):
+    """The occurrences for which ``condition`` holds, an SQL test on ``o`` (the occurrence) and ``e`` (its
+    expected row); the expected values are computed once for the whole queryset, not per row."""
+    from django.db.models.expressions import RawSQL
+
+    sql, params = expected_sql(occurrences)
+    matching = f"SELECT o.id FROM ({sql}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {condition}"
+    return occurrences.filter(pk__in=RawSQL(matching, params))

@@ -1,0 +1,302 @@
+"""The pytest plugin: options, the database, one test case per rule x project, repair, statuses, reports.
+
+Two kinds of session share this plugin:
+- an *invariants* session (`pytest invariants ...`) runs the rules against a live database (``DATABASE_URL``)
+  or, without one, against a demo database on the embedded PostgreSQL.  It never creates, migrates or flushes
+  a live database, and in check mode the connection itself is read-only;
+- a *self-test* session (`pytest tests`) is plain pytest-django: a throwaway test database built by the
+  mirror's migrations (or from Antenna's own schema.sql, see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from antenna_invariants import connection as conn
+from antenna_invariants import reporting
+from antenna_invariants.connection import ConfigError
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
+
+INVARIANTS_DIR = conn.ROOT / "invariants"
+LIVE = pytest.StashKey["LiveDatabase"]()
+OUTCOME = pytest.StashKey["object"]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("antenna-invariants")
+    group.addoption("--project", action="append", metavar="ID[,ID]", help="check these projects (repeatable)")
+    group.addoption("--job", metavar="ID", help="check what this job could have written (inferred, see README)")
+    group.addoption("--occurrence", action="append", metavar="ID[,ID]", help="check these occurrences only")
+    group.addoption("--repair", action="store_true", help="repair failing rules that have a repair")
+    group.addoption("--all-projects", action="store_true", help="allow --repair without a scope")
+    group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
+    group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
+
+
+class LiveDatabase:
+    """The database an invariants session checks, and the scope the user asked for."""
+
+    def __init__(self, config):
+        self.config = config
+        self.repair = config.getoption("repair")
+        self.sample_size = config.getoption("sample_size")
+        self.strict = config.getoption("strict")
+        self.projects = parse_ids(config.getoption("project"), "--project")
+        job_ids = parse_ids([config.getoption("job")] if config.getoption("job") else None, "--job")
+        self.job_id = job_ids[0] if job_ids else None
+        self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
+        if self.sample_size < 0:
+            raise ConfigError("--sample-size must be 0 (all) or more")
+        scoped = self.projects or self.job_id or self.occurrence_ids
+        if self.repair and not scoped and not config.getoption("all_projects"):
+            raise ConfigError("--repair needs a scope (--project, --job or --occurrence) or --all-projects")
+        self.job: JobFootprint | None = None
+        self.demo = False
+        self.description = ""
+        self.journal_dir = conn.ROOT / "reports"
+
+    def prepare(self, database: dict | None = None):
+        """Connect (building the demo when needed), guard against drift, validate the scope."""
+        from django.db import DatabaseError
+
+        from antenna_invariants import demo, schema
+
+        if database is None:
+            database, self.demo = self._resolve()
+        else:
+            self.demo = database.pop("_demo", False)
+        self.database = database
+        options = dict(database.get("OPTIONS", {}))
+        if not self.repair:
+            options["options"] = " ".join(filter(None, [options.get("options"), "-c default_transaction_read_only=on"]))
+        try:
+            with db_access(self.config):
+                if self.demo and not hasattr(self.config, "workerinput"):
+                    use_database(database)
+                    demo.ensure(self.config.getoption("reset_demo"))
+                use_database(database | {"OPTIONS": options})
+                schema.guard()
+                if self.repair:
+                    schema.refuse_read_only_server()
+                self._validate_scope()
+                self.description = self._describe()
+        except DatabaseError as exc:
+            raise ConfigError(f"database: {str(exc).strip().splitlines()[0]}") from None
+
+    def _resolve(self) -> tuple[dict, bool]:
+        import os
+
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            return conn.django_database(url), False
+        entry = conn.django_database(conn.embedded_url())
+        entry["NAME"] = conn.DEMO_DATABASE
+        return entry, True
+
+    def _validate_scope(self):
+        from antenna_invariants.mirror.models import Occurrence, Project
+
+        if self.projects:
+            found = set(Project.objects.filter(pk__in=self.projects).values_list("pk", flat=True))
+            missing = [p for p in self.projects if p not in found]
+            if missing:
+                raise ConfigError(f"--project {missing[0]}: no such project")
+        if self.job_id is not None:
+            self.job = JobFootprint.infer(self.job_id)
+        if self.occurrence_ids:
+            found = set(Occurrence.objects.filter(pk__in=self.occurrence_ids).values_list("pk", flat=True))
+            missing = [o for o in self.occurrence_ids if o not in found]
+            if missing:
+                raise ConfigError(f"--occurrence {missing[0]}: no such occurrence")
+        self.project_cases = self._project_cases()
+
+    def _project_cases(self) -> list:
+        from antenna_invariants.mirror.models import Occurrence, Project
+
+        if self.job is not None:
+            candidates = [self.job.project_id]
+        elif self.occurrence_ids:
+            projects = Occurrence.objects.filter(pk__in=self.occurrence_ids).values_list("project_id", flat=True)
+            candidates = sorted({p if p is not None else NO_PROJECT for p in projects}, key=str)
+        else:
+            candidates = list(self.projects or Project.objects.order_by("pk").values_list("pk", flat=True))
+            if not self.projects:
+                candidates.append(NO_PROJECT)
+        if self.projects:
+            candidates = [p for p in candidates if p in self.projects]
+        return candidates
+
+    def _describe(self) -> str:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database(), current_setting('server_version')")
+            name, version = cursor.fetchone()
+        where = "DEMO database on the embedded PostgreSQL (seeded defects, not your data)" if self.demo else "live database"
+        mode = "REPAIR (journaled writes)" if self.repair else "check (read-only)"
+        scope = self.job.describe() if self.job else f"{len(self.project_cases)} project case(s)"
+        return f"antenna-invariants: {where} {name!r}, PostgreSQL {version}; mode: {mode}; scope: {scope}"
+
+    def scopes_for(self, entry) -> list[Scope]:
+        projects = [None] if entry.is_global else self.project_cases
+        return [Scope(project=p, job=self.job, occurrence_ids=self.occurrence_ids) for p in projects]
+
+
+def use_database(entry: dict):
+    """Point Django's default connection at ``entry`` (before or between connections)."""
+    from django.conf import settings
+    from django.db import connections
+
+    connections.close_all()
+    for target in {id(d): d for d in (settings.DATABASES["default"], connections["default"].settings_dict)}.values():
+        target.update({k: v for k, v in entry.items() if k != "TEST"})
+
+
+def db_access(config):
+    """Database access outside a test (pytest-django blocks it by default)."""
+    from pytest_django.plugin import blocking_manager_key
+
+    return config.stash[blocking_manager_key].unblock()
+
+
+def _is_invariants_session(config) -> bool:
+    paths = [Path(str(arg).split("::")[0]) for arg in config.args]
+    resolved = [(p if p.is_absolute() else Path(config.invocation_params.dir) / p).resolve() for p in paths]
+    inside = [p == INVARIANTS_DIR or INVARIANTS_DIR in p.parents for p in resolved]
+    if any(inside) and not all(inside):
+        raise pytest.UsageError("run the invariants and the self-tests in separate pytest sessions")
+    return bool(inside) and all(inside)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    import os
+
+    from antenna_invariants.rules import RULES
+
+    try:
+        if not _is_invariants_session(config):
+            if not os.environ.get("DATABASE_URL"):
+                use_database(conn.django_database(conn.embedded_url()))
+            return
+        live = LiveDatabase(config)
+        worker_db = getattr(config, "workerinput", {}).get("invariants_database")
+        live.prepare(json.loads(worker_db) if worker_db else None)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[LIVE] = live
+    reporting.load_rules(INVARIANTS_DIR)
+    for domain in sorted({r.domain for r in RULES.values()}):
+        config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
+    for entry in RULES.values():
+        config.addinivalue_line("markers", f"{entry.id}: {entry.doc[:80]}")
+    reporting.default_report_paths(config)
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(reporting.HtmlColumns(), "antenna-invariants-html")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    live = node.config.stash.get(LIVE, None)
+    if live is not None:
+        node.workerinput["invariants_database"] = json.dumps(live.database | {"_demo": live.demo})
+
+
+def pytest_report_header(config):
+    live = config.stash.get(LIVE, None)
+    return live.description if live else None
+
+
+def pytest_generate_tests(metafunc):
+    entry = getattr(metafunc.function, "rule", None)
+    live = metafunc.config.stash.get(LIVE, None)
+    if entry is None or "invariant_case" not in metafunc.fixturenames:
+        return
+    if live is None:
+        raise pytest.UsageError("rules run in an invariants session: pytest invariants [options]")
+    marks = [getattr(pytest.mark, entry.domain), getattr(pytest.mark, entry.id)]
+    params = [pytest.param(s, id=f"{entry.id}-{s.label}", marks=marks) for s in live.scopes_for(entry)]
+    metafunc.parametrize("invariant_case", params, indirect=True)
+
+
+class Case:
+    """One rule x scope, run inside a test: check, maybe repair, record the outcome, pass or fail."""
+
+    def __init__(self, request, live: LiveDatabase, scope: Scope):
+        self.request, self.live, self.scope = request, live, scope
+
+    def run(self, entry):
+        from django.db import DatabaseError
+
+        from antenna_invariants import journal as journal_mod
+        from antenna_invariants.rules import check, repair
+
+        try:
+            outcome = check(entry, self.scope, self.live.sample_size)
+            if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
+                journal_mod.ACTIVE = journal_mod.Journal(self.live.journal_dir, f"{entry.id}-{self.scope.label}")
+                try:
+                    repair(entry, self.scope, outcome, journal_mod.ACTIVE)
+                finally:
+                    journal_mod.ACTIVE = None
+        except DatabaseError as exc:
+            from antenna_invariants.rules import Outcome
+
+            outcome = Outcome(entry.id, self.scope.label, entry.severity, status="error")
+            outcome.message = str(exc).strip().splitlines()[0]
+        self.request.node.stash[OUTCOME] = outcome
+        for key in ("violations", "checked", "fixed", "unfixable"):
+            self.request.node.user_properties.append((key, getattr(outcome, key)))
+        if outcome.status == "skipped":
+            pytest.skip(outcome.message)
+        if outcome.status == "error":
+            pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
+        if outcome.status == "failed" or (outcome.status == "warned" and self.live.strict):
+            pytest.fail(reporting.failure_message(entry, outcome), pytrace=False)
+
+
+@pytest.fixture
+def invariant_case(request, django_db_blocker):
+    live = request.config.stash[LIVE]
+    with django_db_blocker.unblock():
+        yield Case(request, live, request.param)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    result = yield
+    report = result.get_result()
+    outcome = item.stash.get(OUTCOME, None)
+    if outcome is not None and report.when == "call":
+        report.invariant = outcome.as_dict()
+        reporting.attach_html_extras(item.config, report, outcome)
+
+
+def pytest_report_teststatus(report, config):
+    status = (getattr(report, "invariant", None) or {}).get("status")
+    if report.when != "call" or not report.passed:
+        return None
+    if status == "repaired":
+        return "repaired", "R", ("REPAIRED", {"green": True})
+    if status == "warned":
+        return "warned", "W", ("WARN", {"yellow": True})
+    return None
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and getattr(report, "invariant", None):
+        reporting.OUTCOMES.append(report.invariant)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
+        reporting.terminal_summary(terminalreporter, config)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
+        reporting.write_json(config.stash[LIVE].description)

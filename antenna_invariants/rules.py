@@ -1,0 +1,215 @@
+"""Rules: a function that returns the violating rows of one table, plus an optional set-based repair.
+
+    @rule("D1", risk="M")
+    def test_occurrence_with_evidence_has_determination(occurrences):
+        '''An occurrence with evidence has a determination.'''
+        return occurrences.filter(...)
+
+The parameter's name picks the table (``occurrences`` -> main_occurrence) and arrives already narrowed
+to the test case's scope.  The decorator turns the function into a pytest test parametrized per project
+(see ``plugin.py``); the engine, not the rule, counts, samples, repairs and reports (dbt's model).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from django.db import DatabaseError, connection, transaction
+
+from antenna_invariants.scope import NotApplicable, Scope
+
+RULES: dict[str, "Rule"] = {}
+
+
+def tables() -> dict:
+    from antenna_invariants.mirror import models as m
+
+    return {
+        "occurrences": m.Occurrence,
+        "detections": m.Detection,
+        "classifications": m.Classification,
+        "identifications": m.Identification,
+        "captures": m.SourceImage,
+        "events": m.Event,
+        "deployments": m.Deployment,
+        "collections": m.SourceImageCollection,
+        "taxa": m.Taxon,
+        "algorithms": m.Algorithm,
+        "jobs": m.Job,
+    }
+
+
+@dataclass
+class Rule:
+    id: str
+    func: Callable
+    table: str
+    domain: str
+    severity: str = "error"  # "error" fails the run; "warn" is reported as WARN
+    risk: str = "-"
+    error_if: str | None = None  # tolerated amount: ">0", ">10", ">0.1%"
+    hint: str = ""  # what a person should do, for rules without a repair
+    repair_func: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        return self.func.__name__
+
+    @property
+    def doc(self) -> str:
+        return " ".join((self.func.__doc__ or "").split())
+
+    @property
+    def model(self):
+        return tables()[self.table]
+
+    @property
+    def is_global(self) -> bool:
+        return "project" not in self.model.scope_paths
+
+    def rows(self, scope: Scope):
+        """Every row of the rule's table in scope: the denominator."""
+        return scope.restrict(self.model.objects.all()).order_by()
+
+    def violations(self, scope: Scope):
+        """The violating rows in scope, as a side-effect-free queryset."""
+        return self.func(self.rows(scope)).order_by()
+
+    def repair(self, func: Callable) -> Callable:
+        """Declare ``func(violators) -> rows fixed`` as this rule's repair."""
+        self.repair_func = func
+        return func
+
+    def tolerated(self, violations: int, checked: int) -> bool:
+        if not self.error_if:
+            return violations == 0
+        limit = self.error_if.lstrip(">").strip()
+        if limit.endswith("%"):
+            return checked > 0 and 100.0 * violations / checked <= float(limit[:-1])
+        return violations <= int(limit)
+
+
+def rule(rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None, hint: str = ""):
+    """Register a rule under its catalogue id and return the pytest test that runs it."""
+
+    def decorate(func: Callable):
+        (table,) = func.__code__.co_varnames[: func.__code__.co_argcount]
+        domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
+        entry = Rule(rule_id, func, table, domain, severity, risk, error_if, hint)
+        if rule_id in RULES and RULES[rule_id].func.__qualname__ != func.__qualname__:
+            raise ValueError(f"rule id {rule_id} is declared twice")
+        RULES[rule_id] = entry
+
+        def test(invariant_case):
+            invariant_case.run(entry)
+
+        test.__name__ = test.__qualname__ = func.__name__
+        test.__doc__ = func.__doc__
+        test.__module__ = func.__module__
+        test.rule = entry
+        test.repair = entry.repair
+        return test
+
+    return decorate
+
+
+@dataclass
+class Outcome:
+    """What one rule x scope produced; one record of reports/invariants.json."""
+
+    rule: str
+    project: str
+    severity: str
+    status: str = "passed"  # passed | failed | warned | repaired | error | skipped
+    violations: int = 0
+    checked: int = 0
+    sample: list[int] = field(default_factory=list)
+    fixed: int = 0
+    unfixable: int = 0
+    remaining: int | None = None
+    sql: str = ""
+    duration: float = 0.0
+    message: str = ""
+    journal: str | None = None
+
+    as_dict = asdict
+
+
+def compiled_sql(queryset) -> str:
+    sql, params = queryset.values("pk").query.sql_with_params()
+    return connection.ops.compose_sql(sql, params)
+
+
+def read_only():
+    """A transaction PostgreSQL itself refuses to write in."""
+    atomic = transaction.atomic()
+
+    class ReadOnly:
+        def __enter__(self):
+            atomic.__enter__()
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION READ ONLY")
+
+        def __exit__(self, *exc):
+            return atomic.__exit__(*exc)
+
+    return ReadOnly()
+
+
+def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
+    """Count the violations (never capped), take a small ordered sample, count the denominator."""
+    started = time.perf_counter()
+    outcome = Outcome(entry.id, scope.label, entry.severity)
+    try:
+        violators = entry.violations(scope)
+    except NotApplicable as exc:
+        outcome.status, outcome.message = "skipped", str(exc)
+        return outcome
+    with read_only():
+        outcome.violations = violators.count()
+        outcome.checked = entry.rows(scope).count()
+        if outcome.violations:
+            ids = violators.order_by("pk").values_list("pk", flat=True)
+            outcome.sample = list(ids[:sample_size] if sample_size else ids)
+    outcome.sql = compiled_sql(violators)
+    outcome.status = "passed" if entry.tolerated(outcome.violations, outcome.checked) else "failed"
+    if outcome.status == "failed" and entry.severity == "warn":
+        outcome.status = "warned"
+    outcome.duration = time.perf_counter() - started
+    return outcome
+
+
+def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int = 5000) -> Outcome:
+    """Fix the violators in one transaction, batch by batch (each in a savepoint), then re-check.
+
+    A batch whose statement fails is split in two until the failing rows are isolated; those are counted
+    as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades.
+    """
+    started = time.perf_counter()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
+        ids = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), batch_size):
+            outcome.fixed += _repair_batch(entry, scope, ids[start : start + batch_size], journal)
+        outcome.remaining = entry.violations(scope).count()
+    outcome.unfixable = outcome.remaining
+    outcome.journal = journal.path_if_written()
+    outcome.status = "repaired" if outcome.remaining == 0 else outcome.status
+    outcome.duration += time.perf_counter() - started
+    return outcome
+
+
+def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> int:
+    try:
+        with transaction.atomic():
+            batch = entry.violations(scope).filter(pk__in=ids)
+            journal.before(entry.model, ids)
+            return entry.repair_func(batch) or 0
+    except DatabaseError:
+        if len(ids) == 1:
+            return 0
+        middle = len(ids) // 2
+        return _repair_batch(entry, scope, ids[:middle], journal) + _repair_batch(entry, scope, ids[middle:], journal)

@@ -1,0 +1,125 @@
+"""What one test case covers: a project (or the rows with no project), optionally narrowed to a job's
+inferred footprint or to a list of occurrences.
+
+A job stores no link from the rows it wrote (fact sheet §6), so ``--job`` is inferred: the job's project,
+its input captures (collection, else single capture, else deployment) and its pipeline's algorithms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from antenna_invariants.connection import ConfigError
+
+NO_PROJECT = "none"
+
+
+class NotApplicable(Exception):
+    """The scope cannot be applied to this table (e.g. --occurrence on taxa)."""
+
+
+@dataclass(frozen=True)
+class JobFootprint:
+    id: int
+    project_id: int
+    image_source: tuple[str, int] | None  # ("collection" | "single" | "deployment", id)
+    algorithm_ids: tuple[int, ...] | None  # None: the job has no pipeline
+
+    @classmethod
+    def infer(cls, job_id: int) -> "JobFootprint":
+        from antenna_invariants.mirror.models import Job
+
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            raise ConfigError(f"--job {job_id}: no such job")
+        for kind, value in (
+            ("collection", job.source_image_collection_id),
+            ("single", job.source_image_single_id),
+            ("deployment", job.deployment_id),
+        ):
+            if value is not None:
+                source = (kind, value)
+                break
+        else:
+            source = None
+        algorithms = None
+        if job.pipeline_id is not None:
+            algorithms = tuple(job.pipeline.algorithms.order_by("pk").values_list("pk", flat=True))
+        return cls(job.pk, job.project_id, source, algorithms)
+
+    def describe(self) -> str:
+        images = f"{self.image_source[0]} {self.image_source[1]}" if self.image_source else "no input captures"
+        algos = f"algorithms {list(self.algorithm_ids)}" if self.algorithm_ids is not None else "no pipeline"
+        return f"job {self.id}: project {self.project_id}, {images}, {algos}"
+
+    def images(self):
+        from antenna_invariants.mirror.models import SourceImage
+
+        kind, value = self.image_source
+        lookup = {"collection": "collections", "single": "pk", "deployment": "deployment_id"}[kind]
+        return SourceImage.objects.filter(**{lookup: value}).values("pk")
+
+
+@dataclass(frozen=True)
+class Scope:
+    project: int | str | None = None  # a project id, NO_PROJECT, or None (every project: global tables)
+    job: JobFootprint | None = None
+    occurrence_ids: tuple[int, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        if self.project is None:
+            return "global"
+        return "noproject" if self.project == NO_PROJECT else f"project{self.project}"
+
+    def restrict(self, queryset):
+        """The rows of ``queryset`` inside this scope (raises NotApplicable when the table has no such path)."""
+        model = queryset.model
+        paths = model.scope_paths
+        if self.project is not None and "project" in paths:
+            if self.project == NO_PROJECT:
+                queryset = queryset.filter(**{f"{paths['project']}__isnull": True})
+            else:
+                queryset = queryset.filter(**{f"{paths['project']}_id": self.project})
+        if self.job is not None:
+            queryset = self._restrict_to_job(queryset, paths)
+        if self.occurrence_ids is not None:
+            if "occurrences" not in paths:
+                raise NotApplicable(f"{model._meta.db_table} has no occurrence to scope by")
+            inner = model.objects.filter(**{f"{paths['occurrences']}__in": self.occurrence_ids})
+            queryset = queryset.filter(pk__in=inner.values("pk"))
+        return queryset
+
+    def _restrict_to_job(self, queryset, paths):
+        model = queryset.model
+        if "jobs" in paths:
+            return queryset.filter(**{paths["jobs"]: self.job.id})
+        if "project" not in paths:
+            return queryset  # global tables (taxa, algorithms) are not narrowed by a job
+        condition = Q()
+        if self.job.image_source is not None and "images" in paths:
+            condition &= Q(**{f"{paths['images']}__in": self.job.images()})
+        if self.job.algorithm_ids is not None and paths.get("algorithms"):
+            by_algorithm = Q()
+            for path in paths["algorithms"]:
+                by_algorithm |= Q(**{f"{path}__in": self.job.algorithm_ids})
+            condition &= by_algorithm
+        if not condition:
+            return queryset
+        return queryset.filter(pk__in=model.objects.filter(condition).values("pk"))
+
+
+def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:
+    """``["5", "7,9"]`` -> ``(5, 7, 9)``; a non-integer is a one-line usage error."""
+    if not values:
+        return None
+    ids = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part.isdigit():
+                raise ConfigError(f"{option}: {part!r} is not an id")
+            ids.append(int(part))
+    return tuple(dict.fromkeys(ids))
