@@ -34,6 +34,7 @@ def pytest_addoption(parser):
     group.addoption("--all-projects", action="store_true", help="allow --repair without a scope")
     group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
     group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
+    group.addoption("--reports", default=str(conn.ROOT / "reports"), metavar="DIR", help="where reports and journals go")
 
 
 class LiveDatabase:
@@ -56,7 +57,7 @@ class LiveDatabase:
         self.job: JobFootprint | None = None
         self.demo = False
         self.description = ""
-        self.journal_dir = conn.ROOT / "reports"
+        self.reports = Path(config.getoption("reports"))
 
     def prepare(self, database: dict | None = None):
         """Connect (building the demo when needed), guard against drift, validate the scope."""
@@ -193,7 +194,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
     for entry in RULES.values():
         config.addinivalue_line("markers", f"{entry.id}: {entry.doc[:80]}")
-    reporting.default_report_paths(config)
+    reporting.default_report_paths(config, live.reports)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(reporting.HtmlColumns(), "antenna-invariants-html")
 
@@ -231,17 +232,13 @@ class Case:
     def run(self, entry):
         from django.db import DatabaseError
 
-        from antenna_invariants import journal as journal_mod
+        from antenna_invariants.journal import Journal
         from antenna_invariants.rules import check, repair
 
         try:
             outcome = check(entry, self.scope, self.live.sample_size)
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
-                journal_mod.ACTIVE = journal_mod.Journal(self.live.journal_dir, f"{entry.id}-{self.scope.label}")
-                try:
-                    repair(entry, self.scope, outcome, journal_mod.ACTIVE)
-                finally:
-                    journal_mod.ACTIVE = None
+                repair(entry, self.scope, outcome, Journal(self.live.reports, f"{entry.id}-{self.scope.label}"))
         except DatabaseError as exc:
             from antenna_invariants.rules import Outcome
 
@@ -293,10 +290,11 @@ def pytest_runtest_logreport(report):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
-        reporting.terminal_summary(terminalreporter, config)
+        reporting.terminal_summary(terminalreporter, config.stash[LIVE].reports)
 
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
-        reporting.write_json(config.stash[LIVE].description)
+        live = config.stash[LIVE]
+        reporting.write_json(live.reports, live.description)

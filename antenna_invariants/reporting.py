@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 OUTCOMES: list[dict] = []
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
 def load_rules(directory: Path):
@@ -17,12 +16,12 @@ def load_rules(directory: Path):
         importlib.import_module(f"{directory.name}.{path.stem}")
 
 
-def default_report_paths(config):
-    """JUnit XML and HTML go to reports/ unless the user chose other paths."""
+def default_report_paths(config, reports: Path):
+    """JUnit XML and HTML go to the reports directory unless the user chose other paths."""
     if getattr(config.option, "xmlpath", None) is None:
-        config.option.xmlpath = str(REPORTS / "junit.xml")
+        config.option.xmlpath = str(reports / "junit.xml")
     if hasattr(config.option, "htmlpath") and config.option.htmlpath is None:
-        config.option.htmlpath = str(REPORTS / "report.html")
+        config.option.htmlpath = str(reports / "report.html")
         config.option.self_contained_html = True
 
 
@@ -62,7 +61,7 @@ def totals() -> dict[str, int]:
     return {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
 
 
-def terminal_summary(terminal, config):
+def terminal_summary(terminal, reports: Path):
     interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped")]
     terminal.section("antenna invariants")
     for o in interesting:
@@ -73,17 +72,17 @@ def terminal_summary(terminal, config):
         f"rules x scopes: {len(OUTCOMES)}; rows checked {t['checked']}, violating {t['violations']}, "
         f"fixed {t['fixed']}, unfixable {t['unfixable']}"
     )
-    terminal.write_line(f"reports: {REPORTS / 'invariants.json'}")
+    terminal.write_line(f"reports: {reports / 'invariants.json'}")
 
 
-def write_json(description: str):
-    REPORTS.mkdir(exist_ok=True)
+def write_json(reports: Path, description: str):
+    reports.mkdir(parents=True, exist_ok=True)
     document = {
         "database": description,
         "totals": totals(),
         "results": sorted(OUTCOMES, key=lambda o: (o["rule"], o["project"])),
     }
-    (REPORTS / "invariants.json").write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    (reports / "invariants.json").write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 class HtmlColumns:

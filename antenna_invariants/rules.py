@@ -18,6 +18,7 @@ from typing import Callable
 
 from django.db import DatabaseError, connection, transaction
 
+from antenna_invariants import journal as journal_module
 from antenna_invariants.scope import NotApplicable, Scope
 
 RULES: dict[str, "Rule"] = {}
@@ -148,9 +149,11 @@ def read_only():
 
     class ReadOnly:
         def __enter__(self):
+            owns_transaction = not connection.in_atomic_block
             atomic.__enter__()
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION READ ONLY")
+            if owns_transaction:  # inside a caller's transaction (self-tests) the caller decides
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION READ ONLY")
 
         def __exit__(self, *exc):
             return atomic.__exit__(*exc)
@@ -187,14 +190,20 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int
     A batch whose statement fails is split in two until the failing rows are isolated; those are counted
     as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades.
     """
+    if entry.repair_func is None:
+        raise ValueError(f"{entry.id} has no repair")
     started = time.perf_counter()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
-        ids = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
-        for start in range(0, len(ids), batch_size):
-            outcome.fixed += _repair_batch(entry, scope, ids[start : start + batch_size], journal)
-        outcome.remaining = entry.violations(scope).count()
+    journal_module.ACTIVE = journal
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
+            ids = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
+            for start in range(0, len(ids), batch_size):
+                outcome.fixed += _repair_batch(entry, scope, ids[start : start + batch_size], journal)
+            outcome.remaining = entry.violations(scope).count()
+    finally:
+        journal_module.ACTIVE = None
     outcome.unfixable = outcome.remaining
     outcome.journal = journal.path_if_written()
     outcome.status = "repaired" if outcome.remaining == 0 else outcome.status

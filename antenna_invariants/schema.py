@@ -47,11 +47,10 @@ def _normalise(db_type: str) -> str:
     return db_type
 
 
-def live_columns(tables) -> dict[str, dict[str, tuple[str, bool, bool]]]:
-    """{table: {column: (type, nullable, has_default)}} in the connected database."""
-    with connection.cursor() as cursor:
-        cursor.execute(LIVE_COLUMNS_SQL, [list(tables)])
-        rows = cursor.fetchall()
+def live_columns(cursor, tables) -> dict[str, dict[str, tuple[str, bool, bool]]]:
+    """{table: {column: (type, nullable, has_default)}} in the database behind ``cursor`` (any DB-API cursor)."""
+    cursor.execute(LIVE_COLUMNS_SQL, [list(tables)])
+    rows = cursor.fetchall()
     live: dict[str, dict[str, tuple[str, bool, bool]]] = {}
     for table, column, db_type, not_null, has_default in rows:
         live.setdefault(table, {})[column] = (db_type, not not_null, has_default)
@@ -68,10 +67,10 @@ def missing(mirror, live) -> list[str]:
     return problems
 
 
-def differences() -> list[str]:
-    """Everything that makes the mirror incompatible with the connected schema."""
+def differences(cursor) -> list[str]:
+    """Everything that makes the mirror incompatible with the schema behind ``cursor``."""
     mirror = mirror_columns()
-    live = live_columns(mirror)
+    live = live_columns(cursor, mirror)
     problems = missing(mirror, live)
     for table, columns in sorted(mirror.items()):
         for column, (db_type, nullable) in sorted(columns.items()):
@@ -91,7 +90,8 @@ def differences() -> list[str]:
 def guard():
     """Stop the run when a mirrored table or column is missing from the live database."""
     mirror = mirror_columns()
-    problems = missing(mirror, live_columns(mirror))
+    with connection.cursor() as cursor:
+        problems = missing(mirror, live_columns(cursor, mirror))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"schema drift: {problems[0]}{more}")

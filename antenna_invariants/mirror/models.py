@@ -162,6 +162,7 @@ class Event(Base):
 
     class Meta:
         db_table = "main_event"
+        constraints = [models.UniqueConstraint(fields=["deployment", "group_by"], name="unique_event")]
 
 
 class SourceImage(Base):
@@ -185,6 +186,7 @@ class SourceImage(Base):
 
     class Meta:
         db_table = "main_sourceimage"
+        constraints = [models.UniqueConstraint(fields=["deployment", "path"], name="unique_deployment_path")]
 
 
 class Occurrence(Base):

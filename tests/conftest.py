@@ -1,0 +1,136 @@
+"""Self-test database: built by the mirror's migrations, or (``--on-antenna-schema``) from Antenna's real DDL.
+
+Either way it is a throwaway database on the embedded PostgreSQL or on ``DATABASE_URL``'s server, and every
+test runs in a transaction that is rolled back (pytest-django's ``db``).
+"""
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from antenna_invariants.connection import ROOT, url_for
+
+DEFAULT_SCHEMA = ROOT.parent / "shared" / "antenna" / "schema.sql"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--antenna-schema",
+        default=os.environ.get("ANTENNA_SCHEMA_SQL", str(DEFAULT_SCHEMA)),
+        help="Antenna's schema.sql (pg_dump of all its migrations), for the compatibility tests",
+    )
+    parser.addoption(
+        "--on-antenna-schema", action="store_true", help="build the self-test database from --antenna-schema"
+    )
+
+
+@pytest.fixture(scope="session")
+def antenna_schema(request) -> Path:
+    path = Path(request.config.getoption("antenna_schema"))
+    if not path.is_file():
+        pytest.skip(f"Antenna's schema.sql not found at {path} (set --antenna-schema or ANTENNA_SCHEMA_SQL)")
+    return path
+
+
+def create_database_from_schema(settings: dict, name: str, schema_sql: Path):
+    with psycopg.connect(url_for(settings, "postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(url_for(settings, name), autocommit=True) as target:
+        target.execute(schema_sql.read_text(encoding="utf-8"))
+        target.execute("SELECT pg_catalog.set_config('search_path', 'public', false)")
+
+
+def drop_database(settings: dict, name: str):
+    with psycopg.connect(url_for(settings, "postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_db_blocker, django_db_modify_db_settings):
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    if not request.config.getoption("on_antenna_schema"):
+        with django_db_blocker.unblock():
+            names = setup_databases(verbosity=0, interactive=False, keepdb=False)
+        yield
+        with django_db_blocker.unblock():
+            teardown_databases(names, verbosity=0)
+        return
+
+    schema_sql = request.getfixturevalue("antenna_schema")
+    settings = connection.settings_dict
+    original, name = settings["NAME"], settings["TEST"]["NAME"] + "_antenna"
+    create_database_from_schema(settings, name, schema_sql)
+    with django_db_blocker.unblock():
+        connection.close()
+        settings["NAME"] = name
+    yield
+    with django_db_blocker.unblock():
+        connection.close()
+        settings["NAME"] = original
+        drop_database(settings, name)
+
+
+@pytest.fixture
+def on_antenna_schema(request) -> bool:
+    return request.config.getoption("on_antenna_schema")
+
+
+class Invariants:
+    """Runs rules the way the plugin does, inside the test's transaction."""
+
+    def __init__(self, journal_dir: Path):
+        from antenna_invariants.plugin import INVARIANTS_DIR
+        from antenna_invariants.reporting import load_rules
+
+        load_rules(INVARIANTS_DIR)
+        self.journal_dir = journal_dir
+
+    def scope(self, project=None, job=None, occurrences=None):
+        from antenna_invariants.scope import JobFootprint, Scope
+
+        project = getattr(project, "pk", project)
+        footprint = JobFootprint.infer(getattr(job, "pk", job)) if job is not None else None
+        ids = tuple(getattr(o, "pk", o) for o in occurrences) if occurrences is not None else None
+        return Scope(project=project, job=footprint, occurrence_ids=ids)
+
+    def check(self, rule_id, **scope):
+        from antenna_invariants.rules import RULES, check
+
+        return check(RULES[rule_id], self.scope(**scope), sample_size=0)
+
+    def violators(self, rule_id, **scope) -> set[int]:
+        return set(self.check(rule_id, **scope).sample)
+
+    def repair(self, rule_id, **scope):
+        from antenna_invariants.journal import Journal
+        from antenna_invariants.rules import RULES, repair
+
+        entry, where = RULES[rule_id], self.scope(**scope)
+        outcome = self.check(rule_id, **scope)
+        self.journal = Journal(self.journal_dir, rule_id)
+        return repair(entry, where, outcome, self.journal)
+
+    @staticmethod
+    def snapshot() -> str:
+        """A checksum of every mirrored table's content (to prove check mode wrote nothing)."""
+        from django.db import connection
+
+        from antenna_invariants.schema import mirror_models
+
+        parts = []
+        with connection.cursor() as cursor:
+            for model in mirror_models():
+                table = model._meta.db_table
+                cursor.execute(f'SELECT md5(coalesce(string_agg(to_jsonb(t)::text, \',\' ORDER BY t.id), \'\')) FROM "{table}" t')
+                parts.append(f"{table}:{cursor.fetchone()[0]}")
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def invariants(db, tmp_path):
+    return Invariants(tmp_path / "journals")
