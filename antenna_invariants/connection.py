@@ -17,10 +17,13 @@ class ConfigError(Exception):
     """Bad input or configuration: reported as one line, exit code 4."""
 
 
-def django_database(url: str, *, read_only: bool = False) -> dict:
+TEST_DATABASE = {"NAME": os.environ.get("INVARIANTS_TEST_DB", "test_invariants")}
+
+
+def django_database(url: str) -> dict:
     """Translate a postgres:// URL (or libpq key=value string) into Django's DATABASES entry."""
     if not url:
-        return {"ENGINE": "django.db.backends.postgresql", "NAME": "", "TEST": {"NAME": "test_invariants"}}
+        return {"ENGINE": "django.db.backends.postgresql", "NAME": "", "TEST": dict(TEST_DATABASE)}
     from psycopg.conninfo import conninfo_to_dict
 
     try:
@@ -28,11 +31,8 @@ def django_database(url: str, *, read_only: bool = False) -> dict:
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
         raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {exc}") from None
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
-    pg_options = [info["options"]] if info.get("options") else []
-    if read_only:
-        pg_options.append("-c default_transaction_read_only=on")
-    if pg_options:
-        options["options"] = " ".join(pg_options)
+    if info.get("options"):
+        options["options"] = info["options"]
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": info.get("dbname", "postgres"),
@@ -41,8 +41,15 @@ def django_database(url: str, *, read_only: bool = False) -> dict:
         "HOST": info.get("host", ""),
         "PORT": info.get("port", ""),
         "OPTIONS": options,
-        "TEST": {"NAME": "test_invariants"},
+        "TEST": dict(TEST_DATABASE),
     }
+
+
+def read_only(entry: dict) -> dict:
+    """The same database, but every transaction of the session is read-only (PostgreSQL enforces it)."""
+    options = dict(entry.get("OPTIONS", {}))
+    options["options"] = " ".join(filter(None, [options.get("options"), "-c default_transaction_read_only=on"]))
+    return entry | {"OPTIONS": options}
 
 
 def url_for(settings: dict, dbname: str | None = None) -> str:

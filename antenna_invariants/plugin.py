@@ -70,15 +70,12 @@ class LiveDatabase:
         else:
             self.demo = database.pop("_demo", False)
         self.database = database
-        options = dict(database.get("OPTIONS", {}))
-        if not self.repair:
-            options["options"] = " ".join(filter(None, [options.get("options"), "-c default_transaction_read_only=on"]))
         try:
             with db_access(self.config):
                 if self.demo and not hasattr(self.config, "workerinput"):
                     use_database(database)
                     demo.ensure(self.config.getoption("reset_demo"))
-                use_database(database | {"OPTIONS": options})
+                use_database(database if self.repair else conn.read_only(database))
                 schema.guard()
                 if self.repair:
                     schema.refuse_read_only_server()
