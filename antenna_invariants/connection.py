@@ -62,6 +62,7 @@ def url_for(settings: dict, dbname: str | None = None) -> str:
         "password": settings.get("PASSWORD") or None,
         "host": settings.get("HOST") or None,
         "port": settings.get("PORT") or None,
+        **settings.get("OPTIONS", {}),
     }
     return make_conninfo(**{k: v for k, v in parts.items() if v})
 

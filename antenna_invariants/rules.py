@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 
 from antenna_invariants import journal as journal_module
@@ -139,7 +140,10 @@ class Outcome:
 
 
 def compiled_sql(queryset) -> str:
-    sql, params = queryset.values("pk").query.sql_with_params()
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:
+        return "SELECT NULL WHERE FALSE  -- the scope admits no rows"
     return connection.ops.compose_sql(sql, params)
 
 

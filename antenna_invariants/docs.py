@@ -1,0 +1,49 @@
+"""docs/invariants.md, generated from the rules themselves (``python -m antenna_invariants docs``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from antenna_invariants.connection import ROOT
+
+DOCS = ROOT / "docs" / "invariants.md"
+RISKS = {"L": "low: pure recompute", "M": "medium: changes what users see", "H": "high: deletes rows", "-": "report only"}
+
+
+def _id_key(rule_id: str):
+    letters, number = re.match(r"([A-Z]+)(\d+)", rule_id).groups()
+    return letters, int(number)
+
+
+def render() -> str:
+    from antenna_invariants.reporting import load_rules
+    from antenna_invariants.rules import RULES
+
+    load_rules(ROOT / "invariants")
+    lines = [
+        "# Rule reference",
+        "",
+        "Generated from the rules' docstrings by `python -m antenna_invariants docs`; a self-test fails when",
+        "this file is out of date.  Ids are those of the catalogue (antenna-data-model.md §8); J1–J4 are the job",
+        "rules, which the catalogue lists without ids.",
+        "",
+        "| id | domain | severity | what it means | repair | risk |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule_id in sorted(RULES, key=_id_key):
+        entry = RULES[rule_id]
+        severity = entry.severity + (f" (tolerates {entry.error_if})" if entry.error_if else "")
+        if entry.repair_func is not None:
+            repair = "yes: " + " ".join((entry.repair_func.__doc__ or entry.repair_func.__name__).split())
+        else:
+            repair = "no" + (f": {entry.hint}" if entry.hint else "")
+        cells = [entry.id, entry.domain, severity, entry.doc, repair, RISKS.get(entry.risk, entry.risk)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path = DOCS) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(), encoding="utf-8")
+    return str(path)

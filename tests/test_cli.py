@@ -1,0 +1,150 @@
+"""End to end: `pytest invariants ...` in a subprocess against a committed self-test database."""
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.db import connection
+
+from antenna_invariants.connection import ROOT, url_for
+from antenna_invariants.mirror.models import Occurrence
+from fixtures import factories as f
+from fixtures.scenarios import occurrences
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Run the invariants against the self-test database; returns (exit code, output, reports dir)."""
+
+    def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider")):
+        env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict)}
+        command = [sys.executable, *module, *args]
+        if module[1] == "pytest":
+            command += ["--reports", str(tmp_path)]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    invoke.reports = tmp_path
+    return invoke
+
+
+def results(reports):
+    return {(r["rule"], r["project"]): r for r in json.loads((reports / "invariants.json").read_text())["results"]}
+
+
+def test_check_reports_every_rule_per_project_and_writes_nothing(run, invariants):
+    station = f.DeploymentFactory()
+    partial = occurrences.partial_save(station)
+    occurrences.phantom_occurrence(f.DeploymentFactory(project=None))
+    before = invariants.snapshot()
+
+    code, output = run()
+
+    assert code == 1, output
+    assert "live database" in output and "mode: check (read-only)" in output
+    assert invariants.snapshot() == before
+    d1 = results(run.reports)[("D1", f"project{station.project_id}")]
+    assert (d1["status"], d1["violations"], d1["sample"], d1["fixed"]) == ("failed", 1, [partial.pk], 0)
+    assert d1["sql"].startswith("SELECT") and d1["duration"] >= 0
+    assert results(run.reports)[("F1", "noproject")]["status"] == "failed"
+    cases = ET.parse(run.reports / "junit.xml").getroot().iter("testcase")
+    names = {c.get("name") for c in cases}
+    assert f"test_occurrence_with_evidence_has_a_determination[D1-project{station.project_id}]" in names
+    assert "test_occurrence_has_a_real_detection[F1-noproject]" in names
+    assert (run.reports / "report.html").stat().st_size > 0
+
+
+def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
+    mine, theirs = f.DeploymentFactory(), f.DeploymentFactory()
+    partial = occurrences.partial_save(mine)
+    phantom = occurrences.phantom_occurrence(mine, identified=True)
+    untouched = occurrences.partial_save(theirs)
+
+    code, output = run("--repair", f"--project={mine.project_id}", "-m", "D1 or F1", "-v")
+
+    assert code == 0, output
+    assert "REPAIRED" in output and "fixed 1, unfixable 0" in output
+    found = results(run.reports)
+    assert found[("D1", f"project{mine.project_id}")]["status"] == "repaired"
+    assert found[("F1", f"project{mine.project_id}")]["fixed"] == 1
+    assert set(found) == {("D1", f"project{mine.project_id}"), ("F1", f"project{mine.project_id}")}
+    assert Occurrence.objects.get(pk=partial.pk).determination_id is not None
+    assert not Occurrence.objects.filter(pk=phantom.pk).exists()
+    assert Occurrence.objects.get(pk=untouched.pk).determination_id is None
+    journals = sorted(run.reports.glob("journal-F1-*.jsonl"))
+    assert journals
+
+    assert run(f"--project={mine.project_id}", "-m", "D1 or F1")[0] == 0
+    code, output = run(str(journals[0]), module=("-m", "antenna_invariants", "restore"))
+    assert code == 0, output
+    assert Occurrence.objects.filter(pk=phantom.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--project", "999999"], "ERROR: --project 999999: no such project"),
+        (["--project", "5,abc"], "ERROR: --project: 'abc' is not an id"),
+        (["--job", "999999"], "ERROR: --job 999999: no such job"),
+        (["--occurrence", "999999"], "ERROR: --occurrence 999999: no such occurrence"),
+        (["--repair"], "ERROR: --repair needs a scope"),
+        (["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_4(run, args, message):
+    code, output = run(*args)
+    assert code == 4, output
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_repair_is_refused_on_a_read_only_database(run):
+    station = f.DeploymentFactory()
+    occurrences.partial_save(station)
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        code, output = run("--repair", f"--project={station.project_id}")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+    assert code == 4, output
+    assert "--repair refused: the database is read-only" in output
+
+
+def test_schema_drift_stops_the_run_before_any_rule(run):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE main_detection RENAME COLUMN path TO path_renamed")
+    try:
+        code, output = run()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE main_detection RENAME COLUMN path_renamed TO path")
+    assert code == 4, output
+    assert "ERROR: schema drift: column main_detection.path is missing" in output
+    assert "Traceback" not in output
+
+
+def test_selection_by_keyword_and_marker_under_xdist(run):
+    station = f.DeploymentFactory()
+    occurrences.partial_save(station)
+
+    code, output = run("-k", "D1", "-n", "2", f"--project={station.project_id}")
+
+    assert code == 1, output
+    assert set(results(run.reports)) == {("D1", f"project{station.project_id}")}
+    code, output = run("-m", "occurrences", f"--project={station.project_id}", "--co", "-q")
+    assert code == 0, output
+    assert "D1-project" in output and "N6-project" not in output
+
+
+def test_a_clean_database_passes(run):
+    f.OccurrenceFactory()
+    code, output = run("-m", "D1 or F1 or N6")
+    assert code == 0, output

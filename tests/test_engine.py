@@ -1,0 +1,97 @@
+"""The engine's parts on their own: ids, thresholds, job footprints, read-only transactions, journals."""
+
+import psycopg
+import pytest
+from django.db import connection
+
+from antenna_invariants.connection import ConfigError, read_only, url_for
+from antenna_invariants.rules import RULES, Rule, read_only as read_only_transaction
+from antenna_invariants.scope import parse_ids
+from fixtures import factories as f
+from fixtures.scenarios import detections, occurrences
+
+
+def test_parse_ids_accepts_repeats_and_commas_and_rejects_the_rest():
+    assert parse_ids(["5", "7,9", "5"], "--project") == (5, 7, 9)
+    assert parse_ids(None, "--project") is None
+    with pytest.raises(ConfigError, match="--project: 'abc' is not an id"):
+        parse_ids(["5,abc"], "--project")
+
+
+@pytest.mark.parametrize(
+    "error_if, violations, checked, tolerated",
+    [(None, 0, 10, True), (None, 1, 10, False), (">2", 2, 10, True), (">2", 3, 10, False),
+     (">10%", 1, 10, True), (">10%", 2, 10, False), (">0.1%", 1, 0, False)],
+)
+def test_thresholds_tolerate_a_count_or_a_share_of_the_denominator(error_if, violations, checked, tolerated):
+    entry = Rule("X1", lambda rows: rows, "occurrences", "test", error_if=error_if)
+    assert entry.tolerated(violations, checked) is tolerated
+
+
+COMMITTED = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+
+
+@COMMITTED
+def test_a_write_in_a_read_only_session_fails():
+    with psycopg.connect(url_for(read_only(dict(connection.settings_dict))), autocommit=True) as session:
+        assert session.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            session.execute("UPDATE main_occurrence SET determination_score = 0.5")
+
+
+@COMMITTED
+def test_a_write_inside_the_checks_transaction_fails():
+    occurrences.partial_save(f.DeploymentFactory())
+    with pytest.raises(Exception, match="read-only transaction"):
+        with read_only_transaction(), connection.cursor() as cursor:
+            cursor.execute("UPDATE main_occurrence SET determination_score = 0.5")
+
+
+def test_job_scope_is_the_jobs_project_captures_and_algorithms(invariants):
+    station = f.DeploymentFactory()
+    inside = occurrences.partial_save(station)
+    outside = occurrences.partial_save(station)  # same project, a capture the job never saw
+    capture = inside.detections.get().source_image
+    algorithm = inside.detections.get().classifications.get().algorithm
+    collection = f.CollectionFactory(project=station.project, images=[capture])
+    job = f.JobFactory(project=station.project, source_image_collection=collection, pipeline__algorithms=[algorithm])
+    other_algorithm_job = f.JobFactory(project=station.project, source_image_collection=collection)
+
+    assert invariants.violators("D1", project=station.project) == {inside.pk, outside.pk}
+    assert invariants.violators("D1", project=station.project, job=job) == {inside.pk}
+    assert invariants.violators("D1", project=station.project, job=other_algorithm_job) == set()
+
+
+def test_job_scope_without_pipeline_or_inputs_falls_back_to_what_is_known(invariants):
+    station = f.DeploymentFactory()
+    orphan = detections.orphaned_detection(station)
+    by_deployment = f.JobFactory(project=station.project, job_type_key="regroup_events", deployment=station, pipeline=None)
+    elsewhere = f.JobFactory(project=station.project, deployment=f.DeploymentFactory(project=station.project), pipeline=None)
+
+    assert invariants.violators("N6", project=station.project, job=by_deployment) == {orphan.pk}
+    assert invariants.violators("N6", project=station.project, job=elsewhere) == set()
+
+
+def test_unknown_job_is_a_one_line_config_error(invariants):
+    with pytest.raises(ConfigError, match="--job 999999: no such job"):
+        invariants.scope(job=999999)
+
+
+def test_a_failing_batch_is_split_and_only_the_bad_rows_count_as_unfixable(invariants, monkeypatch):
+    station = f.DeploymentFactory()
+    rows = [occurrences.partial_save(station) for _ in range(5)]
+    poisoned = rows[2].pk
+    entry = RULES["D1"]
+    original = entry.repair_func
+
+    def fails_on_one_row(violators):
+        if violators.filter(pk=poisoned).exists():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1/0")
+        return original(violators)
+
+    monkeypatch.setattr(entry, "repair_func", fails_on_one_row)
+    outcome = invariants.repair("D1", project=station.project)
+
+    assert (outcome.fixed, outcome.unfixable, outcome.status) == (4, 1, "failed")
+    assert invariants.violators("D1", project=station.project) == {poisoned}
