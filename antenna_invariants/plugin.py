@@ -44,7 +44,7 @@ class LiveDatabase:
         self.config = config
         self.repair = config.getoption("repair")
         self.sample_size = config.getoption("sample_size")
-        self.strict = config.getoption("strict")
+        self.strict = bool(config.getini("strict"))  # pytest's own --strict (ini "strict")
         self.projects = parse_ids(config.getoption("project"), "--project")
         job_ids = parse_ids([config.getoption("job")] if config.getoption("job") else None, "--job")
         self.job_id = job_ids[0] if job_ids else None
