@@ -1,6 +1,7 @@
 """The expected determination of an occurrence (fact sheet §4.1, §4.2, §4.7), in one SQL statement.
 
-Shared by every determination rule (D1-D4) and by their repairs, so check and repair cannot disagree.
+Shared by every determination rule (D1-D4) and by their repairs, so check and repair cannot disagree;
+repairs of other tables that change the evidence (D7) recompute through ``rewrite_expected``.
 
 - The best active identification (newest ``created_at``, then higher id) decides when it exists: its taxon
   with score 1.0.  If its taxon is NULL the occurrence is *blocked*: Antenna does not fall back to the
@@ -103,3 +104,15 @@ def where_expected(occurrences, condition: str):
     sql, params = expected_sql(occurrences)
     matching = f"SELECT o.id FROM ({sql}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {condition}"
     return occurrences.filter(pk__in=RawSQL(matching, params))
+
+
+def rewrite_expected(occurrence_ids: list[int]) -> int:
+    """For a repair of another table that changes occurrences' evidence (an identification withdrawn, a
+    classification removed): journal those occurrences, then write their expected determination."""
+    from antenna_invariants import journal
+    from antenna_invariants.mirror.models import Occurrence
+
+    if journal.ACTIVE is None:
+        raise RuntimeError("rewriting determinations from a repair needs an active journal")
+    journal.ACTIVE.before(Occurrence, list(occurrence_ids))
+    return write_expected(Occurrence.objects.filter(pk__in=occurrence_ids))

@@ -28,16 +28,17 @@ class Journal:
     def path_if_written(self) -> str | None:
         return str(self.path) if self.path.exists() else None
 
-    def _write(self, op: str, table: str, sql: str, params) -> int:
+    def _write(self, op: str, table: str, rows_sql: str, params) -> int:
+        """Append one line per row of ``rows_sql`` (which yields ``t``, the rows); PostgreSQL builds the JSON."""
+        line = f"jsonb_build_object('op', '{op}', 'table', '{table}', 'row', to_jsonb(t))::text"
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(f"SELECT {line} FROM ({rows_sql}) t", params)
             rows = [row[0] for row in cursor.fetchall()]
         if not rows:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps({"op": op, "table": table, "row": _loads(row)}, sort_keys=True) + "\n")
+            handle.write("\n".join(rows) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         self.counts[(op, table)] = self.counts.get((op, table), 0) + len(rows)
@@ -45,7 +46,7 @@ class Journal:
 
     def before(self, model, ids: list[int]) -> None:
         table = model._meta.db_table
-        self._write("before", table, f'SELECT to_jsonb(t) FROM "{table}" t WHERE t.id = ANY(%s) ORDER BY t.id', [ids])
+        self._write("before", table, f'SELECT * FROM "{table}" WHERE id = ANY(%s) ORDER BY id', [ids])
 
     def delete(self, queryset) -> int:
         """Journal, then delete the rows of ``queryset`` and emulate Django's on_delete for their children
@@ -72,12 +73,12 @@ def _delete(journal: Journal, model, ids: list[int]) -> int:
                 _delete(journal, child, child_ids)
         elif on_delete is models.SET_NULL:
             found = journal._write(
-                "before", child_table, f'SELECT to_jsonb(t) FROM "{child_table}" t WHERE t."{column}" = ANY(%s)', [ids]
+                "before", child_table, f'SELECT * FROM "{child_table}" WHERE "{column}" = ANY(%s) ORDER BY id', [ids]
             )
             if found:
                 with connection.cursor() as cursor:
                     cursor.execute(f'UPDATE "{child_table}" SET "{column}" = NULL WHERE "{column}" = ANY(%s)', [ids])
-    journal._write("delete", table, f'SELECT to_jsonb(t) FROM "{table}" t WHERE t.id = ANY(%s) ORDER BY t.id', [ids])
+    journal._write("delete", table, f'SELECT * FROM "{table}" WHERE id = ANY(%s) ORDER BY id', [ids])
     with connection.cursor() as cursor:
         cursor.execute(f'DELETE FROM "{table}" WHERE id = ANY(%s)', [ids])
         return cursor.rowcount
@@ -90,10 +91,6 @@ def _reverse_relations(model):
         for f in model._meta.get_fields(include_hidden=True)
         if (f.one_to_many or f.one_to_one) and f.auto_created and not f.concrete
     ]
-
-
-def _loads(value):
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def delete_journaled(queryset) -> int:

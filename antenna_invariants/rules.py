@@ -12,6 +12,7 @@ to the test case's scope.  The decorator turns the function into a pytest test p
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -23,6 +24,7 @@ from antenna_invariants import journal as journal_module
 from antenna_invariants.scope import NotApplicable, Scope
 
 RULES: dict[str, "Rule"] = {}
+BATCH_SIZE = int(os.environ.get("INVARIANTS_BATCH_SIZE", 5000))
 
 
 def tables() -> dict:
@@ -188,7 +190,7 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
     return outcome
 
 
-def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int = 5000) -> Outcome:
+def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int = BATCH_SIZE) -> Outcome:
     """Fix the violators in one transaction, batch by batch (each in a savepoint), then re-check.
 
     A batch whose statement fails is split in two until the failing rows are isolated; those are counted

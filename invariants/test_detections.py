@@ -1,6 +1,119 @@
 """Detections and null markers."""
 
+from datetime import timedelta
+
+from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Now
+
+from antenna_invariants.journal import delete_journaled
+from antenna_invariants.mirror.models import Classification, Detection, SourceImage
 from antenna_invariants.rules import rule
+
+DETECTOR_TASK_TYPES = ("detection", "localization", "segmentation")
+CROP_GRACE = timedelta(days=1)  # crops are written after the detections: give the cropper a day
+
+
+class IsDistinctFrom(Func):
+    """``a IS DISTINCT FROM b``: NULL-safe "differs" (NULL vs a value differs, NULL vs NULL does not)."""
+
+    arg_joiner = " IS DISTINCT FROM "
+    template = "(%(expressions)s)"
+    output_field = BooleanField()
+
+
+class IsBox(Func):
+    """The jsonb value is an array of exactly four numbers (CASE keeps jsonb_array_length off non-arrays)."""
+
+    template = (
+        "(CASE WHEN jsonb_typeof(%(expressions)s) = 'array' THEN jsonb_array_length(%(expressions)s) = 4 "
+        "AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(%(expressions)s) e WHERE jsonb_typeof(e) <> 'number') "
+        "ELSE false END)"
+    )
+    output_field = BooleanField()
+
+
+def all_but_the_oldest(table: str, group_by: str, where: str) -> RawSQL:
+    """Ids of every row of ``table`` matching ``where`` except the oldest (created_at, then id) of its
+    ``group_by`` group.  Ranked over the whole table, so "oldest" never depends on the scope or the batch."""
+    return RawSQL(
+        f'SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {group_by} ORDER BY created_at, id) AS n '
+        f'FROM "{table}" WHERE {where}) ranked WHERE n > 1',
+        [],
+    )
+
+
+def null_markers(detections):
+    return detections.filter(bbox__isnull=True)
+
+
+def real(detections):
+    return detections.filter(bbox__isnull=False)
+
+
+@rule("S3", hint="synthetic seed rows have no algorithm; otherwise find the pipeline run that wrote them")
+def test_detection_has_a_detection_algorithm(detections):
+    """Every detection, null markers included, names the algorithm that produced it: the per-algorithm
+    "was this capture processed" checks cannot see a detection without one."""
+    return detections.filter(detection_algorithm__isnull=True)
+
+
+@rule("N1", risk="L")
+def test_null_marker_has_no_occurrence(detections):
+    """A null marker (bbox IS NULL: "this algorithm ran and found nothing") belongs to no occurrence;
+    before #1312 every null marker got an occurrence of its own."""
+    return null_markers(detections).filter(occurrence__isnull=False)
+
+
+@test_null_marker_has_no_occurrence.repair
+def unlink_the_null_marker(violators):
+    """Set the marker's occurrence to NULL; an occurrence left without a real detection is then an F1
+    phantom, reported (and repaired) by F1."""
+    return violators.update(occurrence=None)
+
+
+@rule("N2", hint="a classifier ran on a null marker: find the job; delete the classifications if unreferenced")
+def test_null_marker_has_no_classifications(detections):
+    """A null marker has nothing to classify, so no classification points at it."""
+    classified = Exists(Classification.objects.filter(detection=OuterRef("pk")))
+    return null_markers(detections).filter(classified)
+
+
+@rule("N3", risk="H")
+def test_one_null_marker_per_capture_and_algorithm(detections):
+    """At most one null marker per (capture, detection algorithm); the oldest is the one kept, every later
+    one is a violator.  A NULL algorithm forms one group of its own (SQL's PARTITION BY groups NULLs)."""
+    extras = all_but_the_oldest("main_detection", "source_image_id, detection_algorithm_id", "bbox IS NULL")
+    return null_markers(detections).filter(pk__in=extras)
+
+
+@test_one_null_marker_per_capture_and_algorithm.repair
+def delete_the_extra_null_markers(violators):
+    """Delete the extras after journaling them (and nulling any classification that points at them)."""
+    return delete_journaled(violators)
+
+
+@rule("N4", severity="warn", hint="the capture was reprocessed and found something: the marker is stale")
+def test_capture_has_no_null_marker_beside_a_real_detection_of_its_algorithm(detections):
+    """A capture does not carry both a null marker and a real detection from the same algorithm (the
+    violators are the markers).  Markers from an unknown (NULL) algorithm are left to S3."""
+    found_something = Exists(
+        Detection.objects.filter(
+            source_image=OuterRef("source_image"),
+            detection_algorithm=OuterRef("detection_algorithm"),
+            bbox__isnull=False,
+        )
+    )
+    return null_markers(detections).filter(found_something)
+
+
+@rule("N5", hint="Antenna counts these as real detections; re-run detection on the captures, then delete them")
+def test_real_detection_bbox_is_four_numbers(detections):
+    """A real detection's bbox is a JSON array of exactly four numbers [x1, y1, x2, y2]: not [] (the legacy
+    null marker, which counts as real today), JSON null, an object, a string or a list of another length.
+    Not checked here: the geometry (x1 < x2, y1 < y2, inside the capture's width and height when known),
+    which is soft and needs a rule id of its own to be reported as a warning."""
+    return real(detections).alias(is_box=IsBox("bbox")).filter(is_box=False)
 
 
 @rule("N6", risk="L", hint="re-run the occurrence step for these captures, or create one occurrence per detection")
@@ -8,3 +121,41 @@ def test_real_detection_has_an_occurrence(detections):
     """Every real detection (bbox set) belongs to an occurrence; an occurrence deleted through the ORM
     leaves its detections orphaned, hidden from every count."""
     return detections.filter(bbox__isnull=False, occurrence__isnull=True)
+
+
+@rule("N7", hint="merge each duplicate into the oldest: move classifications and occurrence links, then delete")
+def test_no_two_real_detections_share_a_capture_and_bbox(detections):
+    """No two real detections have the same (capture, bbox), whatever their algorithm (Antenna looks real
+    detections up by capture and exact box); the oldest is the original, every later one is a violator."""
+    extras = all_but_the_oldest("main_detection", "source_image_id, bbox", "bbox IS NOT NULL")
+    return real(detections).filter(pk__in=extras)
+
+
+@rule("N8", severity="warn", hint="run create_missing_detection_images for the project")
+def test_real_detection_has_a_crop(detections):
+    """A real detection has a crop image path.  Crops are written after the detections, so only detections
+    created more than a day ago (by the database clock) count; null markers never have one."""
+    settled = real(detections).filter(created_at__lt=Now() - CROP_GRACE)
+    return settled.filter(Q(path__isnull=True) | Q(path=""))
+
+
+@rule("N9", hint="the algorithm's task_type is wrong, or a classifier's output was saved as detections")
+def test_detection_algorithm_is_a_detector(detections):
+    """A detection's algorithm has a detector task type (detection, localization or segmentation); a NULL
+    task type is not one.  Detections without an algorithm are S3's."""
+    detector = Q(detection_algorithm__task_type__in=DETECTOR_TASK_TYPES)
+    return detections.filter(detection_algorithm__isnull=False).exclude(detector)
+
+
+@rule("C7", risk="L")
+def test_detection_timestamp_is_its_capture_timestamp(detections):
+    """A detection's timestamp is a copy of its capture's timestamp, NULL-safe: set on one side and NULL on
+    the other is a violation, NULL on both is not (the processing-time stamp bug, #360)."""
+    return detections.filter(IsDistinctFrom("timestamp", "source_image__timestamp"))
+
+
+@test_detection_timestamp_is_its_capture_timestamp.repair
+def copy_the_capture_timestamp(violators):
+    """Copy the capture's timestamp onto the detection, in one UPDATE."""
+    capture = SourceImage.objects.filter(pk=OuterRef("source_image")).values("timestamp")[:1]
+    return violators.update(timestamp=Subquery(capture))

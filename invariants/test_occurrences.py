@@ -1,10 +1,12 @@
-"""Occurrences: determination (D1) and validity (F1)."""
+"""Occurrences: determination (D1-D6), validity (F1), structure (S5) and copied links (C3-C5)."""
 
-from django.db.models import Exists, OuterRef
+from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Now
+from django.db.models.lookups import IsNull
 
-from antenna_invariants.determination import has_evidence, write_expected
+from antenna_invariants.determination import has_evidence, where_expected, write_expected
 from antenna_invariants.journal import delete_journaled
-from antenna_invariants.mirror.models import Detection
+from antenna_invariants.mirror.models import Deployment, Detection
 from antenna_invariants.rules import rule
 
 
@@ -36,3 +38,157 @@ def test_occurrence_has_a_real_detection(occurrences):
 def delete_the_phantom(violators):
     """Delete the phantom after journaling it, its identifications and its null markers' links."""
     return delete_journaled(violators)
+
+
+WRONG_TAXON = "NOT e.blocked AND o.determination_id <> e.taxon_id"
+STALE_SCORE = "NOT e.blocked AND o.determination_id = e.taxon_id AND o.determination_score <> e.score"
+HALF_SET = "(o.determination_id IS NULL) <> (o.determination_score IS NULL)"
+
+
+@rule("D2", risk="M")
+def test_occurrence_determination_is_the_expected_taxon(occurrences):
+    """A determined occurrence's determination is the expected taxon: the newest active identification's,
+    else the best machine prediction's (stale after a withdrawal, a deletion or class masking).  A missing
+    determination is D1's, one without any evidence D5's, a blocked occurrence S7's."""
+    return where_expected(occurrences, WRONG_TAXON)
+
+
+@test_occurrence_determination_is_the_expected_taxon.repair
+def write_the_expected_taxon(violators):
+    """Write the expected determination and its score."""
+    return write_expected(violators, only_where=WRONG_TAXON)
+
+
+@rule("D3", risk="M")
+def test_occurrence_score_is_the_expected_score(occurrences):
+    """A correctly determined occurrence's score is the expected one: exactly 1.0 when a person decided,
+    else the winning classification's score (Antenna only rewrites it when the taxon changes)."""
+    return where_expected(occurrences, STALE_SCORE)
+
+
+@test_occurrence_score_is_the_expected_score.repair
+def write_the_expected_score(violators):
+    """Write the expected score (the taxon is already right, so only the score changes)."""
+    return write_expected(violators, only_where=STALE_SCORE)
+
+
+@rule("D4", risk="L")
+def test_occurrence_determination_and_score_are_set_together(occurrences):
+    """An occurrence's determination and score are both NULL or both set (a deleted taxon leaves the score
+    behind; a 0.0 score is never written by Antenna).  A score of 0.0 is a score."""
+    only_a_score = Q(determination__isnull=True, determination_score__isnull=False)
+    only_a_taxon = Q(determination__isnull=False, determination_score__isnull=True)
+    return occurrences.filter(only_a_score | only_a_taxon)
+
+
+@test_occurrence_determination_and_score_are_set_together.repair
+def recompute_the_pair(violators):
+    """Write the expected determination and score; a stray score with no evidence behind it is cleared.  A
+    determination without evidence stays (D5), and so does a blocked occurrence (S7)."""
+    determined = write_expected(violators, only_where=HALF_SET)
+    stray = where_expected(violators, "e.taxon_id IS NULL AND NOT e.blocked AND o.determination_id IS NULL")
+    return determined + stray.update(determination_score=None, updated_at=Now())
+
+
+@rule("D5", hint="check the occurrence: clear its determination, or re-run classification on its detections")
+def test_occurrence_determination_has_evidence(occurrences):
+    """A determined occurrence has evidence for it: a classification with a taxon on a real detection, or an
+    active identification with a taxon (deleted classifications and withdrawn identifications leave it)."""
+    return occurrences.filter(~has_evidence(), determination__isnull=False)
+
+
+@rule("D6", hint="find the algorithm that wrote scores outside [0, 1] and reprocess its classifications")
+def test_occurrence_score_is_between_0_and_1(occurrences):
+    """An occurrence's determination score lies in [0, 1] (logits stored as scores break the threshold
+    filter); NaN is out of range."""
+    return occurrences.filter(Q(determination_score__lt=0) | Q(determination_score__gt=1))
+
+
+class IsDistinctFrom(Func):
+    """``left IS DISTINCT FROM right`` as a filter: inequality in which NULL is a value like any other."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " IS DISTINCT FROM "
+    output_field = BooleanField()
+
+
+def first_capture(field, occurrence=None):
+    """``field`` of the capture of the occurrence's earliest detection: by capture timestamp, then capture
+    id, then detection id (the realignment's order, #1268); NULL when it has no detection."""
+    detections = Detection.objects.filter(occurrence=occurrence or OuterRef("pk"))
+    earliest = detections.order_by("source_image__timestamp", "source_image", "pk")
+    return Subquery(earliest.values(f"source_image__{field}")[:1])
+
+
+def has_a_stray_detection():
+    """The occurrence has a detection on a capture outside its deployment (NULL-safe), or, when it has no
+    deployment, outside its first capture's deployment."""
+    home = Coalesce(OuterRef("deployment"), first_capture("deployment", occurrence=OuterRef(OuterRef("pk"))))
+    detections = Detection.objects.filter(occurrence=OuterRef("pk"))
+    return Exists(detections.filter(IsDistinctFrom("source_image__deployment", home)))
+
+
+@rule("S5", risk="L")
+def test_occurrence_has_a_project_a_deployment_and_an_event(occurrences):
+    """An occurrence has a project, a deployment and an event (deleting a deployment or an event nulls them;
+    legacy rows predate the links)."""
+    return occurrences.filter(Q(project__isnull=True) | Q(deployment__isnull=True) | Q(event__isnull=True))
+
+
+@test_occurrence_has_a_project_a_deployment_and_an_event.repair
+def derive_them_from_its_captures(violators):
+    """Fill in what is missing from the captures of its detections when they all lie in one deployment (the
+    occurrence's own, if it has one): that deployment, that deployment's project, and the event by the C5
+    rule.  Occurrences without detections, or whose detections disagree, stay unfixable."""
+    home, home_project = first_capture("deployment"), first_capture("deployment__project")
+    first_event = first_capture("event")
+    agreeing = Q(IsNull(home, False)) & ~has_a_stray_detection()
+    something_to_fill = (
+        Q(deployment__isnull=True)
+        | Q(IsNull(home_project, False), project__isnull=True)
+        | Q(IsNull(first_event, False), event__isnull=True)
+    )
+    return violators.filter(agreeing, something_to_fill).update(
+        deployment=home,
+        project=Coalesce("project", home_project),
+        event=Coalesce("event", first_event),
+        updated_at=Now(),
+    )
+
+
+def deployment_project():
+    return Subquery(Deployment.objects.filter(pk=OuterRef("deployment")).values("project")[:1])
+
+
+@rule("C3", risk="L")
+def test_occurrence_project_is_its_deployment_project(occurrences):
+    """An occurrence's project is its deployment's project, NULL-safe (a deployment moved to another project
+    without update_children).  An occurrence without a deployment is S5's business."""
+    return occurrences.filter(deployment__isnull=False).filter(IsDistinctFrom("project", deployment_project()))
+
+
+@test_occurrence_project_is_its_deployment_project.repair
+def copy_the_deployment_project(violators):
+    """Copy the deployment's project onto the occurrence."""
+    return violators.update(project=deployment_project(), updated_at=Now())
+
+
+@rule("C4", hint="split the occurrence by deployment, or re-home the stray captures (a person decides which)")
+def test_occurrence_detections_are_all_in_its_deployment(occurrences):
+    """Every detection of an occurrence is on a capture of the occurrence's deployment (NULL-safe), so all of
+    them share one deployment and, through it, one project.  Without a deployment (S5), its detections must
+    still agree with each other."""
+    return occurrences.filter(has_a_stray_detection())
+
+
+@rule("C5", risk="L")
+def test_occurrence_event_is_the_event_of_its_first_capture(occurrences):
+    """An occurrence's event is the event of the capture of its earliest detection (capture timestamp, then
+    capture id, then detection id), and NULL when it has no detection (regrouping left it behind, #1268)."""
+    return occurrences.filter(IsDistinctFrom("event", first_capture("event")))
+
+
+@test_occurrence_event_is_the_event_of_its_first_capture.repair
+def realign_the_event(violators):
+    """Set the event to that of the earliest detection's capture (the regroup realignment)."""
+    return violators.update(event=first_capture("event"), updated_at=Now())

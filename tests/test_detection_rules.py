@@ -1,5 +1,12 @@
-"""N6: every real detection belongs to an occurrence (report only)."""
+"""Detections and null markers: S3, N1-N9 and C7."""
 
+import json
+from datetime import timedelta
+
+import pytest
+from django.db.models.functions import Now
+
+from antenna_invariants.mirror.models import Classification, Detection
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
@@ -31,3 +38,257 @@ def test_n6_is_report_only_and_check_writes_nothing(invariants):
     assert invariants.check("N6").violations == 1
     assert invariants.snapshot() == before
     assert RULES["N6"].repair_func is None
+
+
+# S3, N1-N5, N7-N9 and C7 ------------------------------------------------------------------------------------
+
+SCENARIOS = {  # rule -> builds one defect in a deployment and returns the violating row(s)
+    "S3": scenarios.detection_without_algorithm,
+    "N1": scenarios.null_marker_in_occurrence,
+    "N2": scenarios.classified_null_marker,
+    "N3": scenarios.repeated_null_markers,
+    "N4": scenarios.stale_null_marker,
+    "N5": lambda station: scenarios.malformed_bbox(station, []),
+    "N7": scenarios.duplicate_detection,
+    "N8": scenarios.uncropped_detection,
+    "N9": scenarios.detection_by_a_non_detector,
+    "C7": scenarios.processing_time_stamp,
+}
+REPAIRABLE = {"N1", "N3", "C7"}
+
+
+def ids(rows) -> set[int]:
+    return {row.pk for row in (rows if isinstance(rows, list) else [rows])}
+
+
+def detection(station):
+    """A healthy, classified real detection in its own occurrence."""
+    return f.OccurrenceFactory(event__deployment=station).detections.get()
+
+
+@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
+def test_detection_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id):
+    mine, other, unassigned = f.DeploymentFactory(), f.DeploymentFactory(), f.DeploymentFactory(project=None)
+    defects = {station.pk: ids(SCENARIOS[rule_id](station)) for station in (mine, other, unassigned)}
+
+    assert invariants.violators(rule_id, project=mine.project) == defects[mine.pk]
+    assert invariants.violators(rule_id, project=other.project) == defects[other.pk]
+    assert invariants.violators(rule_id, project=NO_PROJECT) == defects[unassigned.pk]
+    if rule_id in REPAIRABLE:
+        assert invariants.repair(rule_id, project=mine.project).status == "repaired"
+        assert invariants.violators(rule_id, project=mine.project) == set()
+        assert invariants.violators(rule_id, project=other.project) == defects[other.pk]
+        assert invariants.violators(rule_id, project=NO_PROJECT) == defects[unassigned.pk]
+
+
+@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
+def test_detection_rule_check_writes_nothing(invariants, rule_id):
+    station = f.DeploymentFactory()
+    defects = ids(SCENARIOS[rule_id](station))
+    before = invariants.snapshot()
+
+    outcome = invariants.check(rule_id, project=station.project)
+
+    assert outcome.violations == len(defects)
+    assert outcome.status == ("warned" if RULES[rule_id].severity == "warn" else "failed")
+    assert invariants.snapshot() == before
+    assert (RULES[rule_id].repair_func is not None) == (rule_id in REPAIRABLE)
+
+
+def test_s3_flags_detections_and_null_markers_without_an_algorithm(invariants):
+    station = f.DeploymentFactory()
+    debris = scenarios.detection_without_algorithm(station)
+    orphaned_marker = scenarios.empty_capture(station)
+    Detection.objects.filter(pk=orphaned_marker.pk).update(detection_algorithm=None)  # its algorithm was deleted
+    detection(station)
+    scenarios.empty_capture(station)
+
+    assert invariants.violators("S3", project=station.project) == {debris.pk, orphaned_marker.pk}
+
+
+def test_n1_flags_null_markers_that_belong_to_an_occurrence(invariants):
+    station = f.DeploymentFactory()
+    own_phantom = scenarios.null_marker_in_occurrence(station)
+    beside_a_moth = scenarios.null_marker_in_occurrence(station, phantom=False)
+    scenarios.empty_capture(station)  # near-miss: a marker with no occurrence is how it should be
+    detection(station)
+
+    assert invariants.violators("N1", project=station.project) == {own_phantom.pk, beside_a_moth.pk}
+
+
+def test_n1_repair_unlinks_the_markers_and_leaves_the_phantom_to_f1(invariants):
+    station = f.DeploymentFactory()
+    own_phantom = scenarios.null_marker_in_occurrence(station)
+    beside_a_moth = scenarios.null_marker_in_occurrence(station, phantom=False)
+    healthy = detection(station)
+    before = Detection.objects.filter(pk=healthy.pk).values().get()
+
+    outcome = invariants.repair("N1", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    assert not Detection.objects.filter(pk__in=[own_phantom.pk, beside_a_moth.pk], occurrence__isnull=False).exists()
+    assert Detection.objects.filter(pk=healthy.pk).values().get() == before
+    assert invariants.violators("F1", project=station.project) == {own_phantom.occurrence_id}
+    assert invariants.repair("N1", project=station.project).fixed == 0  # idempotent
+
+
+def test_n2_flags_classified_null_markers_only(invariants):
+    station = f.DeploymentFactory()
+    classified = scenarios.classified_null_marker(station)
+    scenarios.empty_capture(station)
+    detection(station)  # a classified real detection
+
+    assert invariants.violators("N2", project=station.project) == {classified.pk}
+
+
+def test_n3_flags_every_null_marker_but_the_first_per_capture_and_algorithm(invariants):
+    station = f.DeploymentFactory()
+    extras = scenarios.repeated_null_markers(station, extras=2)
+    scenarios.null_markers_of_two_algorithms(station)  # near-miss: one marker per algorithm
+    scenarios.empty_capture(station)
+    detection(station)
+
+    assert invariants.violators("N3", project=station.project) == ids(extras)
+
+
+def test_n3_keeps_the_oldest_by_created_at_then_id_and_groups_unknown_algorithms(invariants):
+    station = f.DeploymentFactory()
+    first = scenarios.empty_capture(station)
+    same = dict(source_image=first.source_image, detection_algorithm=first.detection_algorithm, null_marker=True)
+    second, third = f.DetectionFactory(**same), f.DetectionFactory(**same)
+    Detection.objects.filter(pk=first.pk).update(created_at=second.created_at + timedelta(hours=1))  # saved later
+    Detection.objects.filter(pk=third.pk).update(created_at=second.created_at)  # a tie: the lower id is older
+    unknown = scenarios.null_markers_of_two_algorithms(station)
+    Detection.objects.filter(pk__in=ids(unknown)).update(detection_algorithm=None)  # both algorithms deleted
+
+    assert invariants.violators("N3", project=station.project) == {first.pk, third.pk, max(ids(unknown))}
+
+
+def test_n3_repair_journals_and_deletes_exactly_the_extras(invariants):
+    station = f.DeploymentFactory()
+    extras = scenarios.repeated_null_markers(station, extras=2)
+    kept = Detection.objects.filter(source_image=extras[0].source_image).exclude(pk__in=ids(extras)).get()
+    misplaced = f.ClassificationFactory(detection=extras[0])  # an N2 row on an extra: unlinked, not deleted
+    near_misses = scenarios.null_markers_of_two_algorithms(station)
+
+    outcome = invariants.repair("N3", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    assert not Detection.objects.filter(pk__in=ids(extras)).exists()
+    assert Detection.objects.filter(pk__in={kept.pk} | ids(near_misses)).count() == 3
+    assert Classification.objects.get(pk=misplaced.pk).detection_id is None
+    lines = [json.loads(line) for line in invariants.journal.path.read_text().splitlines()]
+    assert {(e["table"], e["row"]["id"]) for e in lines if e["op"] == "delete"} == {
+        ("main_detection", pk) for pk in ids(extras)
+    }
+    assert invariants.repair("N3", project=station.project).fixed == 0  # idempotent
+
+
+def test_n4_warns_about_a_null_marker_beside_a_real_detection_of_its_algorithm(invariants):
+    station = f.DeploymentFactory()
+    stale = scenarios.stale_null_marker(station)
+    scenarios.null_marker_beside_another_algorithms_detection(station)  # near-miss
+    scenarios.empty_capture(station)
+    unknown = scenarios.stale_null_marker(station)
+    Detection.objects.filter(source_image=unknown.source_image).update(detection_algorithm=None)  # S3's
+
+    assert invariants.violators("N4", project=station.project) == {stale.pk}
+    assert invariants.check("N4", project=station.project).status == "warned"
+
+
+@pytest.mark.parametrize(
+    "bbox",
+    [[], scenarios.JSON_NULL, {"x": 1, "y": 2, "w": 3, "h": 4}, "100,120,260,300", 7, [1, 2, 3], [1, 2, 3, 4, 5],
+     [1, 2, 3, "4"], [1, 2, 3, None], [[1, 2], [3, 4]]],
+    ids=["empty", "json-null", "object", "string", "number", "three", "five", "text-item", "null-item", "pairs"],
+)
+def test_n5_flags_a_bbox_that_is_not_four_numbers(invariants, bbox):
+    station = f.DeploymentFactory()
+    bad = scenarios.malformed_bbox(station, bbox)
+    detection(station)
+
+    assert Detection.objects.filter(pk=bad.pk, bbox__isnull=False).exists()  # real, as far as Antenna knows
+    assert invariants.violators("N5", project=station.project) == {bad.pk}
+
+
+def test_n5_accepts_any_four_numbers_and_ignores_null_markers(invariants):
+    station = f.DeploymentFactory()
+    scenarios.malformed_bbox(station, [1.5, 2, 30.25, 40])
+    scenarios.malformed_bbox(station, [300, 300, 100, 100])  # inverted: the soft geometry is not checked
+    scenarios.malformed_bbox(station, [5000, 0, 6000, 100])  # beyond the capture's width: not checked either
+    scenarios.empty_capture(station)
+
+    assert invariants.violators("N5", project=station.project) == set()
+
+
+def test_n7_flags_every_later_copy_of_a_box_on_a_capture(invariants):
+    station = f.DeploymentFactory()
+    copy = scenarios.duplicate_detection(station)
+    by_another_algorithm = f.DetectionFactory(source_image=copy.source_image, bbox=copy.bbox)
+    scenarios.second_box_on_capture(station)  # near-miss: another box on one capture
+    detection(station), detection(station)  # near-miss: the same box on two captures
+    scenarios.null_markers_of_two_algorithms(station)  # near-miss: markers have no box
+
+    assert invariants.violators("N7", project=station.project) == {copy.pk, by_another_algorithm.pk}
+
+
+def test_n8_warns_about_settled_real_detections_without_a_crop(invariants):
+    station = f.DeploymentFactory()
+    uncropped = scenarios.uncropped_detection(station)
+    blank = scenarios.uncropped_detection(station, path="")
+    scenarios.uncropped_detection(station, age=timedelta(hours=20))  # near-miss: the crop may still come
+    old_marker = scenarios.empty_capture(station)
+    Detection.objects.filter(pk=old_marker.pk).update(created_at=Now() - timedelta(days=9))  # never has a crop
+    cropped = detection(station)
+    Detection.objects.filter(pk=cropped.pk).update(created_at=Now() - timedelta(days=9))
+
+    assert invariants.violators("N8", project=station.project) == {uncropped.pk, blank.pk}
+    assert invariants.check("N8", project=station.project).status == "warned"
+
+
+def test_n9_flags_detections_whose_algorithm_is_not_a_detector(invariants):
+    station = f.DeploymentFactory()
+    wrong = {scenarios.detection_by_a_non_detector(station, kind).pk for kind in ("classification", "unknown", None)}
+    for task_type in ("detection", "localization", "segmentation"):
+        scenarios.detection_by_a_non_detector(station, task_type)
+    scenarios.detection_without_algorithm(station)  # S3's
+    scenarios.empty_capture(station)  # a null marker from a detector
+
+    assert invariants.violators("N9", project=station.project) == wrong
+
+
+def test_c7_flags_timestamps_that_differ_null_safely(invariants):
+    station = f.DeploymentFactory()
+    wrong = {
+        scenarios.processing_time_stamp(station).pk,
+        scenarios.unstamped_detection(station).pk,
+        scenarios.undated_capture(station).pk,
+    }
+    scenarios.undated_capture(station, detection_too=True)  # near-miss: NULL on both sides, and classified
+    scenarios.empty_capture(station)
+    detection(station)
+
+    assert invariants.violators("C7", project=station.project) == wrong
+
+
+def test_c7_repair_copies_the_capture_timestamp_onto_exactly_the_violators(invariants):
+    station = f.DeploymentFactory()
+    wrong = [
+        scenarios.processing_time_stamp(station),
+        scenarios.unstamped_detection(station),
+        scenarios.undated_capture(station),
+    ]
+    near_miss = scenarios.undated_capture(station, detection_too=True)
+    healthy = detection(station)
+    untouched = Detection.objects.filter(pk__in=[near_miss.pk, healthy.pk]).order_by("pk")
+    before = list(untouched.values())
+
+    outcome = invariants.repair("C7", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 3)
+    for row in wrong:
+        row.refresh_from_db()
+        assert row.timestamp == row.source_image.timestamp
+    assert wrong[2].timestamp is None  # an undated capture's detection becomes undated too
+    assert list(untouched.values()) == before
+    assert invariants.repair("C7", project=station.project).fixed == 0  # idempotent

@@ -95,3 +95,9 @@ def test_a_failing_batch_is_split_and_only_the_bad_rows_count_as_unfixable(invar
 
     assert (outcome.fixed, outcome.unfixable, outcome.status) == (4, 1, "failed")
     assert invariants.violators("D1", project=station.project) == {poisoned}
+
+
+def test_sessions_use_antennas_time_zone(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TimeZone")
+        assert cursor.fetchone()[0] == "America/New_York"

@@ -1,12 +1,15 @@
-"""D1 (determination present when there is evidence) and F1 (no phantom occurrences)."""
+"""Occurrence rules: D1-D6 (determination), F1 (no phantoms), S5 (links present), C3-C5 (links agree)."""
 
 import json
 
+import pytest
+
 from antenna_invariants.journal import restore
-from antenna_invariants.mirror.models import Detection, Identification, Occurrence
+from antenna_invariants.mirror.models import Classification, Detection, Identification, Occurrence, SourceImage
+from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
-from fixtures.scenarios import detections
+from fixtures.scenarios import detections, identifications
 from fixtures.scenarios import occurrences as scenarios
 
 
@@ -160,3 +163,360 @@ def test_f1_journal_restores_what_the_repair_deleted(invariants):
 
     assert invariants.snapshot() == before
     assert Identification.objects.get(pk=agreeing.pk).agreed_with_identification_id == identification.pk
+
+
+# --- S5, C3, C4, C5: links ---------------------------------------------------------------------------------------
+
+MY_RULES = ["S5", "C3", "C4", "C5", "D2", "D3", "D4", "D5", "D6"]
+
+
+def test_s5_flags_missing_links_only(invariants):
+    station = f.DeploymentFactory()
+    flagged = [
+        scenarios.unlinked_occurrence(station, "deployment"),
+        scenarios.unlinked_occurrence(station, "event"),
+        scenarios.deployment_deleted(station),
+    ]
+    healthy = f.OccurrenceFactory(event__deployment=station)
+    bare = f.OccurrenceFactory(event__deployment=station, detections=0)  # no detection: F1's, not S5's
+    unlinked = scenarios.unlinked_occurrence(station)  # no project: the -noproject case
+
+    assert invariants.violators("S5", project=station.project) == {o.pk for o in flagged}
+    assert invariants.violators("S5", project=NO_PROJECT) == {unlinked.pk}
+    assert not {healthy.pk, bare.pk} & invariants.violators("S5", project=station.project)
+
+
+def test_s5_repair_derives_the_links_from_agreeing_captures(invariants):
+    station = f.DeploymentFactory()
+    no_home = scenarios.unlinked_occurrence(station, "deployment", "event")
+    no_event = scenarios.unlinked_occurrence(station, "event", detections=2)
+    unfixable = [
+        scenarios.deployment_deleted(station),  # the captures lost their deployment too
+        scenarios.capture_moved_to_another_deployment(station),  # detections disagree...
+        f.OccurrenceFactory(event__deployment=station, detections=0),  # ...or there are none
+    ]
+    Occurrence.objects.filter(pk__in=[o.pk for o in unfixable[1:]]).update(deployment=None, event=None)
+    healthy = f.OccurrenceFactory(event__deployment=station)
+    before = Occurrence.objects.filter(pk=healthy.pk).values().get()
+
+    outcome = invariants.repair("S5", project=station.project)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 2, 3)
+    assert invariants.violators("S5", project=station.project) == {o.pk for o in unfixable}
+    for occurrence in (no_home, no_event):
+        occurrence.refresh_from_db()
+        capture = occurrence.detections.order_by("pk").first().source_image
+        links = (occurrence.project_id, occurrence.deployment_id, occurrence.event_id)
+        assert links == (station.project_id, station.pk, capture.event_id)
+    assert Occurrence.objects.filter(pk=healthy.pk).values().get() == before
+    assert invariants.repair("S5", project=station.project).fixed == 0  # idempotent
+
+
+def test_s5_repair_takes_the_project_from_the_deployment_and_fills_what_it_can(invariants):
+    station, unassigned = f.DeploymentFactory(), f.DeploymentFactory(project=None)
+    unlinked = scenarios.unlinked_occurrence(station)
+    half = scenarios.unlinked_occurrence(unassigned, "event")  # the event can be filled, the project cannot
+
+    outcome = invariants.repair("S5", project=NO_PROJECT)
+
+    assert (outcome.fixed, outcome.unfixable) == (2, 1)
+    unlinked.refresh_from_db()
+    assert (unlinked.project_id, unlinked.deployment_id) == (station.project_id, station.pk)
+    half.refresh_from_db()
+    assert (half.project_id, half.event_id) == (None, half.detections.get().source_image.event_id)
+    assert invariants.violators("S5", project=NO_PROJECT) == {half.pk}
+    assert invariants.repair("S5", project=NO_PROJECT).fixed == 0  # idempotent
+
+
+def test_c3_flags_occurrences_left_in_the_old_project(invariants):
+    station = f.DeploymentFactory()
+    moved = scenarios.deployment_moved_without_its_occurrences(station)
+    healthy = f.OccurrenceFactory(event__deployment=station)
+    homeless = scenarios.unlinked_occurrence(station, "deployment")  # S5's business
+    unassigned = f.OccurrenceFactory(event__deployment=f.DeploymentFactory(project=None))  # NULL = NULL
+    legacy = scenarios.unlinked_occurrence(station, "project")  # NULL project, deployment has one
+
+    assert invariants.violators("C3", project=station.project) == {moved.pk}
+    assert invariants.violators("C3", project=NO_PROJECT) == {legacy.pk}
+    assert not {healthy.pk, homeless.pk, unassigned.pk} & invariants.violators("C3", project=station.project)
+
+
+def test_c3_repair_copies_the_deployment_project(invariants):
+    station = f.DeploymentFactory()
+    moved = scenarios.deployment_moved_without_its_occurrences(station)
+    healthy = f.OccurrenceFactory(event__deployment=station)
+
+    outcome = invariants.repair("C3", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 1)
+    moved.refresh_from_db()
+    assert moved.project_id == moved.deployment.project_id != station.project_id
+    healthy.refresh_from_db()
+    assert healthy.project_id == station.project_id
+    assert invariants.repair("C3", project=station.project).fixed == 0  # idempotent
+    assert invariants.violators("C3", project=moved.project_id) == set()
+
+
+def test_c4_flags_detections_outside_the_occurrence_deployment(invariants):
+    station = f.DeploymentFactory()
+    straddling = scenarios.capture_moved_to_another_deployment(station)
+    homeless_straddling = scenarios.capture_moved_to_another_deployment(station)
+    Occurrence.objects.filter(pk=homeless_straddling.pk).update(deployment=None)
+    near_misses = [
+        scenarios.spanning_two_events(station),  # one deployment, two events
+        scenarios.unlinked_occurrence(station, "deployment", detections=2),  # agreeing: S5 can fix it
+        f.OccurrenceFactory(event__deployment=station, detections=0),
+        f.OccurrenceFactory(event__deployment=station, detections=3),
+    ]
+
+    assert invariants.violators("C4", project=station.project) == {straddling.pk, homeless_straddling.pk}
+    assert not {o.pk for o in near_misses} & invariants.violators("C4", project=station.project)
+    assert RULES["C4"].repair_func is None and RULES["C4"].hint
+
+
+def test_c4_counts_a_null_marker_on_another_deployment(invariants):
+    station = f.DeploymentFactory()
+    occurrence = f.OccurrenceFactory(event__deployment=station)
+    elsewhere = f.SourceImageFactory(event__deployment=f.DeploymentFactory(project=station.project))
+    f.DetectionFactory(source_image=elsewhere, null_marker=True, occurrence=occurrence)
+
+    assert invariants.violators("C4", project=station.project) == {occurrence.pk}
+
+
+def test_c5_flags_occurrences_whose_event_is_not_their_first_capture_event(invariants):
+    station = f.DeploymentFactory()
+    regrouped = scenarios.regrouped_without_realignment(station)
+    no_event = scenarios.unlinked_occurrence(station, "event")
+    bare = f.OccurrenceFactory(event__deployment=station, detections=0)  # NULL expected, event set
+    healthy = f.OccurrenceFactory(event__deployment=station)
+    spanning = scenarios.spanning_two_events(station)
+
+    assert invariants.violators("C5", project=station.project) == {regrouped.pk, no_event.pk, bare.pk}
+    assert not {healthy.pk, spanning.pk} & invariants.violators("C5", project=station.project)
+
+
+def test_c5_orders_by_capture_timestamp_then_capture_id(invariants):
+    station = f.DeploymentFactory()
+    occurrence = f.OccurrenceFactory(event__deployment=station, detections=2)
+    first, second = (d.source_image for d in occurrence.detections.order_by("pk"))
+    later = scenarios.move_into_new_event(station, [occurrence.detections.order_by("pk").first()])
+    assert invariants.violators("C5", project=station.project) == set()  # the earliest capture is still first
+
+    SourceImage.objects.filter(pk=first.pk).update(timestamp=second.timestamp)  # a tie: the lower capture id wins
+    assert invariants.violators("C5", project=station.project) == {occurrence.pk}
+    invariants.repair("C5", project=station.project)
+    occurrence.refresh_from_db()
+    assert occurrence.event_id == later.pk
+
+
+def test_c5_repair_realigns_the_event(invariants):
+    station, other = f.DeploymentFactory(), f.DeploymentFactory()
+    regrouped = scenarios.regrouped_without_realignment(station)
+    bare = f.OccurrenceFactory(event__deployment=station, detections=0)
+    theirs = scenarios.regrouped_without_realignment(other)
+    healthy = f.OccurrenceFactory(event__deployment=station)
+    before = Occurrence.objects.filter(pk__in=[healthy.pk, theirs.pk]).values()
+
+    outcome = invariants.repair("C5", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    regrouped.refresh_from_db()
+    assert regrouped.event_id == regrouped.detections.get().source_image.event_id
+    bare.refresh_from_db()
+    assert bare.event_id is None
+    assert list(Occurrence.objects.filter(pk__in=[healthy.pk, theirs.pk]).values()) == list(before)
+    assert invariants.repair("C5", project=station.project).fixed == 0  # idempotent
+
+
+# --- D2-D6: the determination and its score ------------------------------------------------------------------------
+
+
+def test_d2_flags_a_wrong_taxon_only(invariants):
+    station = f.DeploymentFactory()
+    withdrawn = scenarios.withdrawn_but_still_determined(station)
+    masked = scenarios.masked_but_not_redetermined(station)
+    near_misses = [
+        f.OccurrenceFactory(event__deployment=station),
+        scenarios.human_determined(station),
+        scenarios.identified_unclassifiable(station),
+        scenarios.stale_score(station),  # right taxon, wrong score: D3
+        scenarios.partial_save(station),  # no determination: D1
+        scenarios.classifications_deleted(station),  # no evidence: D5
+        identifications.identified_taxon_deleted(station).occurrence,  # blocked: S7
+    ]
+    blocked = scenarios.human_determined(station)
+    f.IdentificationFactory(occurrence=blocked, taxon=None)  # blocked with a determination still set
+
+    assert invariants.violators("D2", project=station.project) == {withdrawn.pk, masked.pk}
+    assert not {o.pk for o in near_misses} & invariants.violators("D2", project=station.project)
+
+
+def test_d2_repair_writes_the_expected_taxon_and_score(invariants):
+    station = f.DeploymentFactory()
+    withdrawn = scenarios.withdrawn_but_still_determined(station)
+    masked = scenarios.masked_but_not_redetermined(station, score=0.6)
+    stale = scenarios.stale_score(station)  # D3's: left alone by D2's repair
+    before = Occurrence.objects.filter(pk=stale.pk).values().get()
+
+    outcome = invariants.repair("D2", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    machine = withdrawn.detections.get().classifications.get()
+    withdrawn.refresh_from_db()
+    assert (withdrawn.determination_id, withdrawn.determination_score) == (machine.taxon_id, 0.8)
+    masking = Classification.objects.get(detection__occurrence=masked, terminal=True)
+    masked.refresh_from_db()
+    assert (masked.determination_id, masked.determination_score) == (masking.taxon_id, 0.6)
+    assert Occurrence.objects.filter(pk=stale.pk).values().get() == before
+    assert invariants.repair("D2", project=station.project).fixed == 0  # idempotent
+
+
+def test_d3_flags_a_stale_score_not_a_human_one(invariants):
+    station = f.DeploymentFactory()
+    stale = scenarios.stale_score(station)
+    kept = scenarios.agreement_deleted_score_stays(station)
+    near_misses = [
+        f.OccurrenceFactory(event__deployment=station),
+        scenarios.human_determined(station),  # a person decided: exactly 1.0 over a 0.4 machine score
+        scenarios.zero_score(station),
+        scenarios.identified_unclassifiable(station),
+        scenarios.masked_but_not_redetermined(station),  # wrong taxon: D2
+        scenarios.zero_score_never_written(station),  # no score: D4
+    ]
+
+    assert invariants.violators("D3", project=station.project) == {stale.pk, kept.pk}
+    assert not {o.pk for o in near_misses} & invariants.violators("D3", project=station.project)
+
+
+def test_d3_repair_changes_only_the_score(invariants):
+    station = f.DeploymentFactory()
+    stale = scenarios.stale_score(station)
+    kept = scenarios.agreement_deleted_score_stays(station)
+    taxa = {stale.pk: stale.determination_id, kept.pk: kept.determination_id}
+
+    outcome = invariants.repair("D3", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    rows = Occurrence.objects.filter(pk__in=taxa).values_list("pk", "determination_id", "determination_score")
+    assert set(rows) == {(stale.pk, taxa[stale.pk], 0.9), (kept.pk, taxa[kept.pk], 0.6)}
+    assert invariants.repair("D3", project=station.project).fixed == 0  # idempotent
+
+
+def test_d4_flags_a_half_set_pair_and_accepts_a_zero_score(invariants):
+    station = f.DeploymentFactory()
+    flagged = [
+        scenarios.determining_taxon_deleted(station),
+        scenarios.zero_score_never_written(station),
+        identifications.identified_taxon_deleted(station).occurrence,
+    ]
+    near_misses = [
+        scenarios.zero_score(station),  # 0.0 is a score
+        scenarios.partial_save(station),  # both NULL: D1's
+        f.OccurrenceFactory(event__deployment=station),
+    ]
+
+    assert invariants.violators("D4", project=station.project) == {o.pk for o in flagged}
+    assert not {o.pk for o in near_misses} & invariants.violators("D4", project=station.project)
+
+
+def test_d4_repair_recomputes_the_pair(invariants):
+    station = f.DeploymentFactory()
+    zero = scenarios.zero_score_never_written(station)
+    deleted = scenarios.determining_taxon_deleted(station)  # no evidence left: the stray score goes
+    blocked = identifications.identified_taxon_deleted(station).occurrence  # S7's: left alone
+    unsupported = scenarios.classifications_deleted(station)  # a determination without evidence: D5's
+    Occurrence.objects.filter(pk=unsupported.pk).update(determination_score=None)
+
+    outcome = invariants.repair("D4", project=station.project)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 2, 2)
+    assert invariants.violators("D4", project=station.project) == {blocked.pk, unsupported.pk}
+    zero.refresh_from_db()
+    machine = zero.detections.get().classifications.get()
+    assert (zero.determination_id, zero.determination_score) == (machine.taxon_id, 0.0)
+    deleted.refresh_from_db()
+    assert (deleted.determination_id, deleted.determination_score) == (None, None)
+    blocked.refresh_from_db()
+    assert (blocked.determination_id, blocked.determination_score) == (None, 1.0)
+    assert invariants.repair("D4", project=station.project).fixed == 0  # idempotent
+
+
+def test_d5_flags_determinations_without_evidence(invariants):
+    station = f.DeploymentFactory()
+    deleted = scenarios.classifications_deleted(station)
+    withdrawn = scenarios.identified_unclassifiable(station)
+    Identification.objects.filter(occurrence=withdrawn).update(withdrawn=True)
+    on_a_marker = f.OccurrenceFactory(event__deployment=station, phantom=True)
+    marker = on_a_marker.detections.get()
+    prediction = f.ClassificationFactory(detection=marker)
+    Occurrence.objects.filter(pk=on_a_marker.pk).update(determination=prediction.taxon, determination_score=0.8)
+    near_misses = [
+        f.OccurrenceFactory(event__deployment=station),
+        scenarios.identified_unclassifiable(station),  # a person's identification is evidence
+        scenarios.partial_save(station),  # no determination at all
+        scenarios.withdrawn_but_still_determined(station),  # wrong, but there is evidence: D2
+    ]
+
+    assert invariants.violators("D5", project=station.project) == {deleted.pk, withdrawn.pk, on_a_marker.pk}
+    assert not {o.pk for o in near_misses} & invariants.violators("D5", project=station.project)
+    assert RULES["D5"].repair_func is None and RULES["D5"].hint
+
+
+def test_d6_flags_scores_outside_the_unit_interval(invariants):
+    station = f.DeploymentFactory()
+    logit, negative = scenarios.logit_as_score(station), scenarios.logit_as_score(station, score=-0.2)
+    nan = f.OccurrenceFactory(event__deployment=station)
+    Occurrence.objects.filter(pk=nan.pk).update(determination_score=float("nan"))
+    near_misses = [
+        scenarios.zero_score(station),
+        scenarios.human_determined(station),  # exactly 1.0
+        scenarios.partial_save(station),  # NULL
+    ]
+
+    assert invariants.violators("D6", project=station.project) == {logit.pk, negative.pk, nan.pk}
+    assert not {o.pk for o in near_misses} & invariants.violators("D6", project=station.project)
+    assert RULES["D6"].repair_func is None and RULES["D6"].hint
+
+
+# --- every new rule: scope and check mode ----------------------------------------------------------------------
+
+DEFECTS = {
+    "S5": lambda station: scenarios.unlinked_occurrence(station, "deployment", "event"),
+    "C3": scenarios.deployment_moved_without_its_occurrences,
+    "C4": scenarios.capture_moved_to_another_deployment,
+    "C5": scenarios.regrouped_without_realignment,
+    "D2": scenarios.withdrawn_but_still_determined,
+    "D3": scenarios.stale_score,
+    "D4": scenarios.zero_score_never_written,
+    "D5": scenarios.classifications_deleted,
+    "D6": scenarios.logit_as_score,
+}
+
+
+@pytest.mark.parametrize("rule_id", MY_RULES)
+def test_rule_respects_project_and_occurrence_scope(invariants, rule_id):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    a, b = DEFECTS[rule_id](mine), DEFECTS[rule_id](mine)
+    theirs = DEFECTS[rule_id](other)
+    before = Occurrence.objects.filter(pk=theirs.pk).values().get()
+
+    assert invariants.violators(rule_id, project=mine.project) == {a.pk, b.pk}
+    assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
+    assert invariants.violators(rule_id, project=mine.project, occurrences=[b]) == {b.pk}
+    if RULES[rule_id].repair_func is not None:
+        assert invariants.repair(rule_id, project=mine.project).fixed == 2
+        assert Occurrence.objects.filter(pk=theirs.pk).values().get() == before
+        assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
+
+
+@pytest.mark.parametrize("rule_id", MY_RULES)
+def test_check_mode_writes_nothing(invariants, rule_id):
+    station = f.DeploymentFactory()
+    scenarios.seed(station)
+    identifications.seed(station)
+    before = invariants.snapshot()
+
+    outcome = invariants.check(rule_id, project=station.project)
+
+    assert outcome.violations > 0 and outcome.status == "failed"
+    assert invariants.snapshot() == before

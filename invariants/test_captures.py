@@ -1,0 +1,65 @@
+"""Captures (source images) and their deployment, project, event and collections: S6, S6b, C1, C6, C11."""
+
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery
+from django.db.models.functions import Now
+
+from antenna_invariants.mirror.models import Deployment, SourceImage
+from antenna_invariants.rules import rule
+
+
+class IsDistinctFrom(Func):
+    """``a IS DISTINCT FROM b``: NULL-safe inequality (Django's ``exclude(a=F(b))`` treats NULL = NULL as a
+    difference)."""
+
+    arg_joiner = " IS DISTINCT FROM "
+    template = "(%(expressions)s)"
+    output_field = BooleanField()
+
+
+@rule("S6", hint="give the capture a deployment (and its project) or delete it; deleting a deployment leaves these")
+def test_capture_has_a_deployment_and_a_project(captures):
+    """A capture has a deployment and a project.  The deployment half of the catalogue entry, a deployment
+    has a project, is S6b."""
+    return captures.filter(Q(deployment__isnull=True) | Q(project__isnull=True))
+
+
+@rule("S6b", hint="assign the deployment to its project (Deployment.update_children then realigns its rows)")
+def test_deployment_has_a_project(deployments):
+    """A deployment has a project (second half of catalogue S6): a deployment without one hides its captures,
+    events and occurrences from every project."""
+    return deployments.filter(project__isnull=True)
+
+
+@rule("C1", risk="L")
+def test_capture_project_is_its_deployment_project(captures):
+    """A capture's project equals its deployment's project (NULL-safe).  Captures without a deployment are
+    S6's."""
+    return captures.filter(deployment__isnull=False).filter(IsDistinctFrom("project", "deployment__project"))
+
+
+@test_capture_project_is_its_deployment_project.repair
+def copy_the_deployment_project(violators):
+    """Copy the deployment's project onto the capture (what Deployment.update_children does).  A capture of a
+    deployment without a project is left alone (unfixable, see S6b): it is never moved out of its project."""
+    project = Deployment.objects.filter(pk=OuterRef("deployment_id")).values("project_id")
+    return violators.filter(deployment__project__isnull=False).update(project=Subquery(project), updated_at=Now())
+
+
+@rule("C6", hint="regroup the deployment (group_images_into_events); it moves captures between events")
+def test_capture_sits_in_the_right_event(captures):
+    """A capture's event belongs to the capture's deployment (NULL-safe); a capture with a timestamp has an
+    event; its timestamp lies in [event.start, event.end] (an open end, NULL, bounds nothing).  A capture
+    without a timestamp cannot be grouped and may have no event."""
+    other_deployment = Q(event__isnull=False) & IsDistinctFrom("event__deployment", "deployment")
+    ungrouped = Q(timestamp__isnull=False, event__isnull=True)
+    outside = Q(timestamp__lt=F("event__start")) | Q(timestamp__gt=F("event__end"))
+    return captures.filter(other_deployment | ungrouped | outside)
+
+
+@rule("C11", hint="a person decides: remove the foreign captures from the collection, or clone the collection")
+def test_collection_holds_only_its_project_captures(collections):
+    """Every capture in a collection belongs to the collection's project (a capture without a project does
+    not).  Collections sampled before #587 could hold any project's captures.  The job half of the
+    catalogue entry (a job's deployment and collection are in the job's project) is J4."""
+    members = SourceImage.objects.filter(collections=OuterRef("pk"))
+    return collections.filter(Exists(members.filter(IsDistinctFrom("project", OuterRef("project")))))

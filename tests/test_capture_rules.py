@@ -1,0 +1,160 @@
+"""S6/S6b (capture and deployment have a project), C1 (capture project = deployment project), C6 (capture in
+the right event), C11 (collections hold their project's captures)."""
+
+from antenna_invariants.mirror.models import SourceImage
+from antenna_invariants.rules import RULES
+from antenna_invariants.scope import NO_PROJECT
+from fixtures import factories as f
+from fixtures.scenarios import captures as scenarios
+
+
+def test_s6_flags_captures_without_deployment_or_project(invariants):
+    station = f.DeploymentFactory()
+    orphan = scenarios.capture_of_a_deleted_deployment(station)
+    unassigned = scenarios.capture_without_project(station)
+    healthy = scenarios.capture(station)
+
+    assert invariants.violators("S6", project=station.project) == {orphan.pk}
+    assert invariants.violators("S6", project=NO_PROJECT) == {unassigned.pk}
+    assert healthy.pk not in invariants.violators("S6")
+
+
+def test_s6_respects_project_scope(invariants):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    orphan = scenarios.capture_of_a_deleted_deployment(mine)
+    scenarios.capture_of_a_deleted_deployment(other)
+
+    assert invariants.violators("S6", project=mine.project) == {orphan.pk}
+
+
+def test_s6b_flags_deployments_without_project_in_the_no_project_case(invariants):
+    station = f.DeploymentFactory()
+    loose = scenarios.deployment_without_project()
+
+    assert invariants.violators("S6b", project=NO_PROJECT) == {loose.pk}
+    assert invariants.violators("S6b", project=station.project) == set()
+
+
+def test_s6_and_s6b_are_report_only_and_check_writes_nothing(invariants):
+    station = f.DeploymentFactory()
+    scenarios.capture_of_a_deleted_deployment(station)
+    scenarios.deployment_without_project()
+    before = invariants.snapshot()
+
+    assert invariants.check("S6", project=station.project).status == "failed"
+    assert invariants.check("S6b", project=NO_PROJECT).violations == 1
+    assert invariants.snapshot() == before
+    assert RULES["S6"].repair_func is None and RULES["S6b"].repair_func is None
+
+
+def test_c1_flags_mismatched_and_missing_projects_only(invariants):
+    station, old = f.DeploymentFactory(), f.ProjectFactory()
+    left = scenarios.capture_left_in_old_project(station, old)
+    unassigned = scenarios.capture_without_project(station)
+    scenarios.capture_of_a_deleted_deployment(station)  # no deployment: S6's, not C1's
+    healthy = scenarios.capture(station)
+
+    assert invariants.violators("C1", project=old) == {left.pk}
+    assert invariants.violators("C1", project=NO_PROJECT) == {unassigned.pk}
+    assert invariants.violators("C1", project=station.project) == set()
+    assert healthy.pk not in invariants.violators("C1")
+
+
+def test_c1_repair_copies_the_deployment_project_in_scope_only(invariants):
+    station, other, old = f.DeploymentFactory(), f.DeploymentFactory(), f.ProjectFactory()
+    left = scenarios.capture_left_in_old_project(station, old)
+    theirs = scenarios.capture_without_project(other)
+    healthy = scenarios.capture(station)
+    before = SourceImage.objects.filter(pk=healthy.pk).values().get()
+
+    outcome = invariants.repair("C1", project=old)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("repaired", 1, 0)
+    left.refresh_from_db()
+    assert left.project_id == station.project_id
+    theirs.refresh_from_db()
+    assert theirs.project_id is None
+    assert invariants.violators("C1", project=NO_PROJECT) == {theirs.pk}
+    assert SourceImage.objects.filter(pk=healthy.pk).values().get() == before
+    assert invariants.repair("C1", project=old).fixed == 0  # idempotent
+
+
+def test_c1_repair_never_moves_a_capture_out_of_its_project(invariants):
+    loose = scenarios.deployment_without_project()
+    owner = f.ProjectFactory()
+    capture = scenarios.capture_left_in_old_project(loose, owner)
+
+    outcome = invariants.repair("C1", project=owner)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 0, 1)
+    capture.refresh_from_db()
+    assert capture.project_id == owner.pk
+
+
+def test_c1_check_mode_writes_nothing(invariants):
+    station = f.DeploymentFactory()
+    scenarios.capture_without_project(station)
+    before = invariants.snapshot()
+    assert invariants.check("C1", project=NO_PROJECT).violations == 1
+    assert invariants.snapshot() == before
+
+
+def test_c6_flags_foreign_events_ungrouped_and_out_of_range_captures(invariants):
+    station = f.DeploymentFactory()
+    foreign = scenarios.capture_in_another_deployments_event(station)
+    ungrouped = scenarios.ungrouped_capture(station)
+    outside = scenarios.capture_outside_its_event(station)
+    near_misses = [
+        scenarios.capture_without_timestamp(station),
+        scenarios.capture_at_the_end_of_its_event(station),
+        scenarios.capture_of_a_deleted_deployment(station),  # event and capture both lost the deployment
+        scenarios.capture(station),
+    ]
+
+    violators = invariants.violators("C6", project=station.project)
+    assert violators == {foreign.pk, ungrouped.pk, outside.pk}
+    assert not {c.pk for c in near_misses} & violators
+
+
+def test_c6_flags_a_capture_before_its_event_starts_and_ignores_an_open_end(invariants):
+    station = f.DeploymentFactory()
+    early = scenarios.capture(station)
+    SourceImage.objects.filter(pk=early.pk).update(timestamp=early.event.start.replace(hour=20))
+    open_ended = scenarios.capture(station)
+    type(open_ended.event).objects.filter(pk=open_ended.event_id).update(end=None)
+
+    assert invariants.violators("C6", project=station.project) == {early.pk}
+
+
+def test_c6_respects_project_scope_and_is_report_only(invariants):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    ungrouped = scenarios.ungrouped_capture(mine)
+    scenarios.ungrouped_capture(other)
+    before = invariants.snapshot()
+
+    assert invariants.violators("C6", project=mine.project) == {ungrouped.pk}
+    assert invariants.snapshot() == before
+    assert RULES["C6"].repair_func is None and "regroup" in RULES["C6"].hint
+
+
+def test_c11_flags_collections_with_foreign_or_projectless_captures(invariants):
+    station = f.DeploymentFactory()
+    contaminated = scenarios.collection_with_foreign_captures(station)
+    only_projectless = f.CollectionFactory(project=station.project, images=[scenarios.capture_without_project(station)])
+    clean = scenarios.collection_of_own_captures(station)
+    empty = f.CollectionFactory(project=station.project)
+
+    assert invariants.violators("C11", project=station.project) == {contaminated.pk, only_projectless.pk}
+    assert not {clean.pk, empty.pk} & invariants.violators("C11")
+
+
+def test_c11_respects_project_scope_and_is_report_only(invariants):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    contaminated = scenarios.collection_with_foreign_captures(mine, foreign_deployment=other)
+    theirs = scenarios.collection_with_foreign_captures(other, foreign_deployment=mine)
+    before = invariants.snapshot()
+
+    assert invariants.violators("C11", project=mine.project) == {contaminated.pk}
+    assert invariants.violators("C11", project=other.project) == {theirs.pk}
+    assert invariants.snapshot() == before
+    assert RULES["C11"].repair_func is None

@@ -1,0 +1,169 @@
+"""J1 (no stale running job), J2 (final job has finished_at), J3 (job type has its link), J4 (job links stay
+in the job's project)."""
+
+from datetime import timedelta
+
+from django.db.models.functions import Now
+
+from antenna_invariants.mirror.models import Job
+from antenna_invariants.rules import RULES
+from antenna_invariants.scope import Scope
+from invariants.test_jobs import FINAL, RUNNING
+from fixtures import factories as f
+from fixtures.scenarios import jobs as scenarios
+
+
+def test_j1_flags_stale_running_jobs_only(invariants):
+    station = f.DeploymentFactory()
+    stale = {scenarios.stale_running_job(station, status=s) for s in RUNNING}
+    resurrected = scenarios.finished_job_marked_running(station)
+    near_misses = [
+        scenarios.recently_updated_job(station),
+        scenarios.created_job_never_started(station),
+        scenarios.running_job(station, status="RECEIVED"),
+        scenarios.final_job_without_finished_at(station),  # final: J2's business, never J1's
+        scenarios.job(station),
+    ]
+
+    assert invariants.violators("J1", project=station.project) == {j.pk for j in stale} | {resurrected.pk}
+    assert not {j.pk for j in near_misses} & invariants.violators("J1")
+
+
+def test_j1_uses_the_cutoff_on_the_database_clock(invariants):
+    station = f.DeploymentFactory()
+    just_over = scenarios.running_job(station, idle=timedelta(minutes=10, seconds=30))
+    just_under = scenarios.running_job(station, idle=timedelta(minutes=9))
+
+    assert invariants.violators("J1", project=station.project) == {just_over.pk}
+    assert just_under.pk not in invariants.violators("J1")
+
+
+def test_j1_repair_fails_stale_jobs_in_scope_and_spares_finished_ones(invariants):
+    station, other = f.DeploymentFactory(), f.DeploymentFactory()
+    stale = scenarios.stale_running_job(station)
+    resurrected = scenarios.finished_job_marked_running(station)
+    recent = scenarios.recently_updated_job(station)
+    created = scenarios.created_job_never_started(station)
+    theirs = scenarios.stale_running_job(other)
+    untouched = {j.pk: Job.objects.filter(pk=j.pk).values().get() for j in (resurrected, recent, created, theirs)}
+
+    outcome = invariants.repair("J1", project=station.project)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 1, 1)
+    stale.refresh_from_db()
+    assert stale.status == "FAILURE" and stale.finished_at is not None
+    assert stale.progress["summary"]["status"] == "FAILURE"
+    assert {pk: Job.objects.filter(pk=pk).values().get() for pk in untouched} == untouched
+    assert invariants.violators("J1", project=station.project) == {resurrected.pk}
+    assert invariants.repair("J1", project=station.project).fixed == 0  # idempotent
+
+
+def test_j1_repair_rechecks_inside_the_update(invariants):
+    """A job that moved on between the check and the repair (a worker wrote progress, or it finished) is
+    left alone: the UPDATE carries the violation condition."""
+    station = f.DeploymentFactory()
+    resumed, finished = scenarios.stale_running_job(station), scenarios.stale_running_job(station)
+    entry = RULES["J1"]
+    violators = entry.violations(Scope(project=station.project_id)).filter(pk__in=[resumed.pk, finished.pk])
+    Job.objects.filter(pk=resumed.pk).update(updated_at=Now())
+    Job.objects.filter(pk=finished.pk).update(status="SUCCESS", finished_at=Now())
+
+    assert entry.repair_func(violators) == 0
+    resumed.refresh_from_db()
+    finished.refresh_from_db()
+    assert (resumed.status, finished.status) == ("STARTED", "SUCCESS")
+
+
+def test_j1_check_mode_writes_nothing(invariants):
+    station = f.DeploymentFactory()
+    scenarios.stale_running_job(station)
+    before = invariants.snapshot()
+    assert invariants.check("J1", project=station.project).violations == 1
+    assert invariants.snapshot() == before
+
+
+def test_j2_flags_final_jobs_without_finished_at(invariants):
+    station = f.DeploymentFactory()
+    unfinished = {scenarios.final_job_without_finished_at(station, status=s) for s in FINAL}
+    near_misses = [scenarios.stale_running_job(station), scenarios.created_job_never_started(station), scenarios.job(station)]
+
+    assert invariants.violators("J2", project=station.project) == {j.pk for j in unfinished}
+    assert not {j.pk for j in near_misses} & invariants.violators("J2")
+
+
+def test_j2_repair_takes_finished_at_from_updated_at_in_scope_only(invariants):
+    station, other = f.DeploymentFactory(), f.DeploymentFactory()
+    revoked = scenarios.final_job_without_finished_at(station)
+    theirs = scenarios.final_job_without_finished_at(other)
+    healthy = scenarios.job(station)
+    before = Job.objects.filter(pk=healthy.pk).values().get()
+
+    outcome = invariants.repair("J2", project=station.project)
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("repaired", 1, 0)
+    last_written = revoked.updated_at
+    revoked.refresh_from_db()
+    assert revoked.finished_at == last_written
+    theirs.refresh_from_db()
+    assert theirs.finished_at is None
+    assert Job.objects.filter(pk=healthy.pk).values().get() == before
+    assert invariants.repair("J2", project=station.project).fixed == 0  # idempotent
+
+
+def test_j2_check_mode_writes_nothing(invariants):
+    station = f.DeploymentFactory()
+    scenarios.final_job_without_finished_at(station)
+    before = invariants.snapshot()
+    assert invariants.check("J2", project=station.project).violations == 1
+    assert invariants.snapshot() == before
+
+
+def test_j3_flags_jobs_missing_the_link_their_type_needs(invariants):
+    station, other = f.DeploymentFactory(), f.DeploymentFactory()
+    missing = [
+        scenarios.ml_job_without_pipeline(station),
+        scenarios.sync_job_without_deployment(station),
+        scenarios.job(station, job_type_key="regroup_events", deployment=None),
+        scenarios.collection_job_without_collection(station),
+        scenarios.export_job_without_export(station),
+    ]
+    linked = [*scenarios.jobs_with_their_links(station), scenarios.export_job_with_export(station)]
+    scenarios.ml_job_without_pipeline(other)
+
+    assert invariants.violators("J3", project=station.project) == {j.pk for j in missing}
+    assert not {j.pk for j in linked} & invariants.violators("J3")
+
+
+def test_j3_is_report_only_and_check_writes_nothing(invariants):
+    station = f.DeploymentFactory()
+    scenarios.ml_job_without_pipeline(station)
+    before = invariants.snapshot()
+    assert invariants.check("J3", project=station.project).violations == 1
+    assert invariants.snapshot() == before
+    assert RULES["J3"].repair_func is None
+
+
+def test_j4_flags_links_into_another_project(invariants):
+    station = f.DeploymentFactory()
+    foreign = [
+        scenarios.job_on_another_projects_collection(station),
+        scenarios.job_on_another_projects_deployment(station),
+        scenarios.job_on_another_projects_capture(station),
+        scenarios.job(station, deployment=f.DeploymentFactory(project=None)),  # a deployment with no project
+    ]
+    linked = scenarios.jobs_with_their_links(station)
+
+    assert invariants.violators("J4", project=station.project) == {j.pk for j in foreign}
+    assert not {j.pk for j in linked} & invariants.violators("J4")
+
+
+def test_j4_respects_project_scope_and_is_report_only(invariants):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    cross = scenarios.job_on_another_projects_deployment(mine)
+    theirs = scenarios.job(other, deployment=mine)  # their job on my deployment: reported in their case only
+    before = invariants.snapshot()
+
+    assert invariants.violators("J4", project=mine.project) == {cross.pk}
+    assert invariants.violators("J4", project=other.project) == {theirs.pk}
+    assert invariants.snapshot() == before
+    assert RULES["J4"].repair_func is None
