@@ -19,7 +19,7 @@ STAMP = "antenna-invariants demo "
 
 def fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("fixtures/*.py"), *ROOT.glob("antenna_invariants/mirror/**/*.py")]):
+    for path in sorted([*ROOT.glob("fixtures/**/*.py"), *ROOT.glob("antenna_invariants/mirror/**/*.py")]):
         digest.update(path.read_bytes())
     return STAMP + digest.hexdigest()[:16]
 

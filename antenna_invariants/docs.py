@@ -12,8 +12,8 @@ RISKS = {"L": "low: pure recompute", "M": "medium: changes what users see", "H":
 
 
 def _id_key(rule_id: str):
-    letters, number = re.match(r"([A-Z]+)(\d+)", rule_id).groups()
-    return letters, int(number)
+    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id).groups()
+    return letters, int(number), suffix
 
 
 def render() -> str:

@@ -1,19 +1,12 @@
 """Captures (source images) and their deployment, project, event and collections: S6, S6b, C1, C6, C11."""
 
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, Subquery
-from django.db.models.functions import Now
+from django.db.models import Exists, F, OuterRef, Q
 
-from antenna_invariants.mirror.models import Deployment, SourceImage
+from antenna_invariants.mirror.models import SourceImage
 from antenna_invariants.rules import rule
+from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
 
-class IsDistinctFrom(Func):
-    """``a IS DISTINCT FROM b``: NULL-safe inequality (Django's ``exclude(a=F(b))`` treats NULL = NULL as a
-    difference)."""
-
-    arg_joiner = " IS DISTINCT FROM "
-    template = "(%(expressions)s)"
-    output_field = BooleanField()
 
 
 @rule("S6", hint="give the capture a deployment (and its project) or delete it; deleting a deployment leaves these")
@@ -34,15 +27,10 @@ def test_deployment_has_a_project(deployments):
 def test_capture_project_is_its_deployment_project(captures):
     """A capture's project equals its deployment's project (NULL-safe).  Captures without a deployment are
     S6's."""
-    return captures.filter(deployment__isnull=False).filter(IsDistinctFrom("project", "deployment__project"))
+    return project_differs_from_deployment(captures)
 
 
-@test_capture_project_is_its_deployment_project.repair
-def copy_the_deployment_project(violators):
-    """Copy the deployment's project onto the capture (what Deployment.update_children does).  A capture of a
-    deployment without a project is left alone (unfixable, see S6b): it is never moved out of its project."""
-    project = Deployment.objects.filter(pk=OuterRef("deployment_id")).values("project_id")
-    return violators.filter(deployment__project__isnull=False).update(project=Subquery(project), updated_at=Now())
+test_capture_project_is_its_deployment_project.repair(copy_deployment_project)
 
 
 @rule("C6", hint="regroup the deployment (group_images_into_events); it moves captures between events")

@@ -6,7 +6,7 @@ from django.db.models.functions import Lower
 
 from antenna_invariants.mirror.models import Algorithm, Classification
 from antenna_invariants.rules import rule
-from invariants.test_detections import IsDistinctFrom, all_but_the_oldest
+from antenna_invariants.sql import IsDistinctFrom, all_but_the_oldest
 
 BINARY_MOTH_LABELS = ("moth", "non-moth", "nonmoth")  # the names migration ml/0015 demoted
 

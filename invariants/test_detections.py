@@ -3,23 +3,17 @@
 from datetime import timedelta
 
 from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
 from antenna_invariants.journal import delete_journaled
 from antenna_invariants.mirror.models import Classification, Detection, SourceImage
 from antenna_invariants.rules import rule
+from antenna_invariants.sql import IsDistinctFrom, all_but_the_oldest
 
 DETECTOR_TASK_TYPES = ("detection", "localization", "segmentation")
 CROP_GRACE = timedelta(days=1)  # crops are written after the detections: give the cropper a day
 
 
-class IsDistinctFrom(Func):
-    """``a IS DISTINCT FROM b``: NULL-safe "differs" (NULL vs a value differs, NULL vs NULL does not)."""
-
-    arg_joiner = " IS DISTINCT FROM "
-    template = "(%(expressions)s)"
-    output_field = BooleanField()
 
 
 class IsBox(Func):
@@ -31,16 +25,6 @@ class IsBox(Func):
         "ELSE false END)"
     )
     output_field = BooleanField()
-
-
-def all_but_the_oldest(table: str, group_by: str, where: str) -> RawSQL:
-    """Ids of every row of ``table`` matching ``where`` except the oldest (created_at, then id) of its
-    ``group_by`` group.  Ranked over the whole table, so "oldest" never depends on the scope or the batch."""
-    return RawSQL(
-        f'SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {group_by} ORDER BY created_at, id) AS n '
-        f'FROM "{table}" WHERE {where}) ranked WHERE n > 1',
-        [],
-    )
 
 
 def null_markers(detections):

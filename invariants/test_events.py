@@ -2,21 +2,16 @@
 
 from datetime import timedelta
 
-from django.db.models import BooleanField, CharField, Exists, F, Func, Max, Min, OuterRef, Q, Subquery
+from django.db.models import CharField, Exists, F, Func, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Now
 
-from antenna_invariants.mirror.models import Deployment, Occurrence, SourceImage
+from antenna_invariants.mirror.models import Occurrence, SourceImage
 from antenna_invariants.rules import rule
+from antenna_invariants.sql import copy_deployment_project, project_differs_from_deployment
 
 MAX_EVENT_HOURS = 24
 
 
-class IsDistinctFrom(Func):
-    """``a IS DISTINCT FROM b``: NULL-safe inequality."""
-
-    arg_joiner = " IS DISTINCT FROM "
-    template = "(%(expressions)s)"
-    output_field = BooleanField()
 
 
 def new_york_date(column):
@@ -39,15 +34,10 @@ def test_event_has_a_deployment(events):
 def test_event_project_is_its_deployment_project(events):
     """An event's project equals its deployment's project (NULL-safe).  Events without a deployment are
     S4's."""
-    return events.filter(deployment__isnull=False).filter(IsDistinctFrom("project", "deployment__project"))
+    return project_differs_from_deployment(events)
 
 
-@test_event_project_is_its_deployment_project.repair
-def copy_the_deployment_project(violators):
-    """Copy the deployment's project onto the event (Deployment.update_children).  An event of a deployment
-    without a project is left alone (unfixable, see S6b)."""
-    project = Deployment.objects.filter(pk=OuterRef("deployment_id")).values("project_id")
-    return violators.filter(deployment__project__isnull=False).update(project=Subquery(project), updated_at=Now())
+test_event_project_is_its_deployment_project.repair(copy_deployment_project)
 
 
 @rule("E1", risk="L")

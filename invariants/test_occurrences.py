@@ -1,13 +1,14 @@
 """Occurrences: determination (D1-D6), validity (F1), structure (S5) and copied links (C3-C5)."""
 
-from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import IsNull
 
 from antenna_invariants.determination import has_evidence, where_expected, write_expected
 from antenna_invariants.journal import delete_journaled
-from antenna_invariants.mirror.models import Deployment, Detection
+from antenna_invariants.mirror.models import Detection
 from antenna_invariants.rules import rule
+from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
 
 @rule("D1", risk="M")
@@ -104,12 +105,6 @@ def test_occurrence_score_is_between_0_and_1(occurrences):
     return occurrences.filter(Q(determination_score__lt=0) | Q(determination_score__gt=1))
 
 
-class IsDistinctFrom(Func):
-    """``left IS DISTINCT FROM right`` as a filter: inequality in which NULL is a value like any other."""
-
-    template = "(%(expressions)s)"
-    arg_joiner = " IS DISTINCT FROM "
-    output_field = BooleanField()
 
 
 def first_capture(field, occurrence=None):
@@ -156,21 +151,14 @@ def derive_them_from_its_captures(violators):
     )
 
 
-def deployment_project():
-    return Subquery(Deployment.objects.filter(pk=OuterRef("deployment")).values("project")[:1])
-
-
 @rule("C3", risk="L")
 def test_occurrence_project_is_its_deployment_project(occurrences):
     """An occurrence's project is its deployment's project, NULL-safe (a deployment moved to another project
     without update_children).  An occurrence without a deployment is S5's business."""
-    return occurrences.filter(deployment__isnull=False).filter(IsDistinctFrom("project", deployment_project()))
+    return project_differs_from_deployment(occurrences)
 
 
-@test_occurrence_project_is_its_deployment_project.repair
-def copy_the_deployment_project(violators):
-    """Copy the deployment's project onto the occurrence."""
-    return violators.update(project=deployment_project(), updated_at=Now())
+test_occurrence_project_is_its_deployment_project.repair(copy_deployment_project)
 
 
 @rule("C4", hint="split the occurrence by deployment, or re-home the stray captures (a person decides which)")

@@ -89,6 +89,8 @@ def test_k4_repair_fixes_the_chain_but_never_takes_a_display_name_in_use(invaria
     assert taken.display_name == taken.name
     holder.refresh_from_db()
     assert holder.display_name == f"{taken.name} sp."
+    shown_as_species.refresh_from_db()
+    assert shown_as_species.display_name == f"{shown_as_species.name} sp."
     assert invariants.violators("K4") == {taken.pk}
     assert invariants.repair("K4").fixed == 0
 
