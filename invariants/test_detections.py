@@ -14,8 +14,6 @@ DETECTOR_TASK_TYPES = ("detection", "localization", "segmentation")
 CROP_GRACE = timedelta(days=1)  # crops are written after the detections: give the cropper a day
 
 
-
-
 class IsBox(Func):
     """The jsonb value is an array of exactly four numbers (CASE keeps jsonb_array_length off non-arrays)."""
 
@@ -25,6 +23,25 @@ class IsBox(Func):
         "ELSE false END)"
     )
     output_field = BooleanField()
+
+
+class OutsideItsFrame(Func):
+    """A four-number box [x1, y1, x2, y2] that is inverted, negative, or beyond its capture's width or height
+    (when known).  Only evaluated on well-formed boxes, so the casts never see anything but numbers."""
+
+    output_field = BooleanField()
+
+    def as_sql(self, compiler, connection):
+        (box, width, height), params = zip(*(compiler.compile(e) for e in self.source_expressions))
+        assert not any(params), "OutsideItsFrame takes plain columns"
+        is_box, box_params = compiler.compile(IsBox(self.source_expressions[0]))
+        x1, y1, x2, y2 = (f"(({box})->>{i})::float8" for i in range(4))
+        bad = (
+            f"{x1} >= {x2} OR {y1} >= {y2} OR least({x1}, {y1}) < 0 "
+            f"OR ({width} IS NOT NULL AND {x2} > {width}) OR ({height} IS NOT NULL AND {y2} > {height})"
+        )
+        sql = f"(CASE WHEN {is_box} THEN ({bad}) ELSE false END)"
+        return sql, box_params
 
 
 def null_markers(detections):
@@ -95,9 +112,16 @@ def test_capture_has_no_null_marker_beside_a_real_detection_of_its_algorithm(det
 def test_real_detection_bbox_is_four_numbers(detections):
     """A real detection's bbox is a JSON array of exactly four numbers [x1, y1, x2, y2]: not [] (the legacy
     null marker, which counts as real today), JSON null, an object, a string or a list of another length.
-    Not checked here: the geometry (x1 < x2, y1 < y2, inside the capture's width and height when known),
-    which is soft and needs a rule id of its own to be reported as a warning."""
+    The soft geometry is N5b."""
     return real(detections).alias(is_box=IsBox("bbox")).filter(is_box=False)
+
+
+@rule("N5b", severity="warn", hint="look at the detector's output for these captures: such boxes crop badly or not at all")
+def test_real_detection_box_lies_inside_its_capture(detections):
+    """(soft) A well-formed box has x1 < x2 and y1 < y2, no negative corner, and lies inside its capture's
+    width and height when those are known (the geometric half of catalogue N5)."""
+    outside = OutsideItsFrame("bbox", "source_image__width", "source_image__height")
+    return real(detections).alias(outside=outside).filter(outside=True)
 
 
 @rule("N6", risk="L", hint="re-run the occurrence step for these captures, or create one occurrence per detection")

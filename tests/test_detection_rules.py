@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.db.models.functions import Now
 
-from antenna_invariants.mirror.models import Classification, Detection
+from antenna_invariants.mirror.models import Classification, Detection, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
@@ -49,6 +49,7 @@ SCENARIOS = {  # rule -> builds one defect in a deployment and returns the viola
     "N3": scenarios.repeated_null_markers,
     "N4": scenarios.stale_null_marker,
     "N5": lambda station: scenarios.malformed_bbox(station, []),
+    "N5b": lambda station: scenarios.malformed_bbox(station, [300, 300, 100, 100]),
     "N7": scenarios.duplicate_detection,
     "N8": scenarios.uncropped_detection,
     "N9": scenarios.detection_by_a_non_detector,
@@ -214,8 +215,8 @@ def test_n5_flags_a_bbox_that_is_not_four_numbers(invariants, bbox):
 def test_n5_accepts_any_four_numbers_and_ignores_null_markers(invariants):
     station = f.DeploymentFactory()
     scenarios.malformed_bbox(station, [1.5, 2, 30.25, 40])
-    scenarios.malformed_bbox(station, [300, 300, 100, 100])  # inverted: the soft geometry is not checked
-    scenarios.malformed_bbox(station, [5000, 0, 6000, 100])  # beyond the capture's width: not checked either
+    scenarios.malformed_bbox(station, [300, 300, 100, 100])  # inverted: N5b, the soft geometry
+    scenarios.malformed_bbox(station, [5000, 0, 6000, 100])  # beyond the capture's width: N5b too
     scenarios.empty_capture(station)
 
     assert invariants.violators("N5", project=station.project) == set()
@@ -292,3 +293,20 @@ def test_c7_repair_copies_the_capture_timestamp_onto_exactly_the_violators(invar
     assert wrong[2].timestamp is None  # an undated capture's detection becomes undated too
     assert list(untouched.values()) == before
     assert invariants.repair("C7", project=station.project).fixed == 0  # idempotent
+
+
+def test_n5b_warns_about_boxes_outside_their_frame_only(invariants):
+    station = f.DeploymentFactory()
+    inverted = scenarios.malformed_bbox(station, [300, 300, 100, 100])
+    too_wide = scenarios.malformed_bbox(station, [5000, 0, 6000, 100])  # the factory's captures are 4096 wide
+    negative = scenarios.malformed_bbox(station, [-5, 10, 50, 60])
+    scenarios.malformed_bbox(station, [0, 0, 4096, 2160])  # near-miss: exactly the frame
+    scenarios.malformed_bbox(station, [])  # malformed boxes are N5's, never cast here
+    scenarios.malformed_bbox(station, {"x": 1})
+    unknown_size = scenarios.malformed_bbox(station, [5000, 0, 6000, 100])
+    SourceImage.objects.filter(pk=unknown_size.source_image_id).update(width=None, height=None)
+
+    outcome = invariants.check("N5b", project=station.project)
+
+    assert set(outcome.sample) == {inverted.pk, too_wide.pk, negative.pk}
+    assert outcome.status == "warned"
