@@ -52,9 +52,7 @@ LEFT JOIN best_prediction bp ON bp.occurrence_id = target.id
 """
 
 
-def has_evidence():
-    """Q-able test: the occurrence has a classification with a taxon on a real detection, or an active
-    identification with a taxon."""
+def _evidence():
     from django.db.models import Exists, OuterRef
 
     from antenna_invariants.mirror.models import Classification, Identification
@@ -63,7 +61,20 @@ def has_evidence():
         detection__occurrence=OuterRef("pk"), detection__bbox__isnull=False, taxon__isnull=False
     )
     human = Identification.objects.filter(occurrence=OuterRef("pk"), withdrawn=False, taxon__isnull=False)
-    return Exists(machine) | Exists(human)
+    return Exists(machine), Exists(human)
+
+
+def has_evidence():
+    """Q-able test: the occurrence has a classification with a taxon on a real detection, or an active
+    identification with a taxon."""
+    machine, human = _evidence()
+    return machine | human
+
+
+def has_no_evidence():
+    """The negation of ``has_evidence``, written as two NOT EXISTS so PostgreSQL can plan anti-joins."""
+    machine, human = _evidence()
+    return ~machine & ~human
 
 
 def expected_sql(occurrences) -> tuple[str, list]:

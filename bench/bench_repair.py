@@ -48,6 +48,7 @@ SELECT g, now(), now(), g, 1 + g %% 500, 0.8, now(), true, 2 FROM generate_serie
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--occurrences", type=int, nargs="+", default=[5500, 55000])
+    parser.add_argument("--all-rules", action="store_true", help="also time every rule's check at each size")
     args = parser.parse_args()
 
     import django
@@ -79,6 +80,14 @@ def main() -> int:
             cursor.execute(FILL, {"n": n})
             cursor.execute("ANALYZE")
         scope = Scope(project=1)
+        if args.all_rules:
+            timings = []
+            for entry in RULES.values():
+                started = time.perf_counter()
+                check(entry, Scope(project=None) if entry.is_global else scope)
+                timings.append((time.perf_counter() - started, entry.id))
+            slowest = ", ".join(f"{rule_id} {took:.2f}s" for took, rule_id in sorted(timings, reverse=True)[:8])
+            print(f"{n} rows: all {len(timings)} rules checked in {sum(t for t, _ in timings):.2f} s; slowest: {slowest}")
         cells = [str(n)]
         with tempfile.TemporaryDirectory() as journals:
             for rule_id in ("D1", "F1"):

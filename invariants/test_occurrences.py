@@ -4,7 +4,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import IsNull
 
-from antenna_invariants.determination import has_evidence, where_expected, write_expected
+from antenna_invariants.determination import has_evidence, has_no_evidence, where_expected, write_expected
 from antenna_invariants.journal import delete_journaled
 from antenna_invariants.mirror.models import Detection
 from antenna_invariants.rules import rule
@@ -95,7 +95,7 @@ def recompute_the_pair(violators):
 def test_occurrence_determination_has_evidence(occurrences):
     """A determined occurrence has evidence for it: a classification with a taxon on a real detection, or an
     active identification with a taxon (deleted classifications and withdrawn identifications leave it)."""
-    return occurrences.filter(~has_evidence(), determination__isnull=False)
+    return occurrences.filter(has_no_evidence(), determination__isnull=False)
 
 
 @rule("D6", hint="find the algorithm that wrote scores outside [0, 1] and reprocess its classifications")
