@@ -34,6 +34,11 @@ def pytest_addoption(parser):
     group.addoption("--all-projects", action="store_true", help="allow --repair without a scope")
     group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
     group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
+    parser.addini(
+        "invariants_error_if",
+        type="linelist",
+        help='tolerated violations per rule, one "RULE >N" or "RULE >P%" per line (dbt\'s error_if)',
+    )
     group.addoption("--reports", default=str(conn.ROOT / "reports"), metavar="DIR", help="where reports and journals go")
 
 
@@ -173,20 +178,21 @@ def _is_invariants_session(config) -> bool:
 def pytest_configure(config):
     import os
 
-    from antenna_invariants.rules import RULES
+    from antenna_invariants.rules import RULES, set_thresholds
 
     try:
         if not _is_invariants_session(config):
             if not os.environ.get("DATABASE_URL"):
                 use_database(conn.django_database(conn.embedded_url()))
             return
+        reporting.load_rules(INVARIANTS_DIR)
+        set_thresholds(config.getini("invariants_error_if"))
         live = LiveDatabase(config)
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
         live.prepare(json.loads(worker_db) if worker_db else None)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[LIVE] = live
-    reporting.load_rules(INVARIANTS_DIR)
     for domain in sorted({r.domain for r in RULES.values()}):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
     for entry in RULES.values():

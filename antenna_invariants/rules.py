@@ -13,6 +13,7 @@ to the test case's scope.  The decorator turns the function into a pytest test p
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -21,6 +22,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 
 from antenna_invariants import journal as journal_module
+from antenna_invariants.connection import ConfigError
 from antenna_invariants.scope import NotApplicable, Scope
 
 RULES: dict[str, "Rule"] = {}
@@ -87,12 +89,27 @@ class Rule:
         return func
 
     def tolerated(self, violations: int, checked: int) -> bool:
-        if not self.error_if:
+        if violations == 0 or not self.error_if:
             return violations == 0
         limit = self.error_if.lstrip(">").strip()
         if limit.endswith("%"):
             return checked > 0 and 100.0 * violations / checked <= float(limit[:-1])
         return violations <= int(limit)
+
+
+THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
+
+
+def set_thresholds(lines: list[str]) -> None:
+    """Apply ``"RULE >N"`` / ``"RULE >P%"`` lines (ini ``invariants_error_if``) to the registered rules."""
+    for line in lines:
+        rule_id, _, threshold = line.strip().partition(" ")
+        threshold = threshold.strip()
+        if rule_id not in RULES:
+            raise ConfigError(f"invariants_error_if: no rule {rule_id!r}")
+        if not THRESHOLD.fullmatch(threshold) or ("%" not in threshold and "." in threshold):
+            raise ConfigError(f"invariants_error_if: {threshold!r} is not a threshold like >10 or >0.1%")
+        RULES[rule_id].error_if = threshold
 
 
 def rule(rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None, hint: str = ""):

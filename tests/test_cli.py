@@ -148,3 +148,39 @@ def test_a_clean_database_passes(run):
     f.OccurrenceFactory()
     code, output = run("-m", "D1 or F1 or N6")
     assert code == 0, output
+
+
+def test_soft_rules_warn_and_fail_only_under_strict(run):
+    from fixtures.scenarios import detections
+
+    station = f.DeploymentFactory()
+    detections.malformed_bbox(station, [300, 300, 100, 100])  # N5b, a soft rule
+
+    code, output = run("-k", "N5b", f"--project={station.project_id}", "-v")
+    assert code == 0, output
+    assert "WARN" in output and "1 warned" in output
+    assert results(run.reports)[("N5b", f"project{station.project_id}")]["status"] == "warned"
+
+    code, output = run("-k", "N5b", f"--project={station.project_id}", "--strict")
+    assert code == 1, output
+    assert "N5b" in output and "1 violating detections" in output
+
+
+def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
+    station = f.DeploymentFactory()
+    for _ in range(2):
+        occurrences.partial_save(station)
+    f.OccurrenceFactory(event__deployment=station)
+    project = f"--project={station.project_id}"
+
+    assert run("-k", "D1", project, "-o", "invariants_error_if=D1 >2")[0] == 0
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >70%")  # 2 of 3 is 67 %
+    assert code == 0, output
+    assert run("-k", "D1", project, "-o", "invariants_error_if=D1 >60%")[0] == 1
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >1")
+    assert code == 1, output
+    assert "2 violating occurrences of 3 checked (tolerated: >1)" in output
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D9 >1")
+    assert code == 4 and "ERROR: invariants_error_if: no rule 'D9'" in output, output
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 1%")
+    assert code == 4 and "is not a threshold" in output, output

@@ -21,7 +21,7 @@ def test_parse_ids_accepts_repeats_and_commas_and_rejects_the_rest():
 @pytest.mark.parametrize(
     "error_if, violations, checked, tolerated",
     [(None, 0, 10, True), (None, 1, 10, False), (">2", 2, 10, True), (">2", 3, 10, False),
-     (">10%", 1, 10, True), (">10%", 2, 10, False), (">0.1%", 1, 0, False)],
+     (">10%", 1, 10, True), (">10%", 2, 10, False), (">0.1%", 1, 0, False), (">0.1%", 0, 0, True)],
 )
 def test_thresholds_tolerate_a_count_or_a_share_of_the_denominator(error_if, violations, checked, tolerated):
     entry = Rule("X1", lambda rows: rows, "occurrences", "test", error_if=error_if)
