@@ -51,8 +51,7 @@ class LiveDatabase:
         self.sample_size = config.getoption("sample_size")
         self.strict = bool(config.getini("strict"))  # pytest's own --strict (ini "strict")
         self.projects = parse_ids(config.getoption("project"), "--project")
-        job_ids = parse_ids([config.getoption("job")] if config.getoption("job") else None, "--job")
-        self.job_id = job_ids[0] if job_ids else None
+        self.job_id = (parse_ids([config.getoption("job")], "--job") or [None])[0]
         self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
         if self.sample_size < 0:
             raise ConfigError("--sample-size must be 0 (all) or more")
@@ -102,18 +101,10 @@ class LiveDatabase:
     def _validate_scope(self):
         from antenna_invariants.mirror.models import Occurrence, Project
 
-        if self.projects:
-            found = set(Project.objects.filter(pk__in=self.projects).values_list("pk", flat=True))
-            missing = [p for p in self.projects if p not in found]
-            if missing:
-                raise ConfigError(f"--project {missing[0]}: no such project")
+        _require(Project, self.projects, "--project")
+        _require(Occurrence, self.occurrence_ids, "--occurrence")
         if self.job_id is not None:
             self.job = JobFootprint.infer(self.job_id)
-        if self.occurrence_ids:
-            found = set(Occurrence.objects.filter(pk__in=self.occurrence_ids).values_list("pk", flat=True))
-            missing = [o for o in self.occurrence_ids if o not in found]
-            if missing:
-                raise ConfigError(f"--occurrence {missing[0]}: no such occurrence")
         self.project_cases = self._project_cases()
 
     def _project_cases(self) -> list:
@@ -123,7 +114,7 @@ class LiveDatabase:
             candidates = [self.job.project_id]
         elif self.occurrence_ids:
             projects = Occurrence.objects.filter(pk__in=self.occurrence_ids).values_list("project_id", flat=True)
-            candidates = sorted({p if p is not None else NO_PROJECT for p in projects}, key=str)
+            candidates = sorted({p for p in projects if p is not None}) + [NO_PROJECT] * (None in projects)
         else:
             candidates = list(self.projects or Project.objects.order_by("pk").values_list("pk", flat=True))
             if not self.projects:
@@ -146,6 +137,14 @@ class LiveDatabase:
     def scopes_for(self, entry) -> list[Scope]:
         projects = [None] if entry.is_global else self.project_cases
         return [Scope(project=p, job=self.job, occurrence_ids=self.occurrence_ids) for p in projects]
+
+
+def _require(model, ids, option: str):
+    """Every id names an existing row, or a one-line error naming the first that does not."""
+    found = set(model.objects.filter(pk__in=ids or ()).values_list("pk", flat=True))
+    missing = [i for i in ids or () if i not in found]
+    if missing:
+        raise ConfigError(f"{option} {missing[0]}: no such {model._meta.model_name}")
 
 
 def use_database(entry: dict):

@@ -113,6 +113,7 @@ class Scope:
 
 def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:
     """``["5", "7,9"]`` -> ``(5, 7, 9)``; a non-integer is a one-line usage error."""
+    values = [v for v in values or () if v is not None]
     if not values:
         return None
     ids = []
