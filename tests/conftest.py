@@ -115,6 +115,37 @@ class Invariants:
         self.journal = Journal(self.journal_dir, rule_id)
         return repair(entry, where, outcome, self.journal)
 
+    def assert_scoped(self, rule_id, plant):
+        """``plant(deployment)`` in two projects and in a deployment without one: each case reports exactly
+        its own rows, and repairing one project (when the rule repairs) touches no other case's rows."""
+        from antenna_invariants.rules import RULES
+        from antenna_invariants.scope import NO_PROJECT
+        from fixtures import factories as f
+
+        mine, other, unassigned = f.DeploymentFactory(), f.DeploymentFactory(), f.DeploymentFactory(project=None)
+        planted = {key: _ids(plant(station)) for key, station in
+                   ((mine.project_id, mine), (other.project_id, other), (NO_PROJECT, unassigned))}
+        for project, expected in planted.items():
+            assert self.violators(rule_id, project=project) == expected, project
+        if RULES[rule_id].repair_func is not None:
+            assert self.repair(rule_id, project=mine.project_id).status == "repaired"
+            assert self.violators(rule_id, project=mine.project_id) == set()
+            assert self.violators(rule_id, project=other.project_id) == planted[other.project_id]
+            assert self.violators(rule_id, project=NO_PROJECT) == planted[NO_PROJECT]
+
+    def assert_check_writes_nothing(self, rule_id, plant):
+        """Checking ``plant(deployment)``'s defects reports them all and changes no row of any table."""
+        from antenna_invariants.rules import RULES
+        from fixtures import factories as f
+
+        station = f.DeploymentFactory()
+        planted = _ids(plant(station))
+        before = self.snapshot()
+        outcome = self.check(rule_id, project=station.project_id)
+        assert outcome.violations == len(planted)
+        assert outcome.status == ("warned" if RULES[rule_id].severity == "warn" else "failed")
+        assert self.snapshot() == before
+
     @staticmethod
     def snapshot() -> str:
         """A checksum of every mirrored table's content (to prove check mode wrote nothing)."""
@@ -129,6 +160,10 @@ class Invariants:
                 cursor.execute(f'SELECT md5(coalesce(string_agg(to_jsonb(t)::text, \',\' ORDER BY t.id), \'\')) FROM "{table}" t')
                 parts.append(f"{table}:{cursor.fetchone()[0]}")
         return "\n".join(parts)
+
+
+def _ids(rows) -> set[int]:
+    return {row.pk for row in (rows if isinstance(rows, (list, tuple)) else [rows])}
 
 
 @pytest.fixture

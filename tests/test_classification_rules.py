@@ -36,31 +36,13 @@ def values(*rows):
 
 
 @pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
-def test_classification_rule_is_scoped_by_the_detections_capture_in_check_and_repair(invariants, rule_id):
-    mine, other, unassigned = f.DeploymentFactory(), f.DeploymentFactory(), f.DeploymentFactory(project=None)
-    defects = {station.pk: ids(SCENARIOS[rule_id](station)) for station in (mine, other, unassigned)}
-
-    assert invariants.violators(rule_id, project=mine.project) == defects[mine.pk]
-    assert invariants.violators(rule_id, project=other.project) == defects[other.pk]
-    assert invariants.violators(rule_id, project=NO_PROJECT) == defects[unassigned.pk]
-    if rule_id in REPAIRABLE:
-        assert invariants.repair(rule_id, project=mine.project).status == "repaired"
-        assert invariants.violators(rule_id, project=mine.project) == set()
-        assert invariants.violators(rule_id, project=other.project) == defects[other.pk]
-        assert invariants.violators(rule_id, project=NO_PROJECT) == defects[unassigned.pk]
+def test_classification_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id):
+    invariants.assert_scoped(rule_id, SCENARIOS[rule_id])
 
 
 @pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
 def test_classification_rule_check_writes_nothing(invariants, rule_id):
-    station = f.DeploymentFactory()
-    defects = ids(SCENARIOS[rule_id](station))
-    before = invariants.snapshot()
-
-    outcome = invariants.check(rule_id, project=station.project)
-
-    assert outcome.violations == len(defects)
-    assert outcome.status == ("warned" if RULES[rule_id].severity == "warn" else "failed")
-    assert invariants.snapshot() == before
+    invariants.assert_check_writes_nothing(rule_id, SCENARIOS[rule_id])
     assert (RULES[rule_id].repair_func is not None) == (rule_id in REPAIRABLE)
 
 
