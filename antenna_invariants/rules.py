@@ -127,6 +127,9 @@ def rule(rule_id: str, *, severity: str = "error", risk: str = "-", error_if: st
             invariant_case.run(entry)
 
         test.__name__ = test.__qualname__ = func.__name__
+        # reports (JUnit file/line, pytest's location) point at the rule, not at this wrapper
+        source = func.__code__
+        test.__code__ = test.__code__.replace(co_filename=source.co_filename, co_firstlineno=source.co_firstlineno)
         test.__doc__ = func.__doc__
         test.__module__ = func.__module__
         test.rule = entry
