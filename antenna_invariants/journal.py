@@ -56,9 +56,9 @@ class Journal:
         ids = list(queryset.order_by("pk").values_list("pk", flat=True))
         return _delete(self, model, ids) if ids else 0
 
-    def summary(self) -> str:
-        parts = [f"{n} {op} {table}" for (op, table), n in sorted(self.counts.items())]
-        return ", ".join(parts)
+    def tally(self) -> dict[str, int]:
+        """Rows journaled so far per "op table" (e.g. "delete main_identification"): the cascade breakdown."""
+        return {f"{op} {table}": n for (op, table), n in sorted(self.counts.items())}
 
 
 def _delete(journal: Journal, model, ids: list[int]) -> int:

@@ -271,7 +271,7 @@ def pytest_runtest_makereport(item, call):
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
         report.invariant = outcome.as_dict()
-        reporting.attach_html_extras(item.config, report, outcome)
+        reporting.attach_html_extras(report, outcome)
 
 
 def pytest_report_teststatus(report, config):

@@ -38,13 +38,17 @@ def failure_message(entry, outcome) -> str:
     else:
         lines.append("a repair exists: rerun with --repair and a scope")
     if outcome.journal:
-        lines.append(f"journal: {outcome.journal}")
+        lines.append(f"journal: {outcome.journal} ({journaled(outcome.journaled)})")
     lines.append(f"ids{more}: {shown}")
     lines.append(f"reproduce: {outcome.sql};")
     return "\n".join(lines)
 
 
-def attach_html_extras(config, report, outcome):
+def journaled(tally: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in tally.items())
+
+
+def attach_html_extras(report, outcome):
     try:
         import pytest_html
     except ImportError:
@@ -66,6 +70,8 @@ def terminal_summary(terminal, reports: Path):
     terminal.section("antenna invariants")
     for o in interesting:
         fixed = f"  fixed {o['fixed']}, unfixable {o['unfixable']}" if o["remaining"] is not None else ""
+        if o.get("journaled"):
+            fixed += f"  (journal: {journaled(o['journaled'])})"
         terminal.write_line(f"{o['status'].upper():9} {o['rule']:4} {o['project']:12} {o['violations']:>8} violating / {o['checked']} checked{fixed}")
     t = totals()
     terminal.write_line(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -157,6 +158,7 @@ class Outcome:
     duration: float = 0.0
     message: str = ""
     journal: str | None = None
+    journaled: dict[str, int] = field(default_factory=dict)  # rows journaled per "op table", cascades included
 
     as_dict = asdict
 
@@ -169,22 +171,16 @@ def compiled_sql(queryset) -> str:
     return connection.ops.compose_sql(sql, params)
 
 
+@contextmanager
 def read_only():
-    """A transaction PostgreSQL itself refuses to write in."""
-    atomic = transaction.atomic()
-
-    class ReadOnly:
-        def __enter__(self):
-            owns_transaction = not connection.in_atomic_block
-            atomic.__enter__()
-            if owns_transaction:  # inside a caller's transaction (self-tests) the caller decides
-                with connection.cursor() as cursor:
-                    cursor.execute("SET TRANSACTION READ ONLY")
-
-        def __exit__(self, *exc):
-            return atomic.__exit__(*exc)
-
-    return ReadOnly()
+    """A transaction PostgreSQL itself refuses to write in (inside a caller's transaction, as in the
+    self-tests, the caller's mode stands)."""
+    owns_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        if owns_transaction:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION READ ONLY")
+        yield
 
 
 def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
@@ -232,6 +228,7 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int
         journal_module.ACTIVE = None
     outcome.unfixable = outcome.remaining
     outcome.journal = journal.path_if_written()
+    outcome.journaled = journal.tally()
     outcome.status = "repaired" if outcome.remaining == 0 else outcome.status
     outcome.duration += time.perf_counter() - started
     return outcome

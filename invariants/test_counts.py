@@ -57,16 +57,12 @@ class Recount:
             return cursor.rowcount
 
 
-def _passes(occurrence: str, project_id: str) -> str:
-    return passes_default_filters(occurrence, project_id)
-
-
 CAPTURES = Recount(
     "main_sourceimage",
     ["detections_count"],
     f"""
     SELECT s.id,
-           count(d.id) FILTER (WHERE {_passes("o", "s.project_id")}) AS detections_count
+           count(d.id) FILTER (WHERE {passes_default_filters("o", "s.project_id")}) AS detections_count
       FROM main_sourceimage s
       LEFT JOIN main_detection d ON d.source_image_id = s.id AND d.bbox IS NOT NULL
       LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
@@ -91,12 +87,12 @@ EVENTS = Recount(
           FROM main_sourceimage s JOIN target ON target.id = s.event_id
           JOIN main_detection d ON d.source_image_id = s.id AND d.bbox IS NOT NULL
           LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
-         WHERE {_passes("o", "target.project_id")}
+         WHERE {passes_default_filters("o", "target.project_id")}
          GROUP BY s.event_id),
     occurrences AS (
         SELECT o.event_id, count(*) AS n
           FROM main_occurrence o JOIN target ON target.id = o.event_id
-         WHERE {_passes("o", "target.project_id")}
+         WHERE {passes_default_filters("o", "target.project_id")}
          GROUP BY o.event_id)
     SELECT target.id,
            CASE WHEN captures.first_seen IS NULL OR NOT captures.all_inside THEN target."start"
@@ -143,12 +139,12 @@ DEPLOYMENTS = Recount(
           FROM main_sourceimage s JOIN target ON target.id = s.deployment_id
           JOIN main_detection d ON d.source_image_id = s.id AND d.bbox IS NOT NULL
           LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
-         WHERE {_passes("o", "target.project_id")}
+         WHERE {passes_default_filters("o", "target.project_id")}
          GROUP BY s.deployment_id),
     occurrences AS (
         SELECT o.deployment_id, count(*) AS n, count(DISTINCT o.determination_id) AS taxa
           FROM main_occurrence o JOIN target ON target.id = o.deployment_id
-         WHERE o.event_id IS NOT NULL AND {_passes("o", "target.project_id")}
+         WHERE o.event_id IS NOT NULL AND {passes_default_filters("o", "target.project_id")}
          GROUP BY o.deployment_id)
     SELECT target.id,
            coalesce(captures.n, 0) AS data_source_total_files,

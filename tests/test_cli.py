@@ -69,6 +69,7 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
 
     assert code == 0, output
     assert "REPAIRED" in output and "fixed 1, unfixable 0" in output
+    assert "1 delete main_identification" in output  # the cascade is shown, not hidden in the count
     found = results(run.reports)
     assert found[("D1", f"project{mine.project_id}")]["status"] == "repaired"
     assert found[("F1", f"project{mine.project_id}")]["fixed"] == 1

@@ -138,6 +138,10 @@ def test_f1_repair_journals_then_deletes_exactly_the_phantoms(invariants):
     outcome = invariants.repair("F1", project=station.project)
 
     assert (outcome.status, outcome.fixed) == ("repaired", 1)  # occurrences deleted, not the cascade total
+    assert outcome.journaled == {  # the cascade breakdown, reported beside the count
+        "before main_detection": 1, "before main_identification": 1, "before main_occurrence": 1,
+        "delete main_identification": 1, "delete main_occurrence": 1,
+    }
     assert not Occurrence.objects.filter(pk=phantom.pk).exists()
     assert not Identification.objects.filter(pk=identification.pk).exists()
     assert Detection.objects.get(pk=marker.pk).occurrence_id is None
