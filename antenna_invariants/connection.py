@@ -45,11 +45,17 @@ def django_database(url: str) -> dict:
     }
 
 
+def with_settings(entry: dict, **settings: str) -> dict:
+    """The same database, with these server settings for the whole session (``-c name=value``)."""
+    options = dict(entry.get("OPTIONS", {}))
+    given = [f"-c {name}={value}" for name, value in settings.items()]
+    options["options"] = " ".join(filter(None, [options.get("options"), *given]))
+    return entry | {"OPTIONS": options}
+
+
 def read_only(entry: dict) -> dict:
     """The same database, but every transaction of the session is read-only (PostgreSQL enforces it)."""
-    options = dict(entry.get("OPTIONS", {}))
-    options["options"] = " ".join(filter(None, [options.get("options"), "-c default_transaction_read_only=on"]))
-    return entry | {"OPTIONS": options}
+    return with_settings(entry, default_transaction_read_only="on")
 
 
 def url_for(settings: dict, dbname: str | None = None) -> str:

@@ -125,5 +125,5 @@ def rewrite_expected(occurrence_ids: list[int]) -> int:
 
     if journal.ACTIVE is None:
         raise RuntimeError("rewriting determinations from a repair needs an active journal")
-    journal.ACTIVE.before(Occurrence, list(occurrence_ids))
+    journal.ACTIVE.watch(Occurrence, list(occurrence_ids))
     return write_expected(Occurrence.objects.filter(pk__in=occurrence_ids))

@@ -11,6 +11,7 @@ Two kinds of session share this plugin:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from antenna_invariants.connection import ConfigError
 from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
 
 INVARIANTS_DIR = conn.ROOT / "invariants"
+TIMEOUT = re.compile(r"\d+\s*(ms|s|min|h)?")
 LIVE = pytest.StashKey["LiveDatabase"]()
 OUTCOME = pytest.StashKey["object"]()
 
@@ -32,8 +34,19 @@ def pytest_addoption(parser):
     group.addoption("--occurrence", action="append", metavar="ID[,ID]", help="check these occurrences only")
     group.addoption("--repair", action="store_true", help="repair failing rules that have a repair")
     group.addoption("--all-projects", action="store_true", help="allow --repair without a scope")
+    group.addoption("--repair-limit", type=int, metavar="N", help="change at most N rows per rule and project")
+    group.addoption("--force", action="store_true", help="allow a repair to change more than invariants_repair_max_share")
+    group.addoption(
+        "--statement-timeout", default="5min", metavar="DURATION",
+        help="cancel any query running longer (PostgreSQL units: 500ms, 30s, 5min; 0 for none; default 5min)",
+    )
     group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
     group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
+    parser.addini(
+        "invariants_repair_max_share",
+        default="10%",
+        help="a repair changing more than this share of its table (and over 100 rows) needs --force",
+    )
     parser.addini(
         "invariants_error_if",
         type="linelist",
@@ -46,6 +59,9 @@ class LiveDatabase:
     """The database an invariants session checks, and the scope the user asked for."""
 
     def __init__(self, config):
+        from antenna_invariants.journal import Journal
+        from antenna_invariants.rules import Limits
+
         self.config = config
         self.repair = config.getoption("repair")
         self.sample_size = config.getoption("sample_size")
@@ -55,13 +71,24 @@ class LiveDatabase:
         self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
         if self.sample_size < 0:
             raise ConfigError("--sample-size must be 0 (all) or more")
+        self.statement_timeout = config.getoption("statement_timeout")
+        if not TIMEOUT.fullmatch(self.statement_timeout):
+            raise ConfigError(f"--statement-timeout {self.statement_timeout!r}: give a duration like 500ms, 30s or 5min")
+        self.limits = Limits(rows=config.getoption("repair_limit"), share=_share(config))
+        if self.limits.rows is not None and self.limits.rows < 1:
+            raise ConfigError("--repair-limit must be 1 or more")
+        if config.getoption("force"):
+            self.limits.share = None
         scoped = self.projects or self.job_id or self.occurrence_ids
         if self.repair and not scoped and not config.getoption("all_projects"):
             raise ConfigError("--repair needs a scope (--project, --job or --occurrence) or --all-projects")
+        if self.repair and getattr(config.option, "numprocesses", None):
+            raise ConfigError("--repair runs in one process (one journal, one transaction at a time): drop -n")
         self.job: JobFootprint | None = None
         self.demo = False
         self.description = ""
         self.reports = Path(config.getoption("reports"))
+        self.journal = Journal(self.reports) if self.repair else None
 
     def prepare(self, database: dict | None = None):
         """Connect (building the demo when needed), guard against drift, validate the scope."""
@@ -79,7 +106,10 @@ class LiveDatabase:
                 if self.demo and not hasattr(self.config, "workerinput"):
                     use_database(database)
                     demo.ensure(self.config.getoption("reset_demo"))
-                use_database(database if self.repair else conn.read_only(database))
+                settings = {"statement_timeout": self.statement_timeout}
+                if not self.repair:
+                    settings["default_transaction_read_only"] = "on"
+                use_database(conn.with_settings(database, **settings))
                 schema.guard()
                 if self.repair:
                     schema.refuse_read_only_server()
@@ -137,6 +167,17 @@ class LiveDatabase:
     def scopes_for(self, entry) -> list[Scope]:
         projects = [None] if entry.is_global else self.project_cases
         return [Scope(project=p, job=self.job, occurrence_ids=self.occurrence_ids) for p in projects]
+
+
+def _share(config) -> float:
+    value = str(config.getini("invariants_repair_max_share")).strip()
+    try:
+        share = float(value.removesuffix("%")) / 100
+    except ValueError:
+        share = -1.0
+    if not value.endswith("%") or not 0 < share <= 1:
+        raise ConfigError(f"invariants_repair_max_share: {value!r} is not a share like 10%")
+    return share
 
 
 def _require(model, ids, option: str):
@@ -234,18 +275,19 @@ class Case:
     def run(self, entry):
         from django.db import DatabaseError
 
-        from antenna_invariants.journal import Journal
-        from antenna_invariants.rules import check, repair
+        from antenna_invariants.followups import stale_counts
+        from antenna_invariants.rules import Outcome, RepairRefused, check, repair
 
+        outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
             outcome = check(entry, self.scope, self.live.sample_size)
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
-                repair(entry, self.scope, outcome, Journal(self.live.reports, f"{entry.id}-{self.scope.label}"))
+                repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
+                outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
+        except RepairRefused as exc:
+            outcome.message = f"repair refused: {exc}"
         except DatabaseError as exc:
-            from antenna_invariants.rules import Outcome
-
-            outcome = Outcome(entry.id, self.scope.label, entry.severity, status="error")
-            outcome.message = str(exc).strip().splitlines()[0]
+            outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
         for key in ("violations", "checked", "fixed", "unfixable"):
             self.request.node.user_properties.append((key, getattr(outcome, key)))
@@ -253,8 +295,18 @@ class Case:
             pytest.skip(outcome.message)
         if outcome.status == "error":
             pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
+        if outcome.message and outcome.status == "failed":
+            pytest.fail(f"{reporting.failure_message(entry, outcome)}\n{outcome.message}", pytrace=False)
         if outcome.status == "failed" or (outcome.status == "warned" and self.live.strict):
             pytest.fail(reporting.failure_message(entry, outcome), pytrace=False)
+
+
+def _database_error(exc, timeout: str) -> str:
+    from psycopg.errors import QueryCanceled
+
+    if isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc):
+        return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    return str(exc).strip().splitlines()[0]
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import importlib
 import json
 from pathlib import Path
 
+from antenna_invariants.followups import followups
+
 OUTCOMES: list[dict] = []
 
 
@@ -33,6 +35,8 @@ def failure_message(entry, outcome) -> str:
         lines[0] += f" (tolerated: {entry.error_if})"
     if outcome.remaining is not None:
         lines.append(f"repair: {outcome.fixed} fixed, {outcome.unfixable} unfixable, {outcome.remaining} remaining")
+        if outcome.beyond_limit:
+            lines[-1] += f" ({outcome.beyond_limit} left alone by --repair-limit)"
     elif entry.repair_func is None:
         lines.append(f"no automatic repair: {entry.hint or 'investigate the rows below'}")
     else:
@@ -79,6 +83,11 @@ def terminal_summary(terminal, reports: Path):
         f"fixed {t['fixed']}, unfixable {t['unfixable']}"
     )
     terminal.write_line(f"reports: {reports / 'invariants.json'}")
+    todo = followups(OUTCOMES)
+    if todo:
+        terminal.section("after this repair, in Antenna")
+        for line in todo:
+            terminal.write_line(f"- {line}")
 
 
 def write_json(reports: Path, description: str):

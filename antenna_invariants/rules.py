@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from antenna_invariants import journal as journal_module
 from antenna_invariants.connection import ConfigError
@@ -153,12 +153,14 @@ class Outcome:
     sample: list[int] = field(default_factory=list)
     fixed: int = 0
     unfixable: int = 0
+    beyond_limit: int = 0  # violators left alone because of --repair-limit
     remaining: int | None = None
     sql: str = ""
     duration: float = 0.0
     message: str = ""
     journal: str | None = None
     journaled: dict[str, int] = field(default_factory=dict)  # rows journaled per "op table", cascades included
+    stale: list[str] = field(default_factory=list)  # count rules (K1..) whose cached values the repair made stale
 
     as_dict = asdict
 
@@ -206,8 +208,33 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
     return outcome
 
 
-def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int = BATCH_SIZE) -> Outcome:
-    """Fix the violators in one transaction, batch by batch (each in a savepoint), then re-check.
+class RepairRefused(Exception):
+    """A repair that would change more of a table than the user allows (``--force`` overrides)."""
+
+
+@dataclass
+class Limits:
+    """The blast radius of one repair: at most ``rows`` rows (``--repair-limit``), and no more than ``share``
+    of the table unless forced (a rule gone wrong must not rewrite a table); ``floor`` rows are always allowed."""
+
+    rows: int | None = None
+    share: float | None = None
+    floor: int = 100
+
+    def check(self, entry: Rule, count: int) -> None:
+        if self.share is None or count <= self.floor:
+            return
+        total = entry.model.objects.count()
+        if count > self.share * total:
+            raise RepairRefused(
+                f"the repair would change {count} of the {total} rows of {entry.model._meta.db_table} "
+                f"(more than {self.share:.0%}); re-run with --force if that is right"
+            )
+
+
+def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits = Limits(), batch_size: int = BATCH_SIZE):
+    """Fix the violators in one transaction, batch by batch (each in a savepoint, its rows locked and
+    journaled before the transaction can commit), then re-check.
 
     A batch whose statement fails is split in two until the failing rows are isolated; those are counted
     as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades.
@@ -220,15 +247,18 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
-            ids = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
+            found = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
+            ids = found[: limits.rows] if limits.rows is not None else found
+            limits.check(entry, len(ids))
             for start in range(0, len(ids), batch_size):
                 outcome.fixed += _repair_batch(entry, scope, ids[start : start + batch_size], journal)
             outcome.remaining = entry.violations(scope).count()
     finally:
         journal_module.ACTIVE = None
-    outcome.unfixable = outcome.remaining
+    outcome.beyond_limit = len(found) - len(ids)
+    outcome.unfixable = max(outcome.remaining - outcome.beyond_limit, 0)
     outcome.journal = journal.path_if_written()
-    outcome.journaled = journal.tally()
+    outcome.journaled = journal.tally(entry.id, scope.label)
     outcome.status = "repaired" if outcome.remaining == 0 else outcome.status
     outcome.duration += time.perf_counter() - started
     return outcome
@@ -236,11 +266,10 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, batch_size: int
 
 def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> int:
     try:
-        with transaction.atomic():
-            batch = entry.violations(scope).filter(pk__in=ids)
-            journal.before(entry.model, ids)
-            return entry.repair_func(batch) or 0
-    except DatabaseError:
+        with transaction.atomic(), journal.batch(entry.id, scope.label):
+            journal.watch(entry.model, ids)  # lock the rows: Antenna's writes to them wait for our commit
+            return entry.repair_func(entry.violations(scope).filter(pk__in=ids)) or 0  # the condition, re-checked
+    except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
         if len(ids) == 1:
             return 0
         middle = len(ids) // 2

@@ -112,7 +112,7 @@ class Invariants:
 
         entry, where = RULES[rule_id], self.scope(**scope)
         outcome = self.check(rule_id, **scope)
-        self.journal = Journal(self.journal_dir, rule_id)
+        self.journal = Journal(self.journal_dir)
         return repair(entry, where, outcome, self.journal)
 
     def assert_scoped(self, rule_id, plant):

@@ -77,11 +77,11 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
     assert Occurrence.objects.get(pk=partial.pk).determination_id is not None
     assert not Occurrence.objects.filter(pk=phantom.pk).exists()
     assert Occurrence.objects.get(pk=untouched.pk).determination_id is None
-    journals = sorted(run.reports.glob("journal-F1-*.jsonl"))
+    journals = sorted(run.reports.glob("journal-*.jsonl"))
     assert journals
 
     assert run(f"--project={mine.project_id}", "-m", "D1 or F1")[0] == 0
-    code, output = run(str(journals[0]), module=("-m", "antenna_invariants", "restore"))
+    code, output = run(str(journals[0]), module=("-m", "antenna_invariants", "undo"))
     assert code == 0, output
     assert Occurrence.objects.filter(pk=phantom.pk).exists()
 

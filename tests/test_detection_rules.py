@@ -161,7 +161,7 @@ def test_n3_repair_journals_and_deletes_exactly_the_extras(invariants):
     assert Detection.objects.filter(pk__in={kept.pk} | ids(near_misses)).count() == 3
     assert Classification.objects.get(pk=misplaced.pk).detection_id is None
     lines = [json.loads(line) for line in invariants.journal.path.read_text().splitlines()]
-    assert {(e["table"], e["row"]["id"]) for e in lines if e["op"] == "delete"} == {
+    assert {(e["table"], e["pk"]) for e in lines if e["op"] == "delete"} == {
         ("main_detection", pk) for pk in ids(extras)
     }
     assert invariants.repair("N3", project=station.project).fixed == 0  # idempotent

@@ -3,7 +3,7 @@ occurrence), D7 (one active identification per person and occurrence)."""
 
 import pytest
 
-from antenna_invariants.journal import restore
+from antenna_invariants.journal import undo
 from antenna_invariants.mirror.models import Classification, Identification, Occurrence
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
@@ -103,7 +103,7 @@ def test_d7_journal_restores_the_identifications_and_the_determinations(invarian
 
     invariants.repair("D7", project=station.project)
     assert invariants.snapshot() != before
-    restore(invariants.journal.path)
+    undo(invariants.journal.path)
 
     assert invariants.snapshot() == before
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from antenna_invariants.journal import restore
+from antenna_invariants.journal import undo
 from antenna_invariants.mirror.models import Classification, Detection, Identification, Occurrence, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
@@ -139,7 +139,7 @@ def test_f1_repair_journals_then_deletes_exactly_the_phantoms(invariants):
 
     assert (outcome.status, outcome.fixed) == ("repaired", 1)  # occurrences deleted, not the cascade total
     assert outcome.journaled == {  # the cascade breakdown, reported beside the count
-        "before main_detection": 1, "before main_identification": 1, "before main_occurrence": 1,
+        "update main_detection": 1, "update main_identification": 1,  # links nulled (Django's SET_NULL)
         "delete main_identification": 1, "delete main_occurrence": 1,
     }
     assert not Occurrence.objects.filter(pk=phantom.pk).exists()
@@ -149,7 +149,7 @@ def test_f1_repair_journals_then_deletes_exactly_the_phantoms(invariants):
     assert Occurrence.objects.filter(pk__in=[theirs.pk, healthy.pk]).count() == 2
 
     lines = [json.loads(line) for line in invariants.journal.path.read_text().splitlines()]
-    deleted = {(e["table"], e["row"]["id"]) for e in lines if e["op"] == "delete"}
+    deleted = {(e["table"], e["pk"]) for e in lines if e["op"] == "delete"}
     assert deleted == {("main_occurrence", phantom.pk), ("main_identification", identification.pk)}
     assert invariants.repair("F1", project=station.project).fixed == 0  # idempotent
 
@@ -163,7 +163,7 @@ def test_f1_journal_restores_what_the_repair_deleted(invariants):
 
     invariants.repair("F1", project=station.project)
     assert invariants.snapshot() != before
-    restore(invariants.journal.path)
+    undo(invariants.journal.path)
 
     assert invariants.snapshot() == before
     assert Identification.objects.get(pk=agreeing.pk).agreed_with_identification_id == identification.pk
