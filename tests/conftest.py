@@ -148,19 +148,20 @@ class Invariants:
         assert self.snapshot() == before
 
     @staticmethod
-    def snapshot() -> str:
-        """A checksum of every mirrored table's content (to prove check mode wrote nothing)."""
+    def snapshot() -> dict[str, list[str]]:
+        """Every mirrored table's full content, row by row (to prove check mode wrote nothing, or that an undo
+        restored exactly what was there)."""
         from django.db import connection
 
         from antenna_invariants.schema import mirror_models
 
-        parts = []
+        dump = {}
         with connection.cursor() as cursor:
             for model in mirror_models():
                 table = model._meta.db_table
-                cursor.execute(f'SELECT md5(coalesce(string_agg(to_jsonb(t)::text, \',\' ORDER BY t.id), \'\')) FROM "{table}" t')
-                parts.append(f"{table}:{cursor.fetchone()[0]}")
-        return "\n".join(parts)
+                cursor.execute(f'SELECT to_jsonb(t)::text FROM "{table}" t ORDER BY t.id')
+                dump[table] = [row for (row,) in cursor.fetchall()]
+        return dump
 
 
 def _ids(rows) -> set[int]:
