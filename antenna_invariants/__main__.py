@@ -55,7 +55,7 @@ def undo_journal(path: Path, dry_run: bool) -> int:
         raise ConfigError(f"undo failed, nothing written: {str(exc).strip().splitlines()[0]}") from None
     verb = "would restore" if dry_run else "restored"
     done = ", ".join(f"{n} {what}" for what, n in sorted(result.restored.items())) or "nothing"
-    print(f"{verb}: {done}; {result.not_applied} journaled change(s) had never committed")
+    print(f"{verb}: {done}; {result.not_applied} row change(s) not in the database (never committed, or undone)")
     if result.journal:
         print(f"this undo is journaled in {result.journal} (undo it the same way)")
     for table, pk, why in result.refused[:20]:

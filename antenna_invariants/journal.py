@@ -32,6 +32,7 @@ from django.db import connection, models, transaction
 
 ACTIVE: "Journal | None" = None
 STAGE = "antenna_invariants_stage"
+HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
 
 
@@ -191,19 +192,31 @@ INVERSE = {"update": "update", "delete": "insert", "insert": "delete"}
 class UndoResult:
     journal: str | None = None
     restored: dict[str, int] = field(default_factory=dict)  # "op table" -> rows undone
-    not_applied: int = 0  # lines whose change never committed (a killed or failed batch)
+    not_applied: int = 0  # lines whose change is not in the database: never committed (a killed run), or undone
     refused: list[tuple[str, int, str]] = field(default_factory=list)  # (table, pk, why)
 
 
 def undo(path: Path, directory: Path | None = None, dry_run: bool = False) -> UndoResult:
     """Undo a journal, newest line first, in one transaction; journal the undo itself (unless dry_run)."""
-    entries = [(_parse(path, number, line), line) for number, line in _lines(path)]
-    origin = entries[0][0]["run"] if entries else "empty"
+    entries = [(number, _parse(path, number, line), line) for number, line in _lines(path)]
+    origin = entries[0][1]["run"] if entries else "empty"
     journal = Journal(directory or Path(path).parent, f"undo-{origin}-{new_run_id()}")
     result = UndoResult()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            # every row's history in this journal: a row found in an earlier state was never changed further
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {HISTORY} (n int, tbl text, pk bigint, old jsonb) ON COMMIT DROP"
+            )
+            cursor.execute(f"TRUNCATE {HISTORY}")
+            for start in range(0, len(entries), 5000):
+                part = entries[start : start + 5000]
+                cursor.execute(
+                    f"""INSERT INTO {HISTORY} SELECT u.n, u.l ->> 'table', (u.l ->> 'pk')::bigint, u.l -> 'old'
+                          FROM unnest(%s::int[], %s::jsonb[]) u(n, l)""",
+                    [[n for n, _, _ in part], [line for _, _, line in part]],
+                )
         for chunk in _chunks(list(reversed(entries))):
             _undo_chunk(chunk, journal, result, dry_run)
         if dry_run:
@@ -232,43 +245,43 @@ def _parse(path: Path, number: int, line: str) -> dict:
 def _chunks(entries, size: int = 5000):
     """Consecutive lines of one table and op, each row at most once: one set-based statement each."""
     chunk, seen = [], set()
-    for meta, line in entries:
+    for number, meta, line in entries:
         key = (meta["table"], meta["op"])
-        if chunk and (key != (chunk[0][0]["table"], chunk[0][0]["op"]) or meta["pk"] in seen or len(chunk) >= size):
+        if chunk and (key != (chunk[0][1]["table"], chunk[0][1]["op"]) or meta["pk"] in seen or len(chunk) >= size):
             yield chunk
             chunk, seen = [], set()
-        chunk.append((meta, line))
+        chunk.append((number, meta, line))
         seen.add(meta["pk"])
     if chunk:
         yield chunk
 
 
 def _undo_chunk(chunk, journal: Journal, result: UndoResult, dry_run: bool) -> None:
-    table, op = chunk[0][0]["table"], chunk[0][0]["op"]
-    lines = [line for _, line in chunk]
+    table, op = chunk[0][1]["table"], chunk[0][1]["op"]
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s) FOR UPDATE', [[m["pk"] for m, _ in chunk]])
+        cursor.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s) FOR UPDATE', [[m["pk"] for _, m, _ in chunk]])
         cursor.execute(
             f"""SELECT (l ->> 'pk')::bigint, CASE
-                  WHEN t.id IS NULL THEN CASE l ->> 'op' WHEN 'delete' THEN 'apply' WHEN 'insert' THEN 'done'
-                                                         ELSE 'deleted since' END
-                  WHEN l ->> 'op' <> 'delete' AND to_jsonb(t) = l -> 'new' THEN 'apply'
-                  WHEN l ->> 'op' <> 'insert' AND to_jsonb(t) = l -> 'old' THEN 'done'
-                  ELSE CASE l ->> 'op' WHEN 'delete' THEN 'present again' ELSE 'changed since' END END
-                  FROM unnest(%s::jsonb[]) l LEFT JOIN "{table}" t ON t.id = (l ->> 'pk')::bigint""",
-            [lines],
+                  WHEN t.id IS NULL THEN CASE %s WHEN 'delete' THEN 'apply' WHEN 'insert' THEN 'done'
+                                                 ELSE 'deleted since' END
+                  WHEN %s <> 'delete' AND to_jsonb(t) = l -> 'new' THEN 'apply'
+                  WHEN EXISTS (SELECT FROM {HISTORY} h WHERE h.tbl = %s AND h.pk = t.id AND h.n <= u.n
+                                                         AND h.old = to_jsonb(t)) THEN 'done'
+                  ELSE CASE %s WHEN 'delete' THEN 'present again' ELSE 'changed since' END END
+                  FROM unnest(%s::int[], %s::jsonb[]) u(n, l) LEFT JOIN "{table}" t ON t.id = (l ->> 'pk')::bigint""",
+            [op, op, table, op, [n for n, _, _ in chunk], [line for _, _, line in chunk]],
         )
         states = dict(cursor.fetchall())
         result.not_applied += sum(1 for s in states.values() if s == "done")
         result.refused += [(table, pk, why) for pk, why in states.items() if why not in ("apply", "done")]
-        apply = [line for meta, line in chunk if states[meta["pk"]] == "apply"]
+        apply = [line for _, meta, line in chunk if states[meta["pk"]] == "apply"]
         if not apply:
             return
         key = f"{INVERSE[op]} {table}"
         result.restored[key] = result.restored.get(key, 0) + len(apply)
         if dry_run:
             return
-        origin = chunk[0][0]["run"]
+        origin = chunk[0][1]["run"]
         inverse = _line("%s", "'undo'", "%s", f"'{INVERSE[op]}'", "%s", "l -> 'pk'", "l -> 'new'", "l -> 'old'")
         cursor.execute(
             f"SELECT %s, %s, {inverse} FROM unnest(%s::jsonb[]) l", [INVERSE[op], table, journal.run, origin, table, apply]

@@ -4,7 +4,10 @@ Either way it is a throwaway database on the embedded PostgreSQL or on ``DATABAS
 test runs in a transaction that is rolled back (pytest-django's ``db``).
 """
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -173,3 +176,26 @@ def _ids(rows) -> set[int]:
 @pytest.fixture
 def invariants(db, tmp_path):
     return Invariants(tmp_path / "journals")
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Run ``pytest invariants`` (or another module) in a subprocess against the self-test database, which the
+    calling test must have committed (``django_db(transaction=True)``); returns (exit code, output).
+    ``run.reports`` is the reports directory, ``run.results()`` the JSON records by (rule, project)."""
+    from django.db import connection
+
+    def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider"), env=None):
+        environment = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), **(env or {})}
+        command = [sys.executable, *module, *args]
+        if module[1] == "pytest":
+            command += ["--reports", str(tmp_path)]
+        done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    def results():
+        records = json.loads((tmp_path / "invariants.json").read_text())["results"]
+        return {(r["rule"], r["project"]): r for r in records}
+
+    invoke.reports, invoke.results = tmp_path, results
+    return invoke

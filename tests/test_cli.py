@@ -1,40 +1,16 @@
 """End to end: `pytest invariants ...` in a subprocess against a committed self-test database."""
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 from django.db import connection
 
-from antenna_invariants.connection import ROOT, url_for
 from antenna_invariants.mirror.models import Occurrence
 from fixtures import factories as f
 from fixtures.scenarios import occurrences
 
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
-
-
-@pytest.fixture
-def run(tmp_path):
-    """Run the invariants against the self-test database; returns (exit code, output, reports dir)."""
-
-    def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider")):
-        env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict)}
-        command = [sys.executable, *module, *args]
-        if module[1] == "pytest":
-            command += ["--reports", str(tmp_path)]
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        return done.returncode, done.stdout + done.stderr
-
-    invoke.reports = tmp_path
-    return invoke
-
-
-def results(reports):
-    return {(r["rule"], r["project"]): r for r in json.loads((reports / "invariants.json").read_text())["results"]}
 
 
 def test_check_reports_every_rule_per_project_and_writes_nothing(run, invariants):
@@ -48,10 +24,10 @@ def test_check_reports_every_rule_per_project_and_writes_nothing(run, invariants
     assert code == 1, output
     assert "live database" in output and "mode: check (read-only)" in output
     assert invariants.snapshot() == before
-    d1 = results(run.reports)[("D1", f"project{station.project_id}")]
+    d1 = run.results()[("D1", f"project{station.project_id}")]
     assert (d1["status"], d1["violations"], d1["sample"], d1["fixed"]) == ("failed", 1, [partial.pk], 0)
     assert d1["sql"].startswith("SELECT") and d1["duration"] >= 0
-    assert results(run.reports)[("F1", "noproject")]["status"] == "failed"
+    assert run.results()[("F1", "noproject")]["status"] == "failed"
     cases = ET.parse(run.reports / "junit.xml").getroot().iter("testcase")
     names = {c.get("name") for c in cases}
     assert f"test_occurrence_with_evidence_has_a_determination[D1-project{station.project_id}]" in names
@@ -70,7 +46,7 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
     assert code == 0, output
     assert "REPAIRED" in output and "fixed 1, unfixable 0" in output
     assert "1 delete main_identification" in output  # the cascade is shown, not hidden in the count
-    found = results(run.reports)
+    found = run.results()
     assert found[("D1", f"project{mine.project_id}")]["status"] == "repaired"
     assert found[("F1", f"project{mine.project_id}")]["fixed"] == 1
     assert set(found) == {("D1", f"project{mine.project_id}"), ("F1", f"project{mine.project_id}")}
@@ -83,7 +59,11 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
     assert run(f"--project={mine.project_id}", "-m", "D1 or F1")[0] == 0
     code, output = run(str(journals[0]), module=("-m", "antenna_invariants", "undo"))
     assert code == 0, output
+    assert "restored: 1 insert main_identification, 1 insert main_occurrence, 1 update main_detection, " in output
     assert Occurrence.objects.filter(pk=phantom.pk).exists()
+    assert Occurrence.objects.get(pk=partial.pk).determination_id is None
+    code, output = run(str(journals[0]), module=("-m", "antenna_invariants", "undo"))
+    assert (code, "restored: nothing") == (0, output.split(";")[0]), output  # undone already: nothing to do
 
 
 @pytest.mark.parametrize(
@@ -95,10 +75,17 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
         (["--occurrence", "999999"], "ERROR: --occurrence 999999: no such occurrence"),
         (["--repair"], "ERROR: --repair needs a scope"),
         (["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
+        (["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration like 500ms"),
+        (["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1 or more"),
+        (["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
+        (["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots' is not a share"),
+        (["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
+        (["README.md"], "ERROR: undo failed, nothing written: README.md:1: not a journal line"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_4(run, args, message):
-    code, output = run(*args)
+    undoing = args[0].endswith((".jsonl", ".md"))
+    code, output = run(*args, module=("-m", "antenna_invariants", "undo")) if undoing else run(*args)
     assert code == 4, output
     assert message in output
     assert "Traceback" not in output
@@ -139,7 +126,7 @@ def test_selection_by_keyword_and_marker_under_xdist(run):
     code, output = run("-k", "D1", "-n", "2", f"--project={station.project_id}")
 
     assert code == 1, output
-    assert set(results(run.reports)) == {("D1", f"project{station.project_id}")}
+    assert set(run.results()) == {("D1", f"project{station.project_id}")}
     code, output = run("-m", "occurrences", f"--project={station.project_id}", "--co", "-q")
     assert code == 0, output
     assert "D1-project" in output and "N6-project" not in output
@@ -160,7 +147,7 @@ def test_soft_rules_warn_and_fail_only_under_strict(run):
     code, output = run("-k", "N5b", f"--project={station.project_id}", "-v")
     assert code == 0, output
     assert "WARN" in output and "1 warned" in output
-    assert results(run.reports)[("N5b", f"project{station.project_id}")]["status"] == "warned"
+    assert run.results()[("N5b", f"project{station.project_id}")]["status"] == "warned"
 
     code, output = run("-k", "N5b", f"--project={station.project_id}", "--strict")
     assert code == 1, output

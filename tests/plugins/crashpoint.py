@@ -1,0 +1,33 @@
+"""A pytest plugin for crash tests: ``INVARIANTS_CRASH=point:n`` kills the process (SIGKILL, no cleanup)
+the n-th time the repair reaches ``point``:
+
+    locked     the batch's rows are locked and their images staged; the repair statement has not run
+    journaled  the batch's statement ran and its journal lines are fsynced; the transaction is still open
+    committed  one rule x project's repair transaction has committed
+"""
+
+import os
+import signal
+
+from antenna_invariants import journal, rules
+
+POINT, _, NTH = os.environ["INVARIANTS_CRASH"].partition(":")
+reached = 0
+
+
+def after(func, point):
+    def wrapper(*args, **kwargs):
+        global reached
+        result = func(*args, **kwargs)
+        if point == POINT:
+            reached += 1
+            if reached == int(NTH):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    return wrapper
+
+
+journal.Journal.watch = after(journal.Journal.watch, "locked")
+journal.Journal._append = after(journal.Journal._append, "journaled")
+rules.repair = after(rules.repair, "committed")
