@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from antenna_invariants.layout import CHECKOUT as ROOT
-from antenna_invariants.layout import PGDATA_DIR
+from antenna_invariants.layout import CHECKOUT, PGDATA_DIR
 
+ROOT = CHECKOUT  # the repository checkout (the self-tests and bench/ use it)
 EMBEDDED_DIR = Path(os.environ.get("INVARIANTS_PGDATA") or PGDATA_DIR)
 DEMO_DATABASE = "antenna_demo"
 

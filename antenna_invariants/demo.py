@@ -20,8 +20,9 @@ STAMP = "antenna-invariants demo "
 
 def fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in sorted([*FIXTURES_DIR.glob("**/*.py"), *PACKAGE_DIR.glob("mirror/**/*.py")]):
-        digest.update(path.read_bytes())
+    for base in (FIXTURES_DIR, PACKAGE_DIR / "mirror"):  # the same stamp from a checkout and from the wheel
+        for path in sorted(base.glob("**/*.py")):
+            digest.update(path.read_bytes())
     return STAMP + digest.hexdigest()[:16]
 
 

@@ -18,10 +18,8 @@ import pytest
 from antenna_invariants import connection as conn
 from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError
-from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
-
 from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
-
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
 
 LIVE = pytest.StashKey["LiveDatabase"]()
 OUTCOME = pytest.StashKey["object"]()
