@@ -42,7 +42,8 @@ def wheel_venv(tmp_path_factory) -> Path:
     purelib = Path(sh(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")[1].strip())
     (purelib / "current-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next(where.glob("antenna_invariants-*.whl"))
-    code, output = sh(sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed", "-q", str(wheel))
+    install = ["install", "--no-deps", "--ignore-installed", "-q", str(wheel)]  # the current env's own copy aside
+    code, output = sh(sys.executable, "-m", "pip", "--python", str(python), *install)
     assert code == 0, output
     return venv
 
