@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED_DIR = Path(os.environ.get("INVARIANTS_PGDATA", ROOT / ".pgdata"))
+from antenna_invariants.layout import CHECKOUT, PGDATA_DIR
+
+ROOT = CHECKOUT  # the repository checkout (the self-tests and bench/ use it)
+EMBEDDED_DIR = Path(os.environ.get("INVARIANTS_PGDATA") or PGDATA_DIR)
 DEMO_DATABASE = "antenna_demo"
 
 

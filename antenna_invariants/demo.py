@@ -12,15 +12,17 @@ import psycopg
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from antenna_invariants.connection import ROOT, url_for
+from antenna_invariants.connection import url_for
+from antenna_invariants.layout import FIXTURES_DIR, PACKAGE_DIR, fixtures_module
 
 STAMP = "antenna-invariants demo "
 
 
 def fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("fixtures/**/*.py"), *ROOT.glob("antenna_invariants/mirror/**/*.py")]):
-        digest.update(path.read_bytes())
+    for base in (FIXTURES_DIR, PACKAGE_DIR / "mirror"):  # the same stamp from a checkout and from the wheel
+        for path in sorted(base.glob("**/*.py")):
+            digest.update(path.read_bytes())
     return STAMP + digest.hexdigest()[:16]
 
 
@@ -38,10 +40,8 @@ def ensure(reset: bool = False) -> bool:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     call_command("migrate", verbosity=0)
-    from fixtures.demo import build
-
     with transaction.atomic():
-        build()
+        fixtures_module("demo").build()
     with connection.cursor() as cursor:
         cursor.execute(f"COMMENT ON DATABASE \"{name}\" IS '{stamp}'")
     connection.close()

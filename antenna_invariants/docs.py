@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from antenna_invariants.connection import ROOT
+from antenna_invariants.layout import CHECKOUT, load_rules
 
-DOCS = ROOT / "docs" / "invariants.md"
+DOCS = CHECKOUT / "docs" / "invariants.md"
 RISKS = {"L": "low: pure recompute", "M": "medium: changes what users see", "H": "high: deletes rows", "-": "report only"}
 
 
@@ -17,10 +17,9 @@ def _id_key(rule_id: str):
 
 
 def render() -> str:
-    from antenna_invariants.reporting import load_rules
     from antenna_invariants.rules import RULES
 
-    load_rules(ROOT / "invariants")
+    load_rules()
     lines = [
         "# Rule reference",
         "",

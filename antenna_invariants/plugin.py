@@ -19,9 +19,9 @@ import pytest
 from antenna_invariants import connection as conn
 from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError
+from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
 from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
 
-INVARIANTS_DIR = conn.ROOT / "invariants"
 TIMEOUT = re.compile(r"\d+\s*(ms|s|min|h)?")
 LIVE = pytest.StashKey["LiveDatabase"]()
 OUTCOME = pytest.StashKey["object"]()
@@ -52,7 +52,7 @@ def pytest_addoption(parser):
         type="linelist",
         help='tolerated violations per rule, one "RULE >N" or "RULE >P%" per line (dbt\'s error_if)',
     )
-    group.addoption("--reports", default=str(conn.ROOT / "reports"), metavar="DIR", help="where reports and journals go")
+    group.addoption("--reports", default=str(REPORTS_DIR), metavar="DIR", help="where reports and journals go")
 
 
 class LiveDatabase:
@@ -65,7 +65,7 @@ class LiveDatabase:
         self.config = config
         self.repair = config.getoption("repair")
         self.sample_size = config.getoption("sample_size")
-        self.strict = bool(config.getini("strict"))  # pytest's own --strict (ini "strict")
+        self.strict = _strict(config)
         self.projects = parse_ids(config.getoption("project"), "--project")
         self.job_id = (parse_ids([config.getoption("job")], "--job") or [None])[0]
         self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
@@ -180,6 +180,14 @@ def _share(config) -> float:
     return share
 
 
+def _strict(config) -> bool:
+    """pytest's own --strict: the ``strict`` ini on pytest 9, a plain option (alias of --strict-markers) on 8."""
+    try:
+        return bool(config.getini("strict"))
+    except ValueError:
+        return bool(config.getoption("strict", False))
+
+
 def _require(model, ids, option: str):
     """Every id names an existing row, or a one-line error naming the first that does not."""
     found = set(model.objects.filter(pk__in=ids or ()).values_list("pk", flat=True))
@@ -225,7 +233,7 @@ def pytest_configure(config):
             if not os.environ.get("DATABASE_URL"):
                 use_database(conn.django_database(conn.embedded_url()))
             return
-        reporting.load_rules(INVARIANTS_DIR)
+        load_rules()
         set_thresholds(config.getini("invariants_error_if"))
         live = LiveDatabase(config)
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import html
-import importlib
 import json
 from pathlib import Path
 
 from antenna_invariants.followups import followups
 
 OUTCOMES: list[dict] = []
-
-
-def load_rules(directory: Path):
-    """Import every rule module so the registry (and the markers) are complete before collection."""
-    for path in sorted(directory.glob("test_*.py")):
-        importlib.import_module(f"{directory.name}.{path.stem}")
 
 
 def default_report_paths(config, reports: Path):

@@ -7,8 +7,6 @@ from antenna_invariants.rules import rule
 from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
 
-
-
 @rule("S6", hint="give the capture a deployment (and its project) or delete it; deleting a deployment leaves these")
 def test_capture_has_a_deployment_and_a_project(captures):
     """A capture has a deployment and a project.  The deployment half of the catalogue entry, a deployment

@@ -87,10 +87,9 @@ class Invariants:
     """Runs rules the way the plugin does, inside the test's transaction."""
 
     def __init__(self, journal_dir: Path):
-        from antenna_invariants.plugin import INVARIANTS_DIR
-        from antenna_invariants.reporting import load_rules
+        from antenna_invariants.layout import load_rules
 
-        load_rules(INVARIANTS_DIR)
+        load_rules()
         self.journal_dir = journal_dir
 
     def scope(self, project=None, job=None, occurrences=None):

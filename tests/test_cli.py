@@ -1,6 +1,5 @@
 """End to end: `pytest invariants ...` in a subprocess against a committed self-test database."""
 
-import json
 import xml.etree.ElementTree as ET
 
 import pytest

@@ -5,7 +5,8 @@ import pytest
 from django.db import connection
 
 from antenna_invariants.connection import ConfigError, read_only, url_for
-from antenna_invariants.rules import RULES, Rule, read_only as read_only_transaction
+from antenna_invariants.rules import RULES, Rule
+from antenna_invariants.rules import read_only as read_only_transaction
 from antenna_invariants.scope import parse_ids
 from fixtures import factories as f
 from fixtures.scenarios import detections, occurrences

@@ -8,9 +8,9 @@ from django.db.models.functions import Now
 from antenna_invariants.mirror.models import Job
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import Scope
-from invariants.test_jobs import FINAL, RUNNING
 from fixtures import factories as f
 from fixtures.scenarios import jobs as scenarios
+from invariants.test_jobs import FINAL, RUNNING
 
 
 def test_j1_flags_stale_running_jobs_only(invariants):

@@ -6,16 +6,15 @@ import pytest
 from django.db import connection, transaction
 
 from antenna_invariants.journal import Journal, undo
+from antenna_invariants.layout import load_rules
 from antenna_invariants.mirror.models import Occurrence, Project
-from antenna_invariants.plugin import INVARIANTS_DIR
-from antenna_invariants.reporting import load_rules
 from antenna_invariants.rules import RULES, check, repair
 from antenna_invariants.scope import NO_PROJECT, Scope
 from fixtures import demo
 from fixtures import factories as f
 from fixtures.scenarios import occurrences as scenarios
 
-load_rules(INVARIANTS_DIR)
+load_rules()
 REPAIRING = sorted(entry.id for entry in RULES.values() if entry.repair_func is not None)
 
 

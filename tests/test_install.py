@@ -1,0 +1,88 @@
+"""Where the suite is installed: the wheel alone in a fresh virtual environment, and a shell whose
+DJANGO_SETTINGS_MODULE names someone else's settings (Antenna's)."""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from antenna_invariants.connection import ROOT, url_for
+from fixtures import factories as f
+from fixtures.scenarios import occurrences
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+
+
+def sh(*command, cwd=None, env=None, timeout=600) -> tuple[int, str]:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def found(reports: Path) -> dict:
+    return {(r["rule"], r["project"]): r for r in json.loads((reports / "invariants.json").read_text())["results"]}
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory) -> Path:
+    """A fresh venv holding only the wheel built from this checkout; its dependencies come from the current
+    environment's site-packages (a path line, not --system-site-packages, which would give the base Python's)."""
+    where = tmp_path_factory.mktemp("wheel")
+    code, output = sh(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(where))
+    assert code == 0, output
+    venv = where / "venv"
+    code, output = sh(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    assert code == 0, output
+    python = venv / "bin" / "python"
+    purelib = Path(sh(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")[1].strip())
+    (purelib / "current-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel = next(where.glob("antenna_invariants-*.whl"))
+    install = ["install", "--no-deps", "--ignore-installed", "-q", str(wheel)]  # the current env's own copy aside
+    code, output = sh(sys.executable, "-m", "pip", "--python", str(python), *install)
+    assert code == 0, output
+    return venv
+
+
+@pytest.mark.wheel
+def test_the_wheel_runs_alone_against_database_url_and_the_embedded_demo(wheel_venv, tmp_path):
+    station = f.DeploymentFactory()
+    partial = occurrences.partial_save(station)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH", "INVARIANTS_PGDATA"}}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"  # Antenna's: must be ignored
+    python, script = wheel_venv / "bin" / "python", wheel_venv / "bin" / "antenna-invariants"
+
+    code, output = sh(str(python), "-c", "import antenna_invariants.layout as l; print(l.IN_CHECKOUT, l.INVARIANTS_DIR)", cwd=cwd)
+    assert code == 0 and output.split()[0] == "False", output
+    assert Path(output.split()[1]).is_relative_to(wheel_venv), output
+
+    live = {**env, "DATABASE_URL": url_for(connection.settings_dict)}
+    code, output = sh(str(script), f"--project={station.project_id}", "-m", "D1 or F1", cwd=cwd, env=live)
+    assert code == 1, output
+    assert "live database" in output and "settings: antenna_invariants.settings" in output
+    d1 = found(cwd / "reports")[("D1", f"project{station.project_id}")]
+    assert (d1["status"], d1["sample"]) == ("failed", [partial.pk])
+    assert str(ROOT) not in output
+
+    with tempfile.TemporaryDirectory(prefix="ai-", dir="/tmp") as cache:  # short: the server's socket lives there
+        code, output = sh(str(script), "-m", "D1", cwd=cwd, env={**env, "XDG_CACHE_HOME": cache})
+        assert code == 1, output
+        assert "DEMO database on the embedded PostgreSQL" in output
+        assert (Path(cache) / "antenna-invariants" / "pgdata").is_dir()
+
+
+def test_a_foreign_django_settings_module_in_the_shell_is_ignored(tmp_path):
+    station = f.DeploymentFactory()
+    partial = occurrences.partial_save(station)
+    env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    command = [sys.executable, "-m", "pytest", "invariants", "-p", "no:cacheprovider", f"--project={station.project_id}"]
+    code, output = sh(*command, "-m", "D1", "--reports", str(tmp_path), cwd=ROOT, env=env)
+    assert code == 1, output
+    assert "settings: antenna_invariants.settings (from option)" in output
+    assert found(tmp_path)[("D1", f"project{station.project_id}")]["sample"] == [partial.pk]
