@@ -15,7 +15,7 @@ baseline of 0.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from antenna_invariants.connection import ConfigError
@@ -80,7 +80,7 @@ def write(path: Path, outcomes: list[dict], run: dict):
     document = {
         "schema_version": SCHEMA_VERSION,
         "kind": "baseline",
-        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": run["database"]["label"],
         "scope": run["scope"],
         "id_cap": ID_CAP,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -76,7 +76,7 @@ class Run:
     """The run's metadata, as the JSON report's ``run`` object and the HTML title and environment table."""
 
     def __init__(self, live):
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self._clock = time.perf_counter()
         self.database = {
             "label": database_label(live.database),

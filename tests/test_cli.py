@@ -21,8 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_in
 def run(tmp_path):
     """Run the invariants against the self-test database; returns (exit code, output, reports dir)."""
 
-    def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider")):
-        env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict)}
+    def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider"), env=None):
+        env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), **(env or {})}
         command = [sys.executable, *module, *args]
         if module[1] == "pytest":
             command += ["--reports", str(tmp_path)]
