@@ -226,7 +226,7 @@ def test_50_rules_by_200_projects_stay_small_and_open_in_seconds(tmp_path, brows
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "antenna_invariants.settings"}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django", "-o", "render_collapsed=all"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert "10000 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
     report = tmp_path / "report.html"
