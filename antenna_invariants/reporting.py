@@ -69,8 +69,9 @@ STATUSES = ("passed", "failed", "warned", "repaired", "baselined", "error", "ski
 def verdict(t: dict[str, int]) -> str:
     """The last line of a run: do violations remain?"""
     if t["failing"]:
+        errors = f", {t['error']} could not run" if t["error"] else ""
         return (
-            f"VIOLATIONS REMAIN: {t['failing']} failing rule x project case(s); "
+            f"VIOLATIONS REMAIN: {t['failing']} failing rule x project case(s){errors}; "
             f"{t['violations']} violating rows in all (run failed)"
         )
     tolerated = sum(o["violations"] for o in OUTCOMES if o["status"] != "repaired")
