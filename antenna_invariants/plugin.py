@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from antenna_invariants import baseline, html, reporting, runinfo, samples
 from antenna_invariants import connection as conn
-from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
 from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
@@ -25,6 +25,7 @@ from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
 TIMEOUT = re.compile(r"\d+\s*(ms|s|min|h)?")
 LIVE = pytest.StashKey["LiveDatabase"]()
 OUTCOME = pytest.StashKey["object"]()
+FINGERPRINT = pytest.StashKey["list | None"]()
 
 
 def pytest_addoption(parser):
@@ -53,6 +54,12 @@ def pytest_addoption(parser):
         help='tolerated violations per rule, one "RULE >N" or "RULE >P%" per line (dbt\'s error_if)',
     )
     group.addoption("--reports", default=str(REPORTS_DIR), metavar="DIR", help="where reports and journals go")
+    # reports (docs/reports.md)
+    group.addoption("--antenna-url", metavar="URL", help="Antenna's web address: sample ids link into its UI")
+    group.addoption("--write-baseline", action="store_true", help="write the violations found to REPORTS/baseline.json")
+    group.addoption("--baseline", metavar="FILE", help="violations in this baseline do not fail; only new ones do")
+    group.addoption("--compare", metavar="PREVIOUS.json", help="show each case's delta since this invariants.json")
+    group.addoption("--sample-columns", action="append", metavar="COL[,COL]", help="allowlisted columns shown with sample ids")
 
 
 class LiveDatabase:
@@ -89,6 +96,26 @@ class LiveDatabase:
         self.description = ""
         self.reports = Path(config.getoption("reports"))
         self.journal = Journal(self.reports) if self.repair else None
+        self._report_options(config)
+
+    def _report_options(self, config):
+        """Baseline, trend and sample columns (docs/reports.md)."""
+        self.sample_columns = samples.parse_columns(config.getoption("sample_columns"))
+        self.antenna_url = html.antenna_url(config.getoption("antenna_url"))
+        self.write_baseline = config.getoption("write_baseline")
+        self.baseline = baseline.Baseline(Path(config.getoption("baseline"))) if config.getoption("baseline") else None
+        self.previous = baseline.previous_counts(Path(config.getoption("compare"))) if config.getoption("compare") else None
+
+    def review(self, entry, scope: Scope, outcome) -> list[int] | None:
+        """Allowlisted sample columns; the baseline's verdict; the ids a baseline keeps (returned)."""
+        outcome.sample_rows = samples.sample_rows(entry, outcome.sample, self.sample_columns)
+        judged = outcome.status == "failed" or (outcome.status == "warned" and self.strict)
+        if not outcome.violations or not (self.write_baseline or (self.baseline and judged)):
+            return None
+        ids = baseline.fingerprint_ids(entry.violations(scope), outcome.violations, outcome.sample)
+        if self.baseline and judged:
+            self.baseline.judge(outcome, ids)
+        return ids
 
     def prepare(self, database: dict | None = None):
         """Connect (building the demo when needed), guard against drift, validate the scope."""
@@ -115,6 +142,7 @@ class LiveDatabase:
                     schema.refuse_read_only_server()
                 self._validate_scope()
                 self.description = self._describe()
+                self.run = runinfo.Run(self)
         except DatabaseError as exc:
             raise ConfigError(f"database: {str(exc).strip().splitlines()[0]}") from None
 
@@ -246,8 +274,32 @@ def pytest_configure(config):
     for entry in RULES.values():
         config.addinivalue_line("markers", f"{entry.id}: {entry.doc[:80]}")
     reporting.default_report_paths(config, live.reports)
+    reporting.PREVIOUS = live.previous
     if config.pluginmanager.hasplugin("html"):
-        config.pluginmanager.register(reporting.HtmlColumns(), "antenna-invariants-html")
+        planned = sum(len(live.scopes_for(entry)) for entry in RULES.values())
+        report = html.HtmlReport(
+            live.run.title, RULES, antenna_url=live.antenna_url, compare=live.previous is not None, planned=planned
+        )
+        config.pluginmanager.register(report, "antenna-invariants-html")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_metadata(metadata, config):
+    """The HTML environment table: what was checked and with what (provenance); secrets masked."""
+    live = config.stash.get(LIVE, None)
+    if live is not None:
+        metadata.update(live.run.environment())
+    runinfo.redact(metadata, live.run.secrets if live is not None else ())
+
+
+def pytest_sessionstart(session):
+    from _pytest.junitxml import xml_key
+
+    live = session.config.stash.get(LIVE, None)
+    xml = session.config.stash.get(xml_key, None)
+    if live is not None and xml is not None:  # the controller (workers write no JUnit)
+        for name, value in live.run.junit_properties().items():
+            xml.add_global_property(name, value)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -259,7 +311,7 @@ def pytest_configure_node(node):
 
 def pytest_report_header(config):
     live = config.stash.get(LIVE, None)
-    return live.description if live else None
+    return [live.description, live.run.header()] if live else None
 
 
 def pytest_generate_tests(metafunc):
@@ -292,13 +344,15 @@ class Case:
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
+            self.request.node.stash[FINGERPRINT] = self.live.review(entry, self.scope, outcome)
         except RepairRefused as exc:
             outcome.message = f"repair refused: {exc}"
         except DatabaseError as exc:
             outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
-        for key in ("violations", "checked", "fixed", "unfixable"):
-            self.request.node.user_properties.append((key, getattr(outcome, key)))
+        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "baseline", "new"):
+            if getattr(outcome, key) is not None:
+                self.request.node.user_properties.append((key, getattr(outcome, key)))
         if outcome.status == "skipped":
             pytest.skip(outcome.message)
         if outcome.status == "error":
@@ -330,8 +384,10 @@ def pytest_runtest_makereport(item, call):
     report = result.get_result()
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
-        report.invariant = outcome.as_dict()
-        reporting.attach_html_extras(report, outcome)
+        report.invariant = outcome.as_dict() | {"fingerprint": item.stash.get(FINGERPRINT, None)}
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
+            crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
 
 
 def pytest_report_teststatus(report, config):
@@ -342,11 +398,15 @@ def pytest_report_teststatus(report, config):
         return "repaired", "R", ("REPAIRED", {"green": True})
     if status == "warned":
         return "warned", "W", ("WARN", {"yellow": True})
+    if status == "baselined":
+        return "baselined", "B", ("BASELINED", {"yellow": True})
     return None
 
 
 def pytest_runtest_logreport(report):
     if report.when == "call" and getattr(report, "invariant", None):
+        report.invariant["fails_run"] = report.failed
+        report.invariant["delta"] = baseline.delta(report.invariant, reporting.PREVIOUS)
         reporting.OUTCOMES.append(report.invariant)
 
 
@@ -359,4 +419,7 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
         live = config.stash[LIVE]
-        reporting.write_json(live.reports, live.description)
+        run = live.run.as_dict()
+        reporting.write_json(live.reports / "invariants.json", run)
+        if live.write_baseline:
+            baseline.write(live.reports / "baseline.json", reporting.OUTCOMES, run)

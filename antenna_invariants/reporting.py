@@ -1,14 +1,14 @@
-"""Outcomes out: failure messages, the terminal summary, reports/invariants.json, HTML columns and extras."""
+"""Outcomes out: failure messages, the terminal summary and reports/invariants.json (the HTML is html.py)."""
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 from antenna_invariants.followups import followups
 
 OUTCOMES: list[dict] = []
+PREVIOUS: dict[str, int] | None = None  # rule/project -> violations of --compare's run
 
 
 def default_report_paths(config, reports: Path):
@@ -21,19 +21,17 @@ def default_report_paths(config, reports: Path):
 
 
 def failure_message(entry, outcome) -> str:
+    """The first line starts with the count (JUnit shows it as the failure message); then what to do,
+    the ids and the SQL that reproduces them."""
     shown = ", ".join(map(str, outcome.sample))
     more = f" (first {len(outcome.sample)})" if len(outcome.sample) < outcome.violations else ""
-    lines = [f"{entry.id} {entry.name}: {outcome.violations} violating {entry.table} of {outcome.checked} checked"]
+    first = f"{outcome.violations} violating {entry.table} of {outcome.checked} checked"
+    if outcome.new is not None:
+        first = f"{outcome.new} new violating {entry.table} ({outcome.violations} now, {outcome.baseline} in the baseline)"
     if entry.error_if:
-        lines[0] += f" (tolerated: {entry.error_if})"
-    if outcome.remaining is not None:
-        lines.append(f"repair: {outcome.fixed} fixed, {outcome.unfixable} unfixable, {outcome.remaining} remaining")
-        if outcome.beyond_limit:
-            lines[-1] += f" ({outcome.beyond_limit} left alone by --repair-limit)"
-    elif entry.repair_func is None:
-        lines.append(f"no automatic repair: {entry.hint or 'investigate the rows below'}")
-    else:
-        lines.append("a repair exists: rerun with --repair and a scope")
+        first += f" (tolerated: {entry.error_if})"
+    lines = [f"{first}: {entry.id} {entry.name}"]
+    lines.append(what_to_do(entry, outcome.remaining, outcome.fixed, outcome.unfixable, outcome.beyond_limit))
     if outcome.journal:
         lines.append(f"journal: {outcome.journal} ({journaled(outcome.journaled)})")
     lines.append(f"ids{more}: {shown}")
@@ -41,38 +39,68 @@ def failure_message(entry, outcome) -> str:
     return "\n".join(lines)
 
 
+def what_to_do(entry, remaining: int | None, fixed: int, unfixable: int, beyond_limit: int = 0) -> str:
+    if remaining is not None:
+        limited = f" ({beyond_limit} left alone by --repair-limit)" if beyond_limit else ""
+        return f"repair: {fixed} fixed, {unfixable} unfixable, {remaining} remaining{limited}"
+    if entry.repair_func is None:
+        return f"no automatic repair: {entry.hint or 'investigate the rows below'}"
+    return "a repair exists: rerun with --repair and a scope"
+
+
 def journaled(tally: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in tally.items())
 
 
-def attach_html_extras(report, outcome):
-    try:
-        import pytest_html
-    except ImportError:
-        return
-    if outcome.violations:
-        report.extras = getattr(report, "extras", []) + [
-            pytest_html.extras.text(", ".join(map(str, outcome.sample)), name="sample ids"),
-            pytest_html.extras.text(outcome.sql, name="SQL"),
-        ]
-
-
 def totals() -> dict[str, int]:
     keys = ("checked", "violations", "fixed", "unfixable")
-    return {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
+    sums = {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
+    statuses = {s: sum(o["status"] == s for o in OUTCOMES) for s in STATUSES}
+    return {"cases": len(OUTCOMES), "failing": sum(o["fails_run"] for o in OUTCOMES)} | statuses | sums
+
+
+STATUSES = ("passed", "failed", "warned", "repaired", "baselined", "error", "skipped")
+
+
+def verdict(t: dict[str, int]) -> str:
+    """The last line of a run: do violations remain?"""
+    if t["failing"]:
+        errors = f", {t['error']} could not run" if t["error"] else ""
+        return (
+            f"VIOLATIONS REMAIN: {t['failing']} failing rule x project case(s){errors}; "
+            f"{t['violations']} violating rows in all (run failed)"
+        )
+    tolerated = sum(o["violations"] for o in OUTCOMES if o["status"] != "repaired")
+    if tolerated:
+        return (
+            f"NO FAILING VIOLATIONS; {tolerated} tolerated violating rows remain "
+            f"({t['warned']} warned, {t['baselined']} baselined, the rest within thresholds)"
+        )
+    return "NO VIOLATIONS REMAIN: every selected rule holds"
+
+
+def signed(value: int | None) -> str:
+    return "" if value is None else f"{value:+d}"
 
 
 def terminal_summary(terminal, reports: Path):
     interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped")]
     terminal.section("antenna invariants")
-    for o in interesting:
-        fixed = f"  fixed {o['fixed']}, unfixable {o['unfixable']}" if o["remaining"] is not None else ""
+    for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
+        extra = f"  fixed {o['fixed']}, unfixable {o['unfixable']}" if o["remaining"] is not None else ""
         if o.get("journaled"):
-            fixed += f"  (journal: {journaled(o['journaled'])})"
-        terminal.write_line(f"{o['status'].upper():9} {o['rule']:4} {o['project']:12} {o['violations']:>8} violating / {o['checked']} checked{fixed}")
+            extra += f"  (journal: {journaled(o['journaled'])})"
+        if o.get("new") is not None:
+            extra += f"  new {o['new']} (baseline {o['baseline']})"
+        if o.get("delta") is not None:
+            extra += f"  {signed(o['delta'])} since the previous run"
+        terminal.write_line(
+            f"{o['status'].upper():9} {o['rule']:4} {o['project']:12} {o['violations']:>8} violating / "
+            f"{o['checked']} checked{extra}"
+        )
     t = totals()
     terminal.write_line(
-        f"rules x scopes: {len(OUTCOMES)}; rows checked {t['checked']}, violating {t['violations']}, "
+        f"rules x scopes: {t['cases']}; rows checked {t['checked']}, violating {t['violations']}, "
         f"fixed {t['fixed']}, unfixable {t['unfixable']}"
     )
     terminal.write_line(f"reports: {reports / 'invariants.json'}")
@@ -81,31 +109,24 @@ def terminal_summary(terminal, reports: Path):
         terminal.section("after this repair, in Antenna")
         for line in todo:
             terminal.write_line(f"- {line}")
+    terminal.write_line(verdict(t), bold=True, red=bool(t["failing"]), green=not t["failing"])
 
 
-def write_json(reports: Path, description: str):
-    reports.mkdir(parents=True, exist_ok=True)
+SCHEMA_VERSION = 1
+
+
+def write_json(path: Path, run: dict):
+    """reports/invariants.json: the documented, versioned record of a run (docs/reports.md)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = totals()
     document = {
-        "database": description,
-        "totals": totals(),
-        "results": sorted(OUTCOMES, key=lambda o: (o["rule"], o["project"])),
+        "schema_version": SCHEMA_VERSION,
+        "run": run,
+        "totals": t,
+        "violations_remain": bool(t["failing"]),
+        "results": [
+            {k: v for k, v in o.items() if k != "fingerprint"}
+            for o in sorted(OUTCOMES, key=lambda o: (o["rule"], o["project"]))
+        ],
     }
-    (reports / "invariants.json").write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-
-
-class HtmlColumns:
-    """pytest-html hooks (registered only when pytest-html is installed): a title and the rule's numbers."""
-
-    def pytest_html_report_title(self, report):
-        report.title = "Antenna invariants"
-
-    def pytest_html_results_table_header(self, cells):
-        cells.insert(2, "<th>Status</th>")
-        cells.insert(3, "<th>Violations</th>")
-        cells.insert(4, "<th>Fixed</th>")
-
-    def pytest_html_results_table_row(self, report, cells):
-        data = getattr(report, "invariant", None) or {}
-        cells.insert(2, f"<td>{html.escape(str(data.get('status', report.outcome)).upper())}</td>")
-        cells.insert(3, f"<td>{data.get('violations', '')}</td>")
-        cells.insert(4, f"<td>{data.get('fixed', '')}</td>")
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")

@@ -147,7 +147,7 @@ class Outcome:
     rule: str
     project: str
     severity: str
-    status: str = "passed"  # passed | failed | warned | repaired | error | skipped
+    status: str = "passed"  # passed | failed | warned | repaired | baselined | error | skipped
     violations: int = 0
     checked: int = 0
     sample: list[int] = field(default_factory=list)
@@ -161,6 +161,9 @@ class Outcome:
     journal: str | None = None
     journaled: dict[str, int] = field(default_factory=dict)  # rows journaled per "op table", cascades included
     stale: list[str] = field(default_factory=list)  # count rules (K1..) whose cached values the repair made stale
+    baseline: int | None = None  # violations known from --baseline (None: no baseline)
+    new: int | None = None  # violations not in the baseline
+    sample_rows: list[dict] = field(default_factory=list)  # the sample's allowlisted columns (--sample-columns)
 
     as_dict = asdict
 

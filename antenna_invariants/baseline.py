@@ -1,0 +1,106 @@
+"""Baseline (adopt the suite on a dirty database, then ratchet down) and trend (delta since a previous run).
+
+``--write-baseline`` stores, per rule x project, the violation count and, when there are at most ``ID_CAP``
+violators, their ids (the fingerprint).  ``--baseline FILE`` then judges a failing case:
+
+- more violations than the baseline: new rows, the case fails;
+- ids known on both sides (both counts within ``ID_CAP``): any id not in the baseline is new, the case fails;
+- otherwise (the count did not grow): only known violations, the case is ``baselined`` and does not fail.
+
+Beyond ``ID_CAP`` violators only counts are compared, so a fixed row and a new one in the same run balance
+out; the cap keeps the file small (at most ``ID_CAP`` ids per case).  A case absent from the baseline has a
+baseline of 0.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from antenna_invariants.connection import ConfigError
+
+SCHEMA_VERSION = 1
+ID_CAP = 1000
+
+
+def key(record: dict) -> str:
+    return f"{record['rule']}/{record['project']}"
+
+
+def _read(path: Path, what: str) -> dict:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what} {path}: not a JSON file ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{what} {path}: not an antenna-invariants file of schema_version {SCHEMA_VERSION}")
+    return document
+
+
+class Baseline:
+    def __init__(self, path: Path):
+        document = _read(path, "--baseline")
+        if document.get("kind") != "baseline":
+            raise ConfigError(f"--baseline {path}: not a baseline (write one with --write-baseline)")
+        self.cases: dict[str, dict] = document.get("cases", {})
+
+    def judge(self, outcome, ids: list[int] | None):
+        """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
+        known = self.cases.get(f"{outcome.rule}/{outcome.project}", {"violations": 0, "ids": []})
+        outcome.baseline = known["violations"]
+        new = max(outcome.violations - known["violations"], 0)
+        if ids is not None and known.get("ids") is not None:
+            new = max(new, len(set(ids) - set(known["ids"])))
+        outcome.new = new
+        if new == 0:
+            outcome.status = "baselined"
+
+
+def fingerprint_ids(violators, violations: int, sample: list[int]) -> list[int] | None:
+    """Every violating id when there are at most ``ID_CAP`` (reusing the sample when it is complete)."""
+    if violations > ID_CAP:
+        return None
+    if len(sample) >= violations:
+        return list(sample)
+    from antenna_invariants.rules import read_only
+
+    with read_only():
+        return list(violators.order_by("pk").values_list("pk", flat=True)[:ID_CAP])
+
+
+def write(path: Path, outcomes: list[dict], run: dict):
+    cases = {
+        key(o): {"violations": o["violations"], "ids": o.get("fingerprint")}
+        for o in sorted(outcomes, key=key)
+        if o["violations"] and o["status"] != "error"
+    }
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "baseline",
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": run["database"]["label"],
+        "scope": run["scope"],
+        "id_cap": ID_CAP,
+        "cases": cases,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def previous_counts(path: Path) -> dict[str, int]:
+    """``rule/project -> violations`` of a previous invariants.json (``--compare``)."""
+    document = _read(path, "--compare")
+    if "results" not in document:
+        raise ConfigError(f"--compare {path}: not an invariants.json report")
+    return {key(r): r["violations"] for r in document["results"] if r.get("status") not in ("error", "skipped")}
+
+
+def delta(record: dict, previous: dict[str, int] | None) -> int | None:
+    """Violations now minus then; None without ``--compare``, or for a case that did not run then or now."""
+    if previous is None or record["status"] in ("error", "skipped"):
+        return None
+    before = previous.get(key(record))
+    return None if before is None else record["violations"] - before

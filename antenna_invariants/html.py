@@ -1,0 +1,224 @@
+"""The HTML report (pytest-html 4 hooks): a title naming the database and scope, a rules x projects matrix and
+a chart of violations per rule at the top, the rule's numbers as columns, and per failing row a collapsed
+detail with links into Antenna, the repair hint and the SQL.
+
+The report stays one self-contained file of bounded size: every case is a cell of the matrix, but the results
+table lists at most ``MAX_ROWS`` cases; when a run has more cases than that, passing cases appear in the
+matrix only, and failing cases beyond the cap are counted in a note (invariants.json has them all).
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+from antenna_invariants import reporting
+from antenna_invariants.connection import ConfigError
+
+MAX_ROWS = 1000
+STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
+# Antenna's pages per table (its API where the UI has no page, or for rows without a project)
+UI_PATHS = {
+    "occurrences": "projects/{project}/occurrences/{id}",
+    "events": "projects/{project}/sessions/{id}",
+    "deployments": "projects/{project}/deployments/{id}",
+    "collections": "projects/{project}/collections/{id}",
+    "jobs": "projects/{project}/jobs/{id}",
+    "taxa": "projects/{project}/taxa/{id}",
+}
+API_PATHS = {"algorithms": "api/v2/ml/algorithms/{id}/"}
+STYLE = """<style>
+.inv-top{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+.inv-matrix{overflow:auto;max-height:40em;max-width:100%}.inv-matrix table{border-collapse:collapse;font-size:11px}
+.inv-matrix td,.inv-matrix th{border:1px solid #fff;padding:1px 4px;text-align:right;min-width:1.5em;color:#000}
+.inv-matrix th{position:sticky;top:0;background:#eee}.inv-matrix th:first-child{left:0;z-index:1}
+.inv-matrix td.rule{position:sticky;left:0;background:#eee;text-align:left;font-weight:bold}
+.inv-top .p{background:#cfc}.inv-top .f{background:#f99}.inv-top .w{background:#fe8}.inv-top .r{background:#9cf}
+.inv-top .b{background:#ccc}.inv-top .e{background:#c9f}.inv-top .s{background:#f4f4f4}
+.inv-legend span{padding:0 .5em;margin-right:.3em;color:#000}.inv p{margin:.2em 0}
+.inv pre{white-space:pre-wrap;background:#f6f6f6;padding:.3em}
+</style>"""
+
+
+def antenna_url(url: str | None) -> str | None:
+    """``--antenna-url``: an http(s) address (it goes unquoted into links, so nothing that could end one)."""
+    if url is not None and not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
+        raise ConfigError(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org")
+    return url
+
+
+def project_of(label: str) -> str | None:
+    return label.removeprefix("project") if label.startswith("project") else None
+
+
+def link(base: str | None, table: str, label: str, pk: int) -> str:
+    """A sample id as a link into Antenna's UI (its API for tables without a page, or rows without a project)."""
+    if not base:
+        return str(pk)
+    project = project_of(label)
+    path = UI_PATHS.get(table) if project else None
+    path = path or API_PATHS.get(table) or f"api/v2/{table}/{{id}}/"
+    return f"<a href={base.rstrip('/')}/{path.format(project=project, id=pk)}>{pk}</a>"
+
+
+def text(value: str) -> str:
+    """Escaped for element content (quotes need no escaping there, and SQL is full of them)."""
+    return escape(value, quote=False)
+
+
+def padded(value: int | None) -> str:
+    """A number whose text sorts like the number (pytest-html sorts columns as strings)."""
+    if value is None:
+        return ""
+    return f"<i hidden>{value + 10**9:011d}</i>{value}"
+
+
+def signed(value: int | None) -> str:
+    return "" if value is None else f"{value:+d}"
+
+
+def _rule_key(rule_id: str):
+    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id).groups()
+    return letters, int(number or 0), suffix
+
+
+def _project_key(label: str):
+    project = project_of(label)
+    return (0, int(project), "") if project and project.isdigit() else (1, 0, label)
+
+
+class HtmlReport:
+    """pytest-html hooks, registered by the plugin in an invariants session."""
+
+    def __init__(self, title: str, rules: dict, *, antenna_url=None, compare=False, planned=0):
+        self.title, self.rules, self.outcomes = title, rules, reporting.OUTCOMES
+        self.antenna_url, self.compare = antenna_url, compare
+        self.passing_rows = planned <= MAX_ROWS
+        self.listed = self.omitted = 0
+
+    def pytest_html_report_title(self, report):
+        report.title = self.title
+
+    def columns(self) -> list[tuple[str, str, bool]]:
+        delta = [("delta", "Δ since previous", True)] if self.compare else []
+        return [
+            ("rule", "Rule", True),
+            ("project", "Project", True),
+            ("status", "Status", True),
+            ("violations", "Violations", True),
+            *delta,
+            ("fixed", "Fixed", False),
+            ("unfixable", "Unfixable", False),
+        ]
+
+    def pytest_html_results_table_header(self, cells):
+        cells[2:2] = [
+            f'<th class="sortable" data-column-type="{key}">{title}</th>' if sortable else f"<th>{title}</th>"
+            for key, title, sortable in self.columns()
+        ]
+
+    def pytest_html_results_table_row(self, report, cells):
+        data = getattr(report, "invariant", None)
+        if data is None:
+            return
+        if (data["status"] == "passed" and not self.passing_rows) or self.listed >= MAX_ROWS:
+            self.omitted += data["status"] != "passed"
+            cells.clear()
+            return
+        self.listed += 1
+        values = {
+            "rule": data["rule"],
+            "project": data["project"],
+            "status": data["status"].upper(),
+            "violations": padded(data["violations"]),
+            "delta": padded(data.get("delta")),
+            "fixed": data["fixed"],
+            "unfixable": data["unfixable"],
+        }
+        cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
+
+    def pytest_html_results_table_html(self, report, data):
+        record = getattr(report, "invariant", None)
+        if record is None or record["status"] == "error":
+            return
+        data[:] = [self.detail(record)] if record["violations"] else []
+
+    def detail(self, o: dict) -> str:
+        entry = self.rules[o["rule"]]
+        head = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
+        if o.get("new") is not None:
+            head += f", {o['new']} new (baseline: {o['baseline']})"
+        if o.get("delta") is not None:
+            head += f", {signed(o['delta'])} since the previous run"
+        ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
+        shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
+        rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
+        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"])
+        return (
+            f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
+            f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
+        )
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+        verdict = escape(reporting.verdict(reporting.totals()))
+        prefix.extend([STYLE, f"<p><b>{verdict}</b></p><div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"])
+        if self.omitted or not self.passing_rows:
+            passing = "" if self.passing_rows else f"more than {MAX_ROWS} cases: passing cases are in the matrix only; "
+            beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)" if self.omitted else ""
+            prefix.append(f"<p><b>The table below:</b> {passing}{beyond}</p>")
+
+    def per_rule(self) -> dict[str, dict]:
+        rules: dict[str, dict] = {}
+        for o in self.outcomes:
+            r = rules.setdefault(o["rule"], {"violations": 0, "delta": None, "failing": False})
+            r["violations"] += o["violations"]
+            r["failing"] |= o["fails_run"]
+            if o.get("delta") is not None:
+                r["delta"] = (r["delta"] or 0) + o["delta"]
+        return dict(sorted(rules.items(), key=lambda item: _rule_key(item[0])))
+
+    def chart(self) -> str:
+        """Violations per rule as an inline SVG bar chart (rules without violations are left out)."""
+        rules = {k: v for k, v in self.per_rule().items() if v["violations"]}
+        if not rules:
+            return "<p>No violations.</p>"
+        top = max(r["violations"] for r in rules.values())
+        bars = []
+        for i, (rule_id, r) in enumerate(rules.items()):
+            y, width = i * 13, max(2, round(300 * r["violations"] / top))
+            colour = "#d33" if r["failing"] else "#e90"
+            delta = f" ({signed(r['delta'])})" if r["delta"] is not None else ""
+            bars.append(
+                f'<text x="0" y="{y + 10}">{escape(rule_id)}</text>'
+                f'<rect x="40" y="{y + 1}" width="{width}" height="11" fill="{colour}"/>'
+                f'<text x="{46 + width}" y="{y + 10}">{r["violations"]}{delta}</text>'
+            )
+        height = 13 * len(rules)
+        return (
+            f'<h3>Violations per rule</h3><svg xmlns="http://www.w3.org/2000/svg" width="450" height="{height}" '
+            f'font-size="11" font-family="sans-serif" role="img" aria-label="violations per rule">{"".join(bars)}</svg>'
+        )
+
+    def matrix(self) -> str:
+        """Rules x projects; each cell coloured by status and showing the violation count (and delta)."""
+        projects = sorted({o["project"] for o in self.outcomes}, key=_project_key)
+        cells = {(o["rule"], o["project"]): o for o in self.outcomes}
+        head = "".join(f"<th title={escape(p)}>{escape(project_of(p) or p)}</th>" for p in projects)
+        rows = []
+        for rule_id, total in self.per_rule().items():
+            tds = []
+            for p in projects:
+                o = cells.get((rule_id, p))
+                if o is None:
+                    tds.append("<td></td>")
+                    continue
+                delta = f" ({signed(o['delta'])})" if o.get("delta") else ""
+                count = f"{o['violations']}{delta}" if o["violations"] or delta else ""
+                tds.append(f"<td class={STATUS_CLASS[o['status']]} title='{rule_id} {p} {o['status']}'>{count}</td>")
+            delta = f" ({signed(total['delta'])})" if total["delta"] is not None else ""
+            rows.append(f"<tr><td class=rule>{escape(rule_id)}</td>{''.join(tds)}<td>{total['violations']}{delta}</td></tr>")
+        legend = "".join(f"<span class={c}>{s}</span>" for s, c in STATUS_CLASS.items())
+        return (
+            f"<h3>Rules x projects</h3><p class=inv-legend>{legend}</p><div class=inv-matrix><table>"
+            f"<tr><th>rule</th>{head}<th>total</th></tr>{''.join(rows)}</table></div>"
+        )

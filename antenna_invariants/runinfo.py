@@ -1,0 +1,137 @@
+"""What a run was: database (never its password), scope, mode, times and provenance; and keeping secrets out.
+
+Everything here ends up in reports that get mailed around and pasted in tickets (JSON, JUnit, HTML, the
+terminal header), so the database is named by host, port and name only, and ``redact`` scrubs a mapping (the
+HTML environment table) of passwords, keys and tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+MIGRATIONS = Path(__file__).resolve().parent / "mirror" / "migrations"
+MASK = "****"
+SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|dsn|database_url", re.IGNORECASE)
+URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*(@)")
+KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def database_label(entry: dict) -> str:
+    """``host:port/name`` of a Django DATABASES entry (``local socket`` without a host); no user, no password."""
+    host = entry.get("HOST") or "local socket"
+    port = f":{entry['PORT']}" if entry.get("PORT") else ""
+    return f"{host}{port}/{entry.get('NAME', '')}"
+
+
+def mask_url(text: str) -> str:
+    """The password of any ``scheme://user:password@host`` URL or ``password=...`` keyword, masked."""
+    return KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", text))
+
+
+def redact(mapping: dict, secrets: tuple[str, ...] = ()) -> dict:
+    """Mask, in place and recursively, values under secret-sounding names, URL passwords and known secrets."""
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            redact(value, secrets)
+        elif SECRET_NAME.search(str(key)) and not isinstance(value, (bool, int, float)):
+            mapping[key] = mask_url(str(value)) if "://" in str(value) else MASK
+        elif isinstance(value, str):
+            mapping[key] = scrub(value, secrets)
+    return mapping
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    text = mask_url(text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def schema_revision() -> str:
+    """The newest migration of the mirror: the Antenna schema revision this suite mirrors."""
+    return max((p.stem for p in MIGRATIONS.glob("[0-9]*.py")), default="unknown")
+
+
+def provenance() -> dict[str, str]:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "antenna_invariants": version("antenna-invariants"),
+        "django": version("Django"),
+        "pytest_html": version("pytest-html"),
+        "mirror_schema_revision": schema_revision(),
+    }
+
+
+class Run:
+    """The run's metadata, as the JSON report's ``run`` object and the HTML title and environment table."""
+
+    def __init__(self, live):
+        self.started = datetime.now(UTC)
+        self._clock = time.perf_counter()
+        self.database = {
+            "label": database_label(live.database),
+            "host": live.database.get("HOST") or None,
+            "port": str(live.database.get("PORT") or "") or None,
+            "name": live.database.get("NAME"),
+            "demo": live.demo,
+        }
+        self.mode = "repair" if live.repair else "check"
+        self.scope = scope_text(live)
+        self.provenance = provenance()
+        self.secrets = tuple(filter(None, [live.database.get("PASSWORD")]))
+
+    @property
+    def title(self) -> str:
+        demo = " (DEMO)" if self.database["demo"] else ""
+        return f"Antenna invariants: {self.database['label']}{demo}, {self.scope}"
+
+    def as_dict(self) -> dict:
+        return {
+            "started": self.started.isoformat(timespec="seconds"),
+            "duration": round(time.perf_counter() - self._clock, 3),
+            "database": self.database,
+            "scope": self.scope,
+            "mode": self.mode,
+            "provenance": self.provenance,
+        }
+
+    def header(self) -> str:
+        p = self.provenance
+        return (
+            f"database: {self.database['label']}; scope: {self.scope}; antenna-invariants {p['antenna_invariants']}, "
+            f"Django {p['django']}, mirrored Antenna schema {p['mirror_schema_revision']}"
+        )
+
+    def junit_properties(self) -> dict:
+        return {"database": self.database["label"], "scope": self.scope, "mode": self.mode} | self.provenance
+
+    def environment(self) -> dict:
+        """Rows for the HTML environment table (pytest-metadata) and the JUnit suite properties."""
+        return {
+            "Database": self.database["label"] + (" (demo)" if self.database["demo"] else ""),
+            "Scope": self.scope,
+            "Mode": self.mode,
+            "antenna-invariants": self.provenance["antenna_invariants"],
+            "Django": self.provenance["django"],
+            "Mirrored Antenna schema": self.provenance["mirror_schema_revision"],
+        }
+
+
+def scope_text(live) -> str:
+    if live.job is not None:
+        return live.job.describe()
+    if live.occurrence_ids:
+        return "occurrences " + ", ".join(map(str, live.occurrence_ids))
+    if live.projects:
+        return "projects " + ", ".join(map(str, live.projects))
+    return f"all projects ({len(live.project_cases)} project cases)"

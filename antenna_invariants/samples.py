@@ -1,0 +1,49 @@
+"""What a sample shows: primary keys only, unless ``--sample-columns`` asks for columns on the allowlist.
+
+The allowlist holds keys, foreign keys, timestamps and states: nothing a user typed (names, comments), no
+storage paths or URLs, no job parameters, logs or results (where credentials can hide).
+"""
+
+from __future__ import annotations
+
+from antenna_invariants.connection import ConfigError
+
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "occurrences": ("project_id", "deployment_id", "event_id", "determination_id", "determination_score"),
+    "detections": ("occurrence_id", "source_image_id", "detection_algorithm_id", "timestamp", "detection_score"),
+    "classifications": ("detection_id", "taxon_id", "algorithm_id", "score", "terminal", "timestamp"),
+    "identifications": ("occurrence_id", "taxon_id", "withdrawn"),
+    "captures": ("project_id", "deployment_id", "event_id", "timestamp"),
+    "events": ("project_id", "deployment_id", "start", "end"),
+    "deployments": ("project_id",),
+    "collections": ("project_id",),
+    "taxa": ("parent_id", "rank"),
+    "algorithms": ("task_type", "version"),
+    "jobs": ("project_id", "status", "job_type_key", "started_at", "finished_at"),
+}
+
+
+def parse_columns(values: list[str] | None) -> tuple[str, ...]:
+    """``["event_id", "taxon_id,score"]`` -> columns, each allowed for at least one table (else exit 4)."""
+    columns = tuple(c.strip() for v in values or () for c in v.split(",") if c.strip())
+    allowed = {c for names in ALLOWED.values() for c in names}
+    for column in columns:
+        if column not in allowed:
+            raise ConfigError(f"--sample-columns {column}: not on the allowlist ({', '.join(sorted(allowed))})")
+    return columns
+
+
+def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict]:
+    """The sample's rows with the requested columns this rule's table allows (primary key first)."""
+    wanted = [c for c in columns if c in ALLOWED.get(entry.table, ())]
+    if not sample or not wanted:
+        return []
+    from antenna_invariants.rules import read_only
+
+    with read_only():
+        rows = {r["pk"]: r for r in entry.model.objects.filter(pk__in=sample).values("pk", *wanted)}
+    return [{"id": pk} | {c: _plain(rows[pk][c]) for c in wanted} for pk in sample if pk in rows]
+
+
+def _plain(value):
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)

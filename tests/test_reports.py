@@ -1,0 +1,242 @@
+"""Reports people act on: invariants.json, JUnit (against an XSD), the HTML in a real browser, baseline and
+trend, and no secret in any of them.  End to end, like test_cli.py: `pytest invariants` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from browser import browser  # noqa: F401  (fixture)
+from django.db import connection
+
+from antenna_invariants import runinfo
+from antenna_invariants.connection import ROOT, url_for
+from fixtures import factories as f
+from fixtures.scenarios import occurrences
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+XSD = Path(__file__).parent / "schemas" / "junit-xunit1.xsd"
+PASSWORD = "S3cr3t-pa55word"
+CI_TOKEN = "ci-t0ken-42"
+
+
+def document(reports: Path) -> dict:
+    return json.loads((reports / "invariants.json").read_text())
+
+
+def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser):  # noqa: F811
+    station = f.DeploymentFactory()
+    partial = occurrences.partial_save(station)
+    project = f"project{station.project_id}"
+
+    code, output = run("-m", "D1 or F1", "--antenna-url", "https://antenna.example.org")
+
+    assert code == 1, output
+    doc = document(run.reports)
+    assert doc["schema_version"] == 1 and doc["violations_remain"] is True
+    meta = doc["run"]
+    assert meta["database"]["name"] == connection.settings_dict["NAME"] and meta["mode"] == "check"
+    assert meta["scope"].startswith("all projects") and meta["duration"] > 0 and meta["started"]
+    assert meta["provenance"]["mirror_schema_revision"] == runinfo.schema_revision() != "unknown"
+    assert meta["provenance"]["django"] == __import__("django").__version__
+    assert f"mirrored Antenna schema {runinfo.schema_revision()}" in output  # the terminal header
+    d1 = run.results()[("D1", project)]
+    assert (d1["status"], d1["violations"], d1["sample"], d1["fails_run"]) == ("failed", 1, [partial.pk], True)
+    assert doc["totals"]["failing"] == sum(r["fails_run"] for r in doc["results"]) >= 1
+    assert f"FAILED    D1   {project:12}        1 violating" in output
+    assert any(line.startswith("VIOLATIONS REMAIN: ") for line in output.splitlines())
+
+    import xmlschema
+
+    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")
+    root = ET.parse(run.reports / "junit.xml").getroot()
+    suite = {p.get("name"): p.get("value") for p in root.find("testsuite/properties")}
+    assert suite["database"] == meta["database"]["label"] and suite["scope"] == meta["scope"]
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert len(cases) == len(doc["results"])  # one testcase per rule x project
+    case = cases[f"test_occurrence_with_evidence_has_a_determination[D1-{project}]"]
+    props = {p.get("name"): p.get("value") for p in case.find("properties")}
+    assert props | {"checked": None} == {"rule": "D1", "project": project, "violations": "1", "checked": None,
+                                          "fixed": "0", "unfixable": "0"}
+    assert case.find("failure").get("message").startswith("1 violating occurrences of ")
+
+    page = browser(run.reports / "report.html")
+    assert page.console_errors() == []
+    driver = page.driver
+    assert meta["database"]["label"] in driver.title and meta["scope"] in driver.title
+    assert driver.find_element("css selector", ".inv-matrix td.f").text == "1"
+    assert driver.find_elements("css selector", "svg rect")
+    row_id = f"invariants/test_occurrences.py::test_occurrence_with_evidence_has_a_determination[D1-{project}]"
+    row = driver.find_element("id", row_id)
+    assert not row.find_element("css selector", ".inv").is_displayed()  # collapsed until clicked
+    row.find_element("css selector", ".col-result").click()
+    detail = driver.find_element("id", row_id).find_element("css selector", ".inv")  # the row is redrawn
+    assert detail.is_displayed() and d1["sql"] in detail.text and "What to do: a repair exists" in detail.text
+    href = detail.find_element("link text", str(partial.pk)).get_attribute("href")
+    assert href == f"https://antenna.example.org/projects/{station.project_id}/occurrences/{partial.pk}"
+    assert page.console_errors() == []
+
+
+def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa: F811
+    station = f.DeploymentFactory()
+    known = occurrences.partial_save(station)
+    scope = ("-m", "D1", f"--project={station.project_id}")
+    key = ("D1", f"project{station.project_id}")
+
+    code, output = run(*scope, "--write-baseline")
+    assert code == 1, output
+    written = json.loads((run.reports / "baseline.json").read_text())
+    assert written["cases"][f"D1/project{station.project_id}"] == {"violations": 1, "ids": [known.pk]}
+    (run.reports / "kept").mkdir()
+    baseline = run.reports / "kept" / "baseline.json"
+    (run.reports / "baseline.json").rename(baseline)
+    previous = run.reports / "kept" / "previous.json"
+    (run.reports / "invariants.json").rename(previous)
+
+    code, output = run(*scope, "--baseline", str(baseline), "-v")
+    assert code == 0, output
+    assert "BASELINED" in output and "NO FAILING VIOLATIONS; 1 tolerated" in output
+    assert run.results()[key]["status"] == "baselined"
+
+    occurrences.partial_save(station)  # a new row
+    code, output = run(*scope, "--baseline", str(baseline), "--compare", str(previous))
+    assert code == 1, output
+    record = run.results()[key]
+    assert (record["new"], record["baseline"], record["delta"]) == (1, 1, 1)
+    assert "2 violating / " in output and "new 1 (baseline 1)  +1 since the previous run" in output
+    assert "1 new violating occurrences (2 now, 1 in the baseline)" in output
+    assert ">2 (+1)</td>" in (run.reports / "report.html").read_text()  # the matrix cell: count and delta
+
+    known.delete()  # one fixed, one new: the count is the baseline's, the ids are not
+    code, output = run(*scope, "--baseline", str(baseline))
+    assert code == 1, output
+    assert (run.results()[key]["new"], run.results()[key]["violations"]) == (1, 1)
+
+
+def test_sample_columns_come_from_an_allowlist(run):  # noqa: F811
+    station = f.DeploymentFactory()
+    partial = occurrences.partial_save(station)
+    code, output = run("-m", "D1", f"--project={station.project_id}", "--sample-columns", "event_id")
+    assert code == 1, output
+    rows = run.results()[("D1", f"project{station.project_id}")]["sample_rows"]
+    assert rows == [{"id": partial.pk, "event_id": partial.event_id}]
+    code, output = run("-m", "D1", "--sample-columns", "path")
+    assert code == 4 and "ERROR: --sample-columns path: not on the allowlist" in output, output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--baseline", "/nonexistent/baseline.json"], "ERROR: --baseline /nonexistent/baseline.json: no such file"),
+        (["--compare", str(ROOT / "pyproject.toml")], "pyproject.toml: not a JSON file"),
+        (["--antenna-url", "javascript:alert(1)"], "ERROR: --antenna-url 'javascript:alert(1)': expected an http(s)"),
+    ],
+)
+def test_bad_report_options_are_one_line_and_exit_code_4(run, args, message):  # noqa: F811
+    code, output = run(*args)
+    assert code == 4, output
+    assert message in output and "Traceback" not in output
+
+
+def test_no_secret_reaches_any_report_or_log_line(run):  # noqa: F811
+    station = f.DeploymentFactory()
+    occurrences.partial_save(station)
+    url = f"{url_for(connection.settings_dict)} password={PASSWORD}"
+    secret_url = f"postgres://reader:{PASSWORD}@db.example.org/antenna"
+    env = {"DATABASE_URL": url, "BUILD_URL": f"https://ci:{CI_TOKEN}@ci.example.org/job/1"}
+
+    code, output = run("-m", "D1", "-v", "--write-baseline", "--metadata", "DATABASE_URL", secret_url, env=env)
+
+    assert code == 1, output
+    written = [p for p in run.reports.iterdir() if p.is_file()]
+    assert {p.name for p in written} >= {"invariants.json", "junit.xml", "report.html", "baseline.json"}
+    for text in [output] + [p.read_text() for p in written]:
+        assert PASSWORD not in text and CI_TOKEN not in text
+    html = (run.reports / "report.html").read_text()
+    assert "postgres://reader:****@db.example.org/antenna" in html.replace("&#34;", '"')  # masked, not dropped
+
+
+def test_redaction_masks_urls_keywords_and_secret_names():
+    environment = {
+        "DATABASE_URL": "postgres://u:pw1@h/db",
+        "Plugins": {"html": "4.2.0"},
+        "AWS_SECRET_ACCESS_KEY": "abc",
+        "Note": "conninfo host=h password=pw2 dbname=x",
+        "BUILD_URL": "https://ci:pw3@ci/job",
+        "Other": "mentions pw4 verbatim",
+    }
+    runinfo.redact(environment, secrets=("pw4",))
+    assert environment == {
+        "DATABASE_URL": "postgres://u:****@h/db",
+        "Plugins": {"html": "4.2.0"},
+        "AWS_SECRET_ACCESS_KEY": "****",
+        "Note": "conninfo host=h password=**** dbname=x",
+        "BUILD_URL": "https://ci:****@ci/job",
+        "Other": "mentions **** verbatim",
+    }
+
+
+SYNTHETIC_CONFTEST = '''
+import pytest
+from antenna_invariants import html, reporting
+from antenna_invariants.rules import Rule
+
+def rows(occurrences):
+    """An occurrence with evidence has a determination (synthetic)."""
+
+RULES = {f"R{i}": Rule(f"R{i}", rows, "occurrences", "synthetic", hint="look at it") for i in range(RULES_N)}
+SQL = "SELECT " + ", ".join(f'"main_occurrence"."c{i}"' for i in range(40)) + ' FROM "main_occurrence" WHERE "project_id" = '
+
+def pytest_configure(config):
+    config.option.htmlpath, config.option.self_contained_html = "report.html", True
+    reporting.PREVIOUS = {}
+    config.pluginmanager.register(html.HtmlReport("synthetic", RULES, antenna_url="https://antenna.example.org",
+                                                  compare=True, planned=RULES_N * PROJECTS_N))
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.when == "call":
+        rule, project = item.callspec.params["rule"], item.callspec.params["project"]
+        report.invariant = dict(rule=rule, project=f"project{project}", severity="error", status="failed",
+            violations=12345, checked=99999, sample=list(range(1000000, 1000020)), fixed=0, unfixable=0,
+            remaining=None, sql=SQL + str(project), sample_rows=[], new=None, baseline=None, delta=7,
+            fails_run=True)
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        reporting.OUTCOMES.append(report.invariant)
+'''
+
+
+def test_50_rules_by_200_projects_stay_small_and_open_in_seconds(tmp_path, browser):  # noqa: F811
+    """The worst case: every one of 10,000 cases has violations, a full sample and a long SQL (synthetic
+    outcomes through the real report hooks: a database of 200 projects would take minutes to check)."""
+    (tmp_path / "conftest.py").write_text(SYNTHETIC_CONFTEST.replace("RULES_N", "50").replace("PROJECTS_N", "200"))
+    (tmp_path / "test_synthetic.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('project', range(200))\n"
+        "@pytest.mark.parametrize('rule', [f'R{i}' for i in range(50)])\n"
+        "def test_case(rule, project):\n    pass\n"  # pytest's own failure reports would only slow the run
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "antenna_invariants.settings"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django", "-o", "render_collapsed=all"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert "10000 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    report = tmp_path / "report.html"
+    size = report.stat().st_size
+    print(f"50 x 200 report: {size / 1e6:.2f} MB")
+    assert size < 10_000_000
+    assert "9000 more non-passing cases are not listed" in report.read_text()
+
+    page = browser(report)
+    print(f"opened in {page.load_seconds:.2f} s")
+    assert page.load_seconds < 10
+    assert page.console_errors() == []
+    assert len(page.driver.find_elements("css selector", ".inv-matrix td.f")) == 10_000
+    assert len(page.driver.find_elements("css selector", "#results-table tbody")) == 1000
