@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("docs", help="regenerate docs/invariants.md from the rules' docstrings")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "antenna_invariants.settings")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "antenna_invariants.settings"  # ours, whatever the shell says
     import django
 
     from antenna_invariants.connection import ConfigError
