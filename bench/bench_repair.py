@@ -63,12 +63,12 @@ def main() -> int:
     from django.db import connection
 
     from antenna_invariants.journal import Journal
-    from antenna_invariants.plugin import INVARIANTS_DIR, use_database
-    from antenna_invariants.reporting import load_rules
+    from antenna_invariants.layout import load_rules
+    from antenna_invariants.plugin import use_database
     from antenna_invariants.rules import RULES, check, repair
     from antenna_invariants.scope import Scope
 
-    load_rules(INVARIANTS_DIR)
+    load_rules()
     print("rows | D1 check | D1 repair (rows, s, rows/s) | F1 check | F1 repair (rows, s, rows/s) | peak RSS")
     for n in args.occurrences:
         with psycopg.connect(conn.url_for(entry, "postgres"), autocommit=True) as admin:
@@ -95,7 +95,7 @@ def main() -> int:
                 outcome = check(RULES[rule_id], scope)
                 cells.append(f"{time.perf_counter() - started:.3f} s ({outcome.violations} violating)")
                 started = time.perf_counter()
-                repair(RULES[rule_id], scope, outcome, Journal(Path(journals), rule_id))
+                repair(RULES[rule_id], scope, outcome, Journal(Path(journals)))
                 took = time.perf_counter() - started
                 cells.append(f"{outcome.fixed} in {took:.2f} s = {outcome.fixed / took:,.0f}/s (remaining {outcome.remaining})")
         cells.append(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
