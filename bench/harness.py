@@ -125,6 +125,7 @@ DROP TABLE IF EXISTS bench_truth;
 CREATE TABLE bench_truth AS
 SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o
  WHERE o.determination_id IS NOT NULL AND o.id NOT IN (SELECT id FROM bench_planted)
+   AND NOT EXISTS (SELECT 1 FROM main_identification i WHERE i.occurrence_id = o.id AND i.taxon_id IS NULL)
  ORDER BY o.id;
 ALTER TABLE bench_truth ADD PRIMARY KEY (id);
 """
@@ -202,3 +203,34 @@ def _truth(ids: list[int]) -> dict[int, tuple]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, determination_id, determination_score FROM bench_truth WHERE id = ANY(%s)", [ids])
         return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def smoke(name: str, occurrences: int = 4000, violations: int = 5, schema: str = "mirror") -> dict:
+    """The harness end to end at a tiny scale, for the self-test: what was planted, what the engine and the
+    floor found per rule, and the D1 repair comparison.  The database is dropped afterwards."""
+    import tempfile
+
+    from django.db import connection
+    from generate import generate, planted
+
+    server = server_entry()
+    create(server, name, schema)
+    try:
+        with connection.cursor() as cursor:
+            generate(cursor, occurrences, violations, log=lambda _: None)
+            found = {rule: len(ids) for rule, ids in planted(cursor).items()}
+        with tempfile.TemporaryDirectory() as journals:
+            return {
+                "planted": found,
+                "engine": {rule: n for rule, (n, _) in engine_check().items()},
+                "floor": {rule: n for rule, (n, _) in floor_check().items()},
+                "repair": compare_repairs(300, 100, Path(journals)),
+            }
+    finally:
+        drop(server, name)
+
+
+if __name__ == "__main__":  # python bench/harness.py NAME [mirror|antenna]: the smoke run, as JSON
+    import json
+
+    print(json.dumps(smoke(sys.argv[1], schema=sys.argv[2] if len(sys.argv) > 2 else "mirror")))

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 
 def determine(occurrence_id: int) -> None:
-    from antenna_invariants.mirror.models import Classification, Identification, Occurrence
+    from antenna_invariants.mirror.models import (
+        Classification,
+        Identification,
+        Occurrence,
+    )
 
     occurrence = Occurrence.objects.get(pk=occurrence_id)
     identification = (
