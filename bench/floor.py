@@ -13,7 +13,8 @@ DETECTORS = "('detection', 'localization', 'segmentation')"
 RUNNING = "('PENDING', 'STARTED', 'RETRY', 'CANCELING', 'UNKNOWN')"
 FINAL = "('SUCCESS', 'FAILURE', 'REVOKED')"
 IS_BOX = """CASE WHEN jsonb_typeof(bbox) = 'array' THEN jsonb_array_length(bbox) = 4
-    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(bbox) e WHERE jsonb_typeof(e) <> 'number') ELSE false END"""
+    AND jsonb_typeof(bbox->0) = 'number' AND jsonb_typeof(bbox->1) = 'number'
+    AND jsonb_typeof(bbox->2) = 'number' AND jsonb_typeof(bbox->3) = 'number' ELSE false END"""
 FIRST_CAPTURE = """(SELECT s.{field} FROM main_detection d JOIN main_sourceimage s ON s.id = d.source_image_id
     WHERE d.occurrence_id = o.id ORDER BY s."timestamp", s.id, d.id LIMIT 1)"""
 MACHINE = """EXISTS (SELECT 1 FROM main_detection d JOIN main_classification c ON c.detection_id = d.id
