@@ -19,6 +19,7 @@ class ConfigError(Exception):
     """Bad input or configuration: reported as one line, exit code 4."""
 
 
+NO_JIT = "-c jit=off"
 TEST_DATABASE = {"NAME": os.environ.get("INVARIANTS_TEST_DB", "test_invariants")}
 
 
@@ -33,8 +34,8 @@ def django_database(url: str) -> dict:
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
         raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {exc}") from None
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
-    if info.get("options"):
-        options["options"] = info["options"]
+    # JIT compiles each big-looking check query for seconds, more than it runs (docs/benchmarks.md)
+    options["options"] = " ".join(filter(None, [NO_JIT, info.get("options")]))
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": info.get("dbname", "postgres"),

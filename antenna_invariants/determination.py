@@ -114,7 +114,7 @@ def where_expected(occurrences, condition: str):
 
     sql, params = expected_sql(occurrences)
     matching = f"SELECT o.id FROM ({sql}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {condition}"
-    return occurrences.filter(pk__in=RawSQL(matching, params))
+    return occurrences.model.objects.filter(pk__in=RawSQL(matching, params))  # the rows of ``occurrences`` only
 
 
 def rewrite_expected(occurrence_ids: list[int]) -> int:

@@ -1,7 +1,6 @@
 """Small SQL building blocks shared by the rules."""
 
-from django.db.models import BooleanField, Func, OuterRef, Subquery
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
 from django.db.models.functions import Now
 
 
@@ -13,14 +12,32 @@ class IsDistinctFrom(Func):
     output_field = BooleanField()
 
 
-def all_but_the_oldest(table: str, group_by: str, where: str) -> RawSQL:
-    """Ids of every row of ``table`` matching ``where`` except the oldest (created_at, then id) of its
-    ``group_by`` group.  Ranked over the whole table, so "oldest" never depends on the scope or the batch."""
-    return RawSQL(
-        f'SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {group_by} ORDER BY created_at, id) AS n '
-        f'FROM "{table}" WHERE {where}) ranked WHERE n > 1',
-        [],
-    )
+class NotEqual(Func):
+    """``a <> b``: NULL (so never a violation) when either side is NULL."""
+
+    arg_joiner = " <> "
+    template = "(%(expressions)s)"
+    output_field = BooleanField()
+
+
+class IsNotDistinctFrom(Func):
+    """``a IS NOT DISTINCT FROM b``: NULL-safe equality (NULL equals NULL, as in GROUP BY / PARTITION BY)."""
+
+    arg_joiner = " IS NOT DISTINCT FROM "
+    template = "(%(expressions)s)"
+    output_field = BooleanField()
+
+
+def has_an_older_twin(model, keys: list[str], where: Q | None = None) -> Exists:
+    """True for a row of ``model`` when another row matching ``where`` shares its ``keys`` (NULL-safe: NULLs
+    group together) and is older (created_at, then id).  Filtering rows that match ``where`` by it leaves
+    every row of a group but the oldest, and the oldest never depends on the scope; the first key must be
+    NOT NULL, so an index on it serves each probe and the work grows with the scope, not the table."""
+    twins = model.objects.filter(where or Q(), **{keys[0]: OuterRef(keys[0])})
+    for key in keys[1:]:
+        twins = twins.filter(IsNotDistinctFrom(key, OuterRef(key)))
+    older = Q(created_at__lt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk"))
+    return Exists(twins.filter(older))
 
 
 def project_differs_from_deployment(rows):

@@ -1,30 +1,37 @@
 """Classifications: references, copied category maps, duplicates, scores and the terminal flag."""
 
-from django.db.models import Exists, OuterRef, Q, Subquery
-from django.db.models.expressions import RawSQL
+from django.db.models import CharField, Exists, FloatField, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 
 from antenna_invariants.mirror.models import Algorithm, Classification
 from antenna_invariants.rules import rule
-from antenna_invariants.sql import IsDistinctFrom, all_but_the_oldest
+from antenna_invariants.sql import IsDistinctFrom, NotEqual, has_an_older_twin
 
 BINARY_MOTH_LABELS = ("moth", "non-moth", "nonmoth")  # the names migration ml/0015 demoted
 
-# scores and logits against their own category map: a NULL side (no array, no map) never mismatches
-SCORES_DISAGREE = """
-SELECT c.id FROM main_classification c LEFT JOIN ml_algorithmcategorymap m ON m.id = c.category_map_id
-WHERE (c.scores IS NOT NULL AND c.score IS DISTINCT FROM (SELECT max(s) FROM unnest(c.scores) s))
-   OR cardinality(c.scores) <> cardinality(m.labels)
-   OR cardinality(c.logits) <> cardinality(m.labels)
-"""
 
-# the label at argmax(scores) (first maximum; PostgreSQL arrays are 1-based, like array_position)
-TAXON_IS_NOT_THE_TOP_LABEL = """
-SELECT c.id FROM main_classification c
-JOIN ml_algorithmcategorymap m ON m.id = c.category_map_id
-JOIN main_taxon t ON t.id = c.taxon_id
-WHERE t.name <> m.labels[array_position(c.scores, (SELECT max(s) FROM unnest(c.scores) s))]
-"""
+class ArrayMax(Func):
+    """The largest element of an array (NULL for NULL or empty)."""
+
+    template = "(SELECT max(element) FROM unnest(%(expressions)s) element)"
+    output_field = FloatField()
+
+
+class Cardinality(Func):
+    function = "cardinality"
+    output_field = IntegerField()
+
+
+class TopLabel(Func):
+    """``labels[array_position(scores, max(scores))]``: the label at the first maximum of the scores
+    (PostgreSQL arrays are 1-based, like array_position); NULL when there is no such label."""
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection):
+        (labels, scores), params = zip(*(compiler.compile(e) for e in self.source_expressions))
+        top, top_params = compiler.compile(ArrayMax(self.source_expressions[1]))
+        return f"({labels})[array_position({scores}, {top})]", [*params[0], *params[1], *top_params]
 
 
 @rule("S1", hint="the detection was deleted through the ORM; delete them once no identification agrees with them")
@@ -69,24 +76,26 @@ def test_no_duplicate_classifications(classifications):
     """No two classifications of a detection share (taxon, algorithm, score): the ML backend's n² bug and
     re-deliveries.  The oldest (created_at, then id) is the original; every later copy is a violator.
     Orphans (no detection) are S1's, never grouped together."""
-    copies = all_but_the_oldest(
-        "main_classification", "detection_id, taxon_id, algorithm_id, score", "detection_id IS NOT NULL"
-    )
-    return classifications.filter(pk__in=copies)
+    copy = has_an_older_twin(Classification, ["detection", "taxon", "algorithm", "score"])
+    return classifications.filter(detection__isnull=False).filter(copy)
 
 
 @rule("G2", hint="the pipeline stored a score or array that does not match its category map; re-run it")
 def test_classification_scores_match_the_score_and_category_map(classifications):
     """When ``scores`` is present, ``score`` = max(scores); and when the classification has a category
     map, ``scores`` and ``logits`` (each when present) have one entry per label."""
-    return classifications.filter(pk__in=RawSQL(SCORES_DISAGREE, []))
+    labels = Cardinality("category_map__labels")
+    score_is_not_the_max = Q(scores__isnull=False) & IsDistinctFrom("score", ArrayMax("scores"))
+    return classifications.filter(
+        score_is_not_the_max | NotEqual(Cardinality("scores"), labels) | NotEqual(Cardinality("logits"), labels)
+    )
 
 
 @rule("G3", severity="warn", hint="the taxon may be named differently from the label (search_names); check the map")
 def test_classification_taxon_is_the_top_label(classifications):
     """(soft) The taxon's name is the category-map label at argmax(scores) (the first maximum).  Checked
     only when the classification has scores, a map and a taxon and the label exists (else G2 or S2)."""
-    return classifications.filter(pk__in=RawSQL(TAXON_IS_NOT_THE_TOP_LABEL, []))
+    return classifications.filter(NotEqual("taxon__name", TopLabel("category_map__labels", "scores")))
 
 
 @rule("G4", risk="M")

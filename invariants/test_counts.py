@@ -40,10 +40,12 @@ class Recount:
         return f"ROW({cached}) IS DISTINCT FROM ROW({true})"
 
     def stale(self, queryset):
-        """The rows of ``queryset`` whose cached values differ from the recount (side-effect free)."""
+        """The rows of ``queryset`` whose cached values differ from the recount (side-effect free).  The
+        recount already keeps to the queryset's rows, so the result does not filter by it a second time
+        (a doubly nested scope misleads the planner when statistics are missing)."""
         sql, params = self.truth(queryset)
         stale = f"SELECT t.id FROM ({sql}) t JOIN {self.table} x ON x.id = t.id WHERE {self.differs()}"
-        return queryset.filter(pk__in=RawSQL(stale, params))
+        return queryset.model.objects.filter(pk__in=RawSQL(stale, params))
 
     def write(self, violators) -> int:
         """Write the recount onto ``violators`` (still stale at the time of the statement); rows changed."""

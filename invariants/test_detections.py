@@ -8,19 +8,20 @@ from django.db.models.functions import Now
 from antenna_invariants.journal import delete_journaled
 from antenna_invariants.mirror.models import Classification, Detection, SourceImage
 from antenna_invariants.rules import rule
-from antenna_invariants.sql import IsDistinctFrom, all_but_the_oldest
+from antenna_invariants.sql import IsDistinctFrom, has_an_older_twin
 
 DETECTOR_TASK_TYPES = ("detection", "localization", "segmentation")
 CROP_GRACE = timedelta(days=1)  # crops are written after the detections: give the cropper a day
 
 
 class IsBox(Func):
-    """The jsonb value is an array of exactly four numbers (CASE keeps jsonb_array_length off non-arrays)."""
+    """The jsonb value is an array of exactly four numbers (CASE keeps jsonb_array_length off non-arrays).
+    The four elements are tested one by one, not through a set-returning subquery: this runs on every box."""
 
     template = (
         "(CASE WHEN jsonb_typeof(%(expressions)s) = 'array' THEN jsonb_array_length(%(expressions)s) = 4 "
-        "AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(%(expressions)s) e WHERE jsonb_typeof(e) <> 'number') "
-        "ELSE false END)"
+        + " ".join(f"AND jsonb_typeof((%(expressions)s)->{i}) = 'number'" for i in range(4))
+        + " ELSE false END)"
     )
     output_field = BooleanField()
 
@@ -83,9 +84,9 @@ def test_null_marker_has_no_classifications(detections):
 @rule("N3", risk="H")
 def test_one_null_marker_per_capture_and_algorithm(detections):
     """At most one null marker per (capture, detection algorithm); the oldest is the one kept, every later
-    one is a violator.  A NULL algorithm forms one group of its own (SQL's PARTITION BY groups NULLs)."""
-    extras = all_but_the_oldest("main_detection", "source_image_id, detection_algorithm_id", "bbox IS NULL")
-    return null_markers(detections).filter(pk__in=extras)
+    one is a violator.  A NULL algorithm forms one group of its own (NULLs group together, as in GROUP BY)."""
+    twin = has_an_older_twin(Detection, ["source_image", "detection_algorithm"], Q(bbox__isnull=True))
+    return null_markers(detections).filter(twin)
 
 
 @test_one_null_marker_per_capture_and_algorithm.repair
@@ -135,8 +136,7 @@ def test_real_detection_has_an_occurrence(detections):
 def test_no_two_real_detections_share_a_capture_and_bbox(detections):
     """No two real detections have the same (capture, bbox), whatever their algorithm (Antenna looks real
     detections up by capture and exact box); the oldest is the original, every later one is a violator."""
-    extras = all_but_the_oldest("main_detection", "source_image_id, bbox", "bbox IS NOT NULL")
-    return real(detections).filter(pk__in=extras)
+    return real(detections).filter(has_an_older_twin(Detection, ["source_image", "bbox"], Q(bbox__isnull=False)))
 
 
 @rule("N8", severity="warn", hint="run create_missing_detection_images for the project")

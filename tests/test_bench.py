@@ -1,0 +1,53 @@
+"""The benchmark harness at a tiny scale (bench/): its figures are computed on the right rows.
+
+The harness runs in a subprocess (it points Django at its own database): the generator plants violations
+of every rule, and the engine's full run, the hand-written floor queries and the planted ids must agree
+rule by rule; the per-row D1 baseline and the engine's set-based repair must write the same determinations,
+and the original ones.  Timings are not checked here (docs/benchmarks.md).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from antenna_invariants.connection import ROOT, TEST_DATABASE
+
+
+@pytest.fixture(scope="module")
+def smoke(request):
+    """One run per session, on the schema the session builds (mirror migrations or --on-antenna-schema)."""
+    schema = "antenna" if request.config.getoption("on_antenna_schema") else "mirror"
+    env = dict(os.environ)
+    if schema == "antenna":
+        env["ANTENNA_SCHEMA_SQL"] = str(request.getfixturevalue("antenna_schema"))  # skips when it is missing
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{TEST_DATABASE['NAME']}_bench_{worker}"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), name, schema],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_rule_is_planted_and_found_exactly_by_the_engine_and_the_floor(smoke):
+    from antenna_invariants.plugin import INVARIANTS_DIR
+    from antenna_invariants.reporting import load_rules
+    from antenna_invariants.rules import RULES
+
+    load_rules(INVARIANTS_DIR)
+    assert set(smoke["engine"]) == set(RULES) == set(smoke["floor"]) == set(smoke["planted"])
+    assert all(n > 0 for n in smoke["planted"].values())
+    disagreeing = {r: (smoke["planted"][r], smoke["engine"][r], smoke["floor"][r]) for r in RULES
+                   if not smoke["planted"][r] == smoke["engine"][r] == smoke["floor"][r]}
+    assert disagreeing == {}
+
+
+def test_the_per_row_baseline_and_the_set_based_repair_write_the_same_determinations(smoke):
+    repair = smoke["repair"]
+    assert repair["rows"] == 300 and repair["loop_rows"] == 100
+    assert repair["fixed"] == 300 + smoke["planted"]["D1"]  # the planted partial saves are repaired too
+    assert repair["loop_vs_engine_differences"] == 0
+    assert repair["engine_vs_original_differences"] == 0
+    assert repair["speedup"] == pytest.approx(repair["engine_rows_per_s"] / repair["loop_rows_per_s"])
