@@ -176,6 +176,17 @@ def compiled_sql(queryset) -> str:
     return connection.ops.compose_sql(sql, params)
 
 
+def first_ids(queryset, limit: int) -> list[int]:
+    """The lowest ``limit`` ids of ``queryset`` (0: all).  The violators are found first and sorted after
+    (``OFFSET 0`` fences the subquery): a plain ``ORDER BY id LIMIT n`` lets PostgreSQL walk the whole primary
+    key index looking for rare violators, seconds on a big table (docs/benchmarks.md)."""
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT v.pk FROM ({sql} OFFSET 0) v ORDER BY v.pk" + (" LIMIT %s" if limit else ""),
+                       [*params, limit] if limit else params)
+        return [pk for (pk,) in cursor.fetchall()]
+
+
 @contextmanager
 def read_only():
     """A transaction PostgreSQL itself refuses to write in (inside a caller's transaction, as in the
@@ -201,8 +212,7 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
         outcome.violations = violators.count()
         outcome.checked = entry.rows(scope).count()
         if outcome.violations:
-            ids = violators.order_by("pk").values_list("pk", flat=True)
-            outcome.sample = list(ids[:sample_size] if sample_size else ids)
+            outcome.sample = first_ids(violators, sample_size)
     outcome.sql = compiled_sql(violators)
     outcome.status = "passed" if entry.tolerated(outcome.violations, outcome.checked) else "failed"
     if outcome.status == "failed" and entry.severity == "warn":

@@ -57,11 +57,10 @@ def drop(entry: dict, name: str):
 
 
 def load_rules():
-    from antenna_invariants.plugin import INVARIANTS_DIR
-    from antenna_invariants.reporting import load_rules as load
+    from antenna_invariants.layout import load_rules as load
     from antenna_invariants.rules import RULES
 
-    load(INVARIANTS_DIR)
+    load()
     return RULES
 
 
@@ -114,7 +113,7 @@ def engine_repair(rule_id: str, scope, journal_dir: Path):
 
     outcome = check(RULES[rule_id], scope)
     if outcome.status == "failed":
-        repair(RULES[rule_id], scope, outcome, Journal(journal_dir, f"{rule_id}-{scope.label}"))
+        repair(RULES[rule_id], scope, outcome, Journal(journal_dir, run=f"bench-{rule_id}-{scope.label}"))
     return outcome
 
 
