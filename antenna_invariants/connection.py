@@ -35,6 +35,7 @@ def django_database(url: str) -> dict:
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
     if info.get("options"):
         options["options"] = info["options"]
+    options.setdefault("connect_timeout", "10")  # a server that drops packets is an error, not a hang
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": info.get("dbname", "postgres"),
