@@ -147,7 +147,6 @@ class Snapshot:
 
     def drop(self):
         """Drop the scratch database (unless kept); safe to call twice."""
-        import psycopg
         from psycopg import sql
 
         if not self.created or self.keep:

@@ -110,7 +110,7 @@ def _alter(statement: str):
 
 @pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, args, message):
-    fill = {**world, "badpassword": "{badpassword}"}
+    fill = {**world, **{token: "{" + token + "}" for token in ("badpassword", "drift", "readonly")}}
     args = [a.format(**fill) for a in args]
     message = message.format(**fill)
     env, undo = {}, args[0].endswith((".jsonl", ".md"))
@@ -118,14 +118,13 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
         env[DATABASE_URL] = _password_required() if args[1] == "{badpassword}" else args[1]
         args = args[2:]
     table_name = connection.settings_dict["NAME"]
-    restore = None
+    before, restore = invariants.snapshot(), None
     if args and args[0] == "{drift}":
         _alter("ALTER TABLE main_detection RENAME COLUMN path TO path_renamed")
         restore, args = "ALTER TABLE main_detection RENAME COLUMN path_renamed TO path", args[1:]
     if args and args[0] == "{readonly}":
         _alter(f'ALTER DATABASE "{table_name}" SET default_transaction_read_only = on')
         restore, args = f'ALTER DATABASE "{table_name}" RESET default_transaction_read_only', args[1:]
-    before = invariants.snapshot()
     try:
         code, output = run(*args, module=UNDO) if undo else run(*args, env=env)
     finally:

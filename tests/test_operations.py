@@ -15,10 +15,9 @@ from django.db import connection
 from antenna_invariants.connection import ROOT, url_for
 from antenna_invariants.mirror import models as m
 from antenna_invariants.snapshot import client
+from conftest import create_database_from_schema, drop_database
 from fixtures import factories as f
 from fixtures.scenarios import events, occurrences
-
-from conftest import create_database_from_schema, drop_database
 
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
 LONG_AGO = datetime(2020, 1, 1)
