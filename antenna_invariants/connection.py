@@ -36,6 +36,7 @@ def django_database(url: str) -> dict:
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
     # JIT compiles each big-looking check query for seconds, more than it runs (docs/benchmarks.md)
     options["options"] = " ".join(filter(None, [NO_JIT, info.get("options")]))
+    options.setdefault("connect_timeout", "10")  # a server that drops packets is an error, not a hang
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": info.get("dbname", "postgres"),

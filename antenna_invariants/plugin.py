@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from antenna_invariants import baseline, html, reporting, runinfo, samples
 from antenna_invariants import connection as conn
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
-from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids, parse_since
+from antenna_invariants.snapshot import Snapshot
+from antenna_invariants.snapshot import kind as snapshot_kind
 
 TIMEOUT = re.compile(r"\d+\s*(ms|s|min|h)?")
 LIVE = pytest.StashKey["LiveDatabase"]()
@@ -43,6 +46,9 @@ def pytest_addoption(parser):
     )
     group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
     group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
+    group.addoption("--snapshot", metavar="FILE", help="check this pg_dump backup (.sql.gz, .sql or -Fc), restored into a scratch database")
+    group.addoption("--keep-snapshot", action="store_true", help="keep the snapshot's scratch database (its URL is printed)")
+    group.addoption("--since", metavar="WHEN", help="check only rows changed since WHEN (2026-11-01, 2026-11-01T06:00, 24h, 7d)")
     parser.addini(
         "invariants_repair_max_share",
         default="10%",
@@ -74,7 +80,16 @@ class LiveDatabase:
         self.sample_size = config.getoption("sample_size")
         self.strict = _strict(config)
         self.projects = parse_ids(config.getoption("project"), "--project")
-        self.job_id = (parse_ids([config.getoption("job")], "--job") or [None])[0]
+        job_ids = parse_ids([config.getoption("job")], "--job") or [None]
+        if len(job_ids) > 1:
+            raise ConfigError("--job takes one id")
+        self.job_id = job_ids[0]
+        self.since = parse_since(config.getoption("since"))
+        self.snapshot = None
+        if config.getoption("snapshot"):
+            snapshot_kind(Path(config.getoption("snapshot")))  # missing or not a backup: before any connection
+        elif config.getoption("keep_snapshot"):
+            raise ConfigError("--keep-snapshot needs --snapshot FILE")
         self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
         if self.sample_size < 0:
             raise ConfigError("--sample-size must be 0 (all) or more")
@@ -95,6 +110,7 @@ class LiveDatabase:
         self.demo = False
         self.description = ""
         self.reports = Path(config.getoption("reports"))
+        reporting.ensure_writable(self.reports)
         self.journal = Journal(self.reports) if self.repair else None
         self._report_options(config)
 
@@ -118,16 +134,25 @@ class LiveDatabase:
         return ids
 
     def prepare(self, database: dict | None = None):
-        """Connect (building the demo when needed), guard against drift, validate the scope."""
-        from django.db import DatabaseError
-
-        from antenna_invariants import demo, schema
-
+        """Connect (restoring the snapshot or building the demo when needed), guard against drift, validate
+        the scope.  A snapshot restored here is dropped again when this fails."""
         if database is None:
             database, self.demo = self._resolve()
         else:
             self.demo = database.pop("_demo", False)
         self.database = database
+        try:
+            self._connect()
+        except BaseException:
+            self.drop_snapshot()
+            raise
+
+    def _connect(self):
+        from django.db import DatabaseError
+
+        from antenna_invariants import demo, schema
+
+        database = self.database
         try:
             with db_access(self.config):
                 if self.demo and not hasattr(self.config, "workerinput"):
@@ -150,6 +175,11 @@ class LiveDatabase:
         import os
 
         url = os.environ.get("DATABASE_URL")
+        if self.config.getoption("snapshot"):  # the file first: a missing one needs no server
+            path = Path(self.config.getoption("snapshot"))
+            server = conn.django_database(url) if url else None
+            self.snapshot = Snapshot(path, server or conn.django_database(conn.embedded_url()), self.keep_snapshot)
+            return self.snapshot.restore(), False
         if url:
             return conn.django_database(url), False
         entry = conn.django_database(conn.embedded_url())
@@ -161,8 +191,17 @@ class LiveDatabase:
 
         _require(Project, self.projects, "--project")
         _require(Occurrence, self.occurrence_ids, "--occurrence")
+        if self.job_id is not None and self.occurrence_ids:
+            raise ConfigError("--job and --occurrence are two scopes: give one of them")
         if self.job_id is not None:
             self.job = JobFootprint.infer(self.job_id)
+            if self.projects and self.job.project_id not in self.projects:
+                raise ConfigError(f"--job {self.job_id} belongs to project {self.job.project_id}, not to --project")
+        if self.projects and self.occurrence_ids:
+            outside = Occurrence.objects.filter(pk__in=self.occurrence_ids).exclude(project_id__in=self.projects)
+            first = outside.order_by("pk").values_list("pk", "project_id").first()
+            if first:
+                raise ConfigError(f"--occurrence {first[0]} belongs to project {first[1]}, not to --project")
         self.project_cases = self._project_cases()
 
     def _project_cases(self) -> list:
@@ -188,13 +227,23 @@ class LiveDatabase:
             cursor.execute("SELECT current_database(), current_setting('server_version')")
             name, version = cursor.fetchone()
         where = "DEMO database on the embedded PostgreSQL (seeded defects, not your data)" if self.demo else "live database"
+        if self.snapshot is not None:
+            where = f"SNAPSHOT {str(self.snapshot.path)!r} restored into"
         mode = "REPAIR (journaled writes)" if self.repair else "check (read-only)"
         scope = self.job.describe() if self.job else f"{len(self.project_cases)} project case(s)"
         return f"antenna-invariants: {where} {name!r}, PostgreSQL {version}; mode: {mode}; scope: {scope}"
 
     def scopes_for(self, entry) -> list[Scope]:
         projects = [None] if entry.is_global else self.project_cases
-        return [Scope(project=p, job=self.job, occurrence_ids=self.occurrence_ids) for p in projects]
+        return [Scope(project=p, job=self.job, occurrence_ids=self.occurrence_ids, since=self.since) for p in projects]
+
+    @property
+    def keep_snapshot(self) -> bool:
+        return self.config.getoption("keep_snapshot")
+
+    def drop_snapshot(self):
+        if self.snapshot is not None and not hasattr(self.config, "workerinput"):
+            self.snapshot.drop()
 
 
 def _share(config) -> float:
@@ -311,7 +360,7 @@ def pytest_configure_node(node):
 
 def pytest_report_header(config):
     live = config.stash.get(LIVE, None)
-    return [live.description, live.run.header()] if live else None
+    return [live.description, live.run.header(), *live.run.incremental_header()] if live else None
 
 
 def pytest_generate_tests(metafunc):
@@ -340,7 +389,7 @@ class Case:
 
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
-            outcome = check(entry, self.scope, self.live.sample_size)
+            outcome = retried(lambda: check(entry, self.scope, self.live.sample_size))
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
@@ -363,11 +412,39 @@ class Case:
             pytest.fail(reporting.failure_message(entry, outcome), pytrace=False)
 
 
+RECOVERY_RETRIES = 3  # a check cancelled by a hot standby is tried this many more times
+RECOVERY_BACKOFF = 0.5  # seconds before the first retry, doubled each time
+
+
+def _conflict_with_recovery(exc) -> bool:
+    """A query a hot standby cancelled because replay needed its rows (SQLSTATE 40001 on a replica)."""
+    from psycopg.errors import SerializationFailure
+
+    return isinstance(exc.__cause__, SerializationFailure) and "conflict with recovery" in str(exc)
+
+
+def retried(check):
+    """``check()``, retried with a short backoff when the standby cancels it; the last error stands."""
+    import time
+
+    from django.db import DatabaseError
+
+    for attempt in range(RECOVERY_RETRIES + 1):
+        try:
+            return check()
+        except DatabaseError as exc:
+            if not _conflict_with_recovery(exc) or attempt == RECOVERY_RETRIES:
+                raise
+            time.sleep(RECOVERY_BACKOFF * 2**attempt)
+
+
 def _database_error(exc, timeout: str) -> str:
     from psycopg.errors import QueryCanceled
 
     if isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc):
         return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    if _conflict_with_recovery(exc):
+        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {str(exc).strip().splitlines()[0]}"
     return str(exc).strip().splitlines()[0]
 
 
@@ -411,15 +488,38 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
-        reporting.terminal_summary(terminalreporter, config.stash[LIVE].reports)
+    live = config.stash.get(LIVE, None)
+    if live is not None and not hasattr(config, "workerinput"):
+        if live.snapshot is not None:
+            kept = f"kept: {live.snapshot.url}" if live.keep_snapshot else "dropped at the end of the run"
+            terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
+        reporting.terminal_summary(terminalreporter, live.reports)
 
 
+def pytest_unconfigure(config):
+    live = config.stash.get(LIVE, None)
+    if live is not None:
+        live.drop_snapshot()
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    config = session.config
-    if config.stash.get(LIVE, None) is not None and not hasattr(config, "workerinput"):
-        live = config.stash[LIVE]
-        run = live.run.as_dict()
-        reporting.write_json(live.reports / "invariants.json", run)
-        if live.write_baseline:
-            baseline.write(live.reports / "baseline.json", reporting.OUTCOMES, run)
+    """Our JSON (and baseline), then JUnit and HTML (pytest's own plugins); a report that cannot be written
+    (disk full, permissions) is one line and exit code 4, and the terminal summary still shows."""
+    config, failed = session.config, None
+    live = config.stash.get(LIVE, None)
+    if live is not None and not hasattr(config, "workerinput"):
+        try:
+            run = live.run.as_dict()
+            reporting.write_json(live.reports / "invariants.json", run)
+            if live.write_baseline:
+                baseline.write(live.reports / "baseline.json", reporting.OUTCOMES, run)
+        except OSError as exc:
+            failed = exc
+    try:
+        yield
+    except OSError as exc:
+        failed = failed or exc
+    if failed is not None:
+        sys.stderr.write(reporting.write_failed(failed) + "\n")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR

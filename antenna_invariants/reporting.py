@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+from antenna_invariants.connection import ConfigError
 from antenna_invariants.followups import followups
 
 OUTCOMES: list[dict] = []
 PREVIOUS: dict[str, int] | None = None  # rule/project -> violations of --compare's run
+
+
+def ensure_writable(directory: Path):
+    """The reports directory exists and takes a file, before any rule runs (else one line, exit 4)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--reports {directory}: cannot write there ({exc.strerror or exc})") from None
+
+
+def write_failed(exc: OSError) -> str:
+    """The one line for a report that could not be written (disk full, permissions): exit 4."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"ERROR: reports: cannot write{where}: {exc.strerror or exc}"
 
 
 def default_report_paths(config, reports: Path):

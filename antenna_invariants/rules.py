@@ -59,6 +59,9 @@ class Rule:
     error_if: str | None = None  # tolerated amount: ">0", ">10", ">0.1%"
     hint: str = ""  # what a person should do, for rules without a repair
     repair_func: Callable | None = None
+    # --since: None, the rule runs in full; else the lookup paths of the related rows whose change (beside the
+    # row's own) can make a row violate, () for a rule that reads only its own row's columns
+    incremental: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -77,8 +80,10 @@ class Rule:
         return "project" not in self.model.scope_paths
 
     def rows(self, scope: Scope):
-        """Every row of the rule's table in scope: the denominator."""
-        return scope.restrict(self.model.objects.all()).order_by()
+        """Every row of the rule's table in scope (changed since ``--since`` when the rule is incremental):
+        the denominator."""
+        rows = scope.restrict(self.model.objects.all()).order_by()
+        return rows if self.incremental is None else scope.changed(rows, self.incremental)
 
     def violations(self, scope: Scope):
         """The violating rows in scope, as a side-effect-free queryset."""
@@ -113,13 +118,22 @@ def set_thresholds(lines: list[str]) -> None:
         RULES[rule_id].error_if = threshold
 
 
-def rule(rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None, hint: str = ""):
-    """Register a rule under its catalogue id and return the pytest test that runs it."""
+def rule(
+    rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None, hint: str = "",
+    incremental: bool | tuple[str, ...] = False,
+):
+    """Register a rule under its catalogue id and return the pytest test that runs it.
+
+    ``incremental``: whether ``--since`` may limit the rule to rows changed since: ``True`` when a violation
+    depends only on the row's own columns, a tuple of lookup paths when it also depends on those related rows
+    (their change counts too), ``False`` (the default) when deletions, aggregates, other rows of the table or
+    the passing of time can make an unchanged row violate: the rule then runs in full and says so."""
 
     def decorate(func: Callable):
         (table,) = func.__code__.co_varnames[: func.__code__.co_argcount]
         domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
         entry = Rule(rule_id, func, table, domain, severity, risk, error_if, hint)
+        entry.incremental = None if incremental is False else () if incremental is True else tuple(incremental)
         if rule_id in RULES and RULES[rule_id].func.__qualname__ != func.__qualname__:
             raise ValueError(f"rule id {rule_id} is declared twice")
         RULES[rule_id] = entry

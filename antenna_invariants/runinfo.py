@@ -89,6 +89,8 @@ class Run:
         self.scope = scope_text(live)
         self.provenance = provenance()
         self.secrets = tuple(filter(None, [live.database.get("PASSWORD")]))
+        self.since = live.since.isoformat(sep=" ", timespec="minutes") if live.since else None
+        self.in_full = sorted(rule_id for rule_id, entry in rules().items() if entry.incremental is None)
 
     @property
     def title(self) -> str:
@@ -103,7 +105,17 @@ class Run:
             "scope": self.scope,
             "mode": self.mode,
             "provenance": self.provenance,
+            "since": self.since,  # --since, else null
+            "in_full": self.in_full if self.since else [],  # rules that cannot be incremental, run in full
         }
+
+    def incremental_header(self) -> list[str]:
+        if not self.since:
+            return []
+        return [
+            f"incremental: rows changed since {self.since} (created_at/updated_at); these rules cannot be "
+            f"incremental and run in full: {', '.join(self.in_full)}"
+        ]
 
     def header(self) -> str:
         p = self.provenance
@@ -125,6 +137,12 @@ class Run:
             "Django": self.provenance["django"],
             "Mirrored Antenna schema": self.provenance["mirror_schema_revision"],
         }
+
+
+def rules() -> dict:
+    from antenna_invariants.rules import RULES
+
+    return RULES
 
 
 def scope_text(live) -> str:

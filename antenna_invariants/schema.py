@@ -92,6 +92,9 @@ def guard():
     mirror = mirror_columns()
     with connection.cursor() as cursor:
         problems = missing(mirror, live_columns(cursor, mirror))
+    if len(problems) == len(mirror) and all(p.startswith("table ") for p in problems):
+        name = connection.settings_dict["NAME"]
+        raise ConfigError(f"database {name!r} has none of Antenna's tables: is it Antenna's database?")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"schema drift: {problems[0]}{more}")

@@ -7,7 +7,9 @@ its input captures (collection, else single capture, else deployment) and its pi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Q
 
@@ -67,6 +69,7 @@ class Scope:
     project: int | str | None = None  # a project id, NO_PROJECT, or None (every project: global tables)
     job: JobFootprint | None = None
     occurrence_ids: tuple[int, ...] | None = None
+    since: datetime | None = None  # --since: only rows changed since (for rules that can be incremental)
 
     @property
     def label(self) -> str:
@@ -92,6 +95,17 @@ class Scope:
             queryset = queryset.filter(pk__in=inner.values("pk"))
         return queryset
 
+    def changed(self, queryset, related: tuple[str, ...] = ()):
+        """The rows of ``queryset`` created or updated since ``since``, or whose ``related`` rows (lookup paths,
+        e.g. ``"deployment"``) were; all rows without ``since``.  Antenna sets ``updated_at`` on every save()."""
+        if self.since is None:
+            return queryset
+        condition = Q()
+        for path in ("", *related):
+            prefix = f"{path}__" if path else ""
+            condition |= Q(**{f"{prefix}created_at__gte": self.since}) | Q(**{f"{prefix}updated_at__gte": self.since})
+        return queryset.filter(condition)
+
     def _restrict_to_job(self, queryset, paths):
         model = queryset.model
         if "jobs" in paths:
@@ -109,6 +123,30 @@ class Scope:
         if not condition:
             return queryset
         return queryset.filter(pk__in=model.objects.filter(condition).values("pk"))
+
+
+SINCE_AGO = re.compile(r"(\d+)\s*(min|h|d)")
+SINCE_UNITS = {"min": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since``: a date or date-time (``2026-11-01``, ``2026-11-01T06:00``, in Antenna's wall-clock time)
+    or an age (``90min``, ``24h``, ``7d``); a datetime bound as a query parameter, never text in SQL."""
+    if value is None:
+        return None
+    from django.utils import timezone
+
+    now = timezone.now()  # naive wall-clock time in Antenna's TIME_ZONE (USE_TZ = False)
+    ago = SINCE_AGO.fullmatch(value.strip())
+    try:
+        since = now - timedelta(**{SINCE_UNITS[ago[2]]: int(ago[1])}) if ago else datetime.fromisoformat(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"--since {value!r}: give a date (2026-11-01), a date-time or an age (24h, 7d)") from None
+    if since.tzinfo is not None:
+        since = timezone.make_naive(since)
+    if since > now:
+        raise ConfigError(f"--since {value} is in the future")
+    return since
 
 
 def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:

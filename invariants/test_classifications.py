@@ -48,7 +48,7 @@ def test_classification_has_a_taxon_and_an_algorithm(classifications):
     return classifications.filter(Q(taxon__isnull=True) | Q(algorithm__isnull=True))
 
 
-@rule("C8", risk="L")
+@rule("C8", incremental=("algorithm",), risk="L")
 def test_classification_category_map_is_its_algorithms(classifications):
     """When the algorithm has a category map, the classification carries that same map (NULL-safe: a
     missing copy is a violation); the scores are aligned with it."""
@@ -63,7 +63,7 @@ def copy_the_algorithms_category_map(violators):
     return violators.update(category_map=Subquery(algorithm))
 
 
-@rule("C9", hint="the lineage link is wrong: find the post-processing job that wrote the derived classification")
+@rule("C9", incremental=("applied_to",), hint="the lineage link is wrong: find the post-processing job that wrote the derived classification")
 def test_derived_classification_shares_its_sources_detection(classifications):
     """A derived classification (applied_to set: class masking) is about the same detection as the
     classification it was derived from."""
@@ -112,7 +112,7 @@ def demote_the_masked_source(violators):
     return violators.update(terminal=False)
 
 
-@rule("G5", risk="M")
+@rule("G5", incremental=("taxon",), risk="M")
 def test_binary_moth_classification_is_not_terminal(classifications):
     """Binary moth / non-moth classifications (taxon named moth, non-moth or nonmoth, any case) are
     intermediate results, never terminal (migration ml/0015)."""
@@ -126,7 +126,7 @@ def demote_the_binary_classification(violators):
     return violators.update(terminal=False)
 
 
-@rule("G6", hint="a score outside [0, 1] is a pipeline bug; re-run the classifier")
+@rule("G6", incremental=True, hint="a score outside [0, 1] is a pipeline bug; re-run the classifier")
 def test_classification_score_is_a_probability(classifications):
     """A classification's score lies in [0, 1] (NaN does not); a NULL score is not checked here."""
     return classifications.filter(Q(score__lt=0) | Q(score__gt=1))

@@ -60,7 +60,7 @@ def test_detection_has_a_detection_algorithm(detections):
     return detections.filter(detection_algorithm__isnull=True)
 
 
-@rule("N1", risk="L")
+@rule("N1", incremental=True, risk="L")
 def test_null_marker_has_no_occurrence(detections):
     """A null marker (bbox IS NULL: "this algorithm ran and found nothing") belongs to no occurrence;
     before #1312 every null marker got an occurrence of its own."""
@@ -109,7 +109,7 @@ def test_capture_has_no_null_marker_beside_a_real_detection_of_its_algorithm(det
     return null_markers(detections).filter(found_something)
 
 
-@rule("N5", hint="Antenna counts these as real detections; re-run detection on the captures, then delete them")
+@rule("N5", incremental=True, hint="Antenna counts these as real detections; re-run detection on the captures, then delete them")
 def test_real_detection_bbox_is_four_numbers(detections):
     """A real detection's bbox is a JSON array of exactly four numbers [x1, y1, x2, y2]: not [] (the legacy
     null marker, which counts as real today), JSON null, an object, a string or a list of another length.
@@ -117,7 +117,7 @@ def test_real_detection_bbox_is_four_numbers(detections):
     return real(detections).alias(is_box=IsBox("bbox")).filter(is_box=False)
 
 
-@rule("N5b", severity="warn", hint="look at the detector's output for these captures: such boxes crop badly or not at all")
+@rule("N5b", incremental=("source_image",), severity="warn", hint="look at the detector's output for these captures: such boxes crop badly or not at all")
 def test_real_detection_box_lies_inside_its_capture(detections):
     """(soft) A well-formed box has x1 < x2 and y1 < y2, no negative corner, and lies inside its capture's
     width and height when those are known (the geometric half of catalogue N5)."""
@@ -147,7 +147,7 @@ def test_real_detection_has_a_crop(detections):
     return settled.filter(Q(path__isnull=True) | Q(path=""))
 
 
-@rule("N9", hint="the algorithm's task_type is wrong, or a classifier's output was saved as detections")
+@rule("N9", incremental=("detection_algorithm",), hint="the algorithm's task_type is wrong, or a classifier's output was saved as detections")
 def test_detection_algorithm_is_a_detector(detections):
     """A detection's algorithm has a detector task type (detection, localization or segmentation); a NULL
     task type is not one.  Detections without an algorithm are S3's."""
@@ -155,7 +155,7 @@ def test_detection_algorithm_is_a_detector(detections):
     return detections.filter(detection_algorithm__isnull=False).exclude(detector)
 
 
-@rule("C7", risk="L")
+@rule("C7", incremental=("source_image",), risk="L")
 def test_detection_timestamp_is_its_capture_timestamp(detections):
     """A detection's timestamp is a copy of its capture's timestamp, NULL-safe: set on one side and NULL on
     the other is a violation, NULL on both is not (the processing-time stamp bug, #360)."""

@@ -30,7 +30,7 @@ def test_event_has_a_deployment(events):
     return events.filter(deployment__isnull=True)
 
 
-@rule("C2", risk="L")
+@rule("C2", incremental=("deployment",), risk="L")
 def test_event_project_is_its_deployment_project(events):
     """An event's project equals its deployment's project (NULL-safe).  Events without a deployment are
     S4's."""
@@ -40,7 +40,7 @@ def test_event_project_is_its_deployment_project(events):
 test_event_project_is_its_deployment_project.repair(copy_deployment_project)
 
 
-@rule("E1", risk="L")
+@rule("E1", incremental=True, risk="L")
 def test_event_starts_before_it_ends(events):
     """An event's start is not after its end (an open end, NULL, is allowed)."""
     return events.filter(end__lt=F("start"))
@@ -64,7 +64,7 @@ def test_event_is_not_empty(events):
     return events.filter(~Exists(captures), ~Exists(occurrences))
 
 
-@rule("E3", severity="warn", hint="regroup the deployment; ask the project first, it changes the sessions users see")
+@rule("E3", incremental=True, severity="warn", hint="regroup the deployment; ask the project first, it changes the sessions users see")
 def test_event_is_one_night(events):
     """(soft) An event lasts at most 24 hours, and its group_by is the date of its start in
     America/New_York.  Continuous monitoring collapsed whole deployments into one event (#1268)."""

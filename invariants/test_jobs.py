@@ -50,7 +50,7 @@ def mark_the_job_failed(violators):
     )
 
 
-@rule("J2", risk="L")
+@rule("J2", incremental=True, risk="L")
 def test_final_job_has_finished_at(jobs):
     """A job in a final state (SUCCESS, FAILURE, REVOKED) has finished_at set."""
     return jobs.filter(status__in=FINAL, finished_at__isnull=True)

@@ -73,7 +73,7 @@ def write_the_expected_score(violators):
     return write_expected(violators, only_where=STALE_SCORE)
 
 
-@rule("D4", risk="L")
+@rule("D4", incremental=True, risk="L")
 def test_occurrence_determination_and_score_are_set_together(occurrences):
     """An occurrence's determination and score are both NULL or both set (a deleted taxon leaves the score
     behind; a 0.0 score is never written by Antenna).  A score of 0.0 is a score."""

@@ -187,7 +187,7 @@ def run(tmp_path):
     def invoke(*args, module=("-m", "pytest", "invariants", "-p", "no:cacheprovider"), env=None):
         environment = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict), **(env or {})}
         command = [sys.executable, *module, *args]
-        if module[1] == "pytest":
+        if module[1] == "pytest" and "--reports" not in args:
             command += ["--reports", str(tmp_path)]
         done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
         return done.returncode, done.stdout + done.stderr

@@ -65,31 +65,6 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
     assert (code, "restored: nothing") == (0, output.split(";")[0]), output  # undone already: nothing to do
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--project", "999999"], "ERROR: --project 999999: no such project"),
-        (["--project", "5,abc"], "ERROR: --project: 'abc' is not an id"),
-        (["--job", "999999"], "ERROR: --job 999999: no such job"),
-        (["--occurrence", "999999"], "ERROR: --occurrence 999999: no such occurrence"),
-        (["--repair"], "ERROR: --repair needs a scope"),
-        (["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
-        (["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration like 500ms"),
-        (["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1 or more"),
-        (["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
-        (["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots' is not a share"),
-        (["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
-        (["README.md"], "ERROR: undo failed, nothing written: README.md:1: not a journal line"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_code_4(run, args, message):
-    undoing = args[0].endswith((".jsonl", ".md"))
-    code, output = run(*args, module=("-m", "antenna_invariants", "undo")) if undoing else run(*args)
-    assert code == 4, output
-    assert message in output
-    assert "Traceback" not in output
-
-
 def test_repair_is_refused_on_a_read_only_database(run):
     station = f.DeploymentFactory()
     occurrences.partial_save(station)

@@ -1,0 +1,30 @@
+"""A pytest plugin for replica tests: ``INVARIANTS_RECOVERY_CONFLICT=RULE:n`` makes PostgreSQL cancel the first
+n checks of RULE the way a hot standby does when replay conflicts with a query: SQLSTATE 40001
+(serialization_failure), "canceling statement due to conflict with recovery".  The error is raised by the
+server (a ``RAISE`` in a ``DO`` block inside the check's read-only transaction), not faked in Python.
+"""
+
+import os
+
+from django.db import connection
+
+from antenna_invariants import rules
+
+RULE, _, TIMES = os.environ["INVARIANTS_RECOVERY_CONFLICT"].partition(":")
+CANCEL = """DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to conflict with recovery'
+USING ERRCODE = 'serialization_failure', DETAIL = 'User query might have needed to see row versions that must be removed.';
+END $$"""
+cancelled = 0
+real_check = rules.check
+
+
+def check(entry, scope, sample_size=20):
+    global cancelled
+    if entry.id == RULE and cancelled < int(TIMES):
+        cancelled += 1
+        with rules.read_only(), connection.cursor() as cursor:
+            cursor.execute(CANCEL)
+    return real_check(entry, scope, sample_size)
+
+
+rules.check = check

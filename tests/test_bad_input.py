@@ -1,0 +1,141 @@
+"""Every bad input is answered with one line ``ERROR: …`` and exit code 4, without a traceback, without a report
+and without a write to the database.  The rows of the table are `pytest invariants` (or `python -m
+antenna_invariants undo`) runs in a subprocess against the committed self-test database; ``{…}`` placeholders are
+filled from a small world (two projects, a job and an occurrence in the first).
+"""
+
+import gzip
+
+import psycopg
+import pytest
+from django.db import connection
+
+from antenna_invariants.connection import url_for
+from fixtures import factories as f
+from fixtures.scenarios import jobs, occurrences
+
+pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+
+UNDO = ("-m", "antenna_invariants", "undo")
+DATABASE_URL = "DATABASE_URL"
+
+CASES = [
+    # ids: unknown, malformed
+    ("unknown project", ["--project", "999999"], "ERROR: --project 999999: no such project"),
+    ("malformed project", ["--project", "5,abc"], "ERROR: --project: 'abc' is not an id"),
+    ("negative project", ["--project", "-3"], "ERROR: --project: '-3' is not an id"),
+    ("unknown job", ["--job", "999999"], "ERROR: --job 999999: no such job"),
+    ("two jobs", ["--job", "1,2"], "ERROR: --job takes one id"),
+    ("malformed job", ["--job", "abc"], "ERROR: --job: 'abc' is not an id"),
+    ("unknown occurrence", ["--occurrence", "999999"], "ERROR: --occurrence 999999: no such occurrence"),
+    ("malformed occurrence", ["--occurrence", "1.5"], "ERROR: --occurrence: '1.5' is not an id"),
+    # conflicting options
+    ("job of another project", ["--job", "{job}", "--project", "{other}"], "ERROR: --job {job} belongs to project"),
+    ("occurrence of another project", ["--occurrence", "{occurrence}", "--project", "{other}"],
+     "ERROR: --occurrence {occurrence} belongs to project"),
+    ("job and occurrence", ["--job", "{job}", "--occurrence", "{occurrence}"], "ERROR: --job and --occurrence"),
+    ("keep without snapshot", ["--keep-snapshot"], "ERROR: --keep-snapshot needs --snapshot"),
+    # option values
+    ("unscoped repair", ["--repair"], "ERROR: --repair needs a scope"),
+    ("negative sample size", ["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
+    ("text sample size", ["--sample-size", "many"], "ERROR: usage:"),
+    ("bad timeout", ["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration"),
+    ("zero repair limit", ["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1"),
+    ("repair under xdist", ["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
+    ("bad max share", ["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots'"),
+    ("bad since", ["--since", "yesterday"], "ERROR: --since 'yesterday': give a date"),
+    ("future since", ["--since", "2999-01-01"], "ERROR: --since 2999-01-01 is in the future"),
+    ("missing baseline", ["--baseline", "{tmp}/none.json"], "ERROR: --baseline {tmp}/none.json: no such file"),
+    ("missing journal", ["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
+    ("not a journal", ["README.md"], "ERROR: undo failed, nothing written: README.md:1: not a journal line"),
+    # the database
+    ("malformed url", [DATABASE_URL, "not a url"], "ERROR: DATABASE_URL is not a PostgreSQL URL"),
+    ("unreachable database", [DATABASE_URL, "{closed}"], "Connection refused"),
+    ("wrong database name", [DATABASE_URL, "{nosuchdb}"], 'database "wt7_no_such_db" does not exist'),
+    ("wrong password", [DATABASE_URL, "{badpassword}"], "password authentication failed"),
+    ("database without Antenna's tables", [DATABASE_URL, "{empty}"], "has none of Antenna's tables"),
+    ("schema drift", ["{drift}"], "ERROR: schema drift: column main_detection.path is missing"),
+    ("read-only server with --repair", ["{readonly}", "--repair", "--all-projects"],
+     "ERROR: --repair refused: the database is read-only"),
+    # snapshots
+    ("missing snapshot", ["--snapshot", "{tmp}/none.sql.gz"], "ERROR: --snapshot {tmp}/none.sql.gz: no such file"),
+    ("corrupt gzip snapshot", ["--snapshot", "{tmp}/corrupt.sql.gz"], "ERROR: --snapshot {tmp}/corrupt.sql.gz: not"),
+    ("corrupt custom snapshot", ["--snapshot", "{tmp}/corrupt.dump"], "ERROR: --snapshot {tmp}/corrupt.dump: "),
+    ("snapshot of something else", ["--snapshot", "{tmp}/other.sql.gz"], "has none of Antenna's tables"),
+    # reports: permissions, disk full
+    ("reports not a directory", ["--reports", "/dev/full"], "ERROR: --reports /dev/full: cannot write there"),
+    ("reports under a file", ["--reports", "/dev/full/reports"], "ERROR: --reports /dev/full/reports: cannot write"),
+    ("disk full: junit", ["-k", "D1", "--junitxml", "/dev/full"], "ERROR: reports: cannot write"),
+    ("disk full: html", ["-k", "D1", "--html", "/dev/full"], "ERROR: reports: cannot write"),
+]
+AFTER_THE_RUN = {"disk full: junit", "disk full: html"}  # the rules ran: JSON written, the JUnit or HTML not
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Two projects, a job and an occurrence in the first; the files and URLs the rows name."""
+    station, other = f.DeploymentFactory(), f.ProjectFactory()
+    job = jobs.job(station)
+    occurrence = occurrences.partial_save(station)
+    (tmp_path / "corrupt.sql.gz").write_bytes(b"\x1f\x8b this was a backup once")
+    (tmp_path / "corrupt.dump").write_bytes(b"PGDMP" + b"\0" * 64)
+    with gzip.open(tmp_path / "other.sql.gz", "wt") as dump:
+        dump.write("CREATE TABLE notes (id integer);\n")
+    settings = connection.settings_dict
+    server = {k: settings[k] for k in ("HOST", "PORT", "USER", "PASSWORD", "OPTIONS")}
+    return {
+        "job": job.pk, "occurrence": occurrence.pk, "other": other.pk, "tmp": tmp_path,
+        "closed": "postgres://postgres@127.0.0.1:1/antenna",
+        "nosuchdb": url_for(server, "wt7_no_such_db"),
+        "empty": url_for(server, "postgres"),
+    }
+
+
+def _password_required() -> str:
+    """A URL with a wrong password for a server that asks for one (127.0.0.1:5432), or skip."""
+    url = "postgres://postgres:wrong-password@127.0.0.1:5432/postgres?connect_timeout=3"
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return url
+        pytest.skip(f"no server asking for a password at 127.0.0.1:5432 ({str(exc).strip()[:60]})")
+    pytest.skip("127.0.0.1:5432 trusts every connection: a wrong password cannot be refused there")
+
+
+def _alter(statement: str):
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, args, message):
+    fill = {**world, **{token: "{" + token + "}" for token in ("badpassword", "drift", "readonly")}}
+    args = [a.format(**fill) for a in args]
+    message = message.format(**fill)
+    env, undo = {}, args[0].endswith((".jsonl", ".md"))
+    if args and args[0] == DATABASE_URL:
+        env[DATABASE_URL] = _password_required() if args[1] == "{badpassword}" else args[1]
+        args = args[2:]
+    table_name = connection.settings_dict["NAME"]
+    before, restore = invariants.snapshot(), None
+    if args and args[0] == "{drift}":
+        _alter("ALTER TABLE main_detection RENAME COLUMN path TO path_renamed")
+        restore, args = "ALTER TABLE main_detection RENAME COLUMN path_renamed TO path", args[1:]
+    if args and args[0] == "{readonly}":
+        _alter(f'ALTER DATABASE "{table_name}" SET default_transaction_read_only = on')
+        restore, args = f'ALTER DATABASE "{table_name}" RESET default_transaction_read_only', args[1:]
+    try:
+        code, output = run(*args, module=UNDO) if undo else run(*args, env=env)
+    finally:
+        if restore:
+            _alter(restore)
+
+    assert code == 4, output
+    errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and message in errors[0], output
+    assert "Traceback" not in output and "INTERNALERROR" not in output, output
+    assert invariants.snapshot() == before
+    if name not in AFTER_THE_RUN:
+        assert not (run.reports / "invariants.json").exists(), output
+        assert not (run.reports / "junit.xml").exists(), output
