@@ -196,7 +196,7 @@ def first_ids(queryset, limit: int) -> list[int]:
     key index looking for rare violators, seconds on a big table (docs/benchmarks.md)."""
     sql, params = queryset.order_by().values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT v.pk FROM ({sql} OFFSET 0) v ORDER BY v.pk" + (" LIMIT %s" if limit else ""),
+        cursor.execute(f"SELECT v.pk FROM ({sql} OFFSET 0) AS v(pk) ORDER BY v.pk" + (" LIMIT %s" if limit else ""),
                        [*params, limit] if limit else params)
         return [pk for (pk,) in cursor.fetchall()]
 
