@@ -88,10 +88,19 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
 
     ``only_where`` is an extra SQL condition on ``o`` (the occurrence) and ``e`` (the expected row), so a
     rule can re-check its own violation inside the statement.  Blocked rows are never touched.
+
+    The occurrences' ids are read first and handed over as a list: the planner then knows how many rows it
+    joins (a re-checked violation condition looks like a handful to it, and it would join the evidence to
+    thousands of rows by nested loops; docs/benchmarks.md).
     """
     from django.db import connection
 
-    sql, params = expected_sql(occurrences)
+    from antenna_invariants.mirror.models import Occurrence
+
+    ids = list(occurrences.order_by().values_list("pk", flat=True))
+    if not ids:
+        return 0
+    sql, params = expected_sql(Occurrence.objects.filter(pk__in=ids))
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
