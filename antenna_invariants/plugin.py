@@ -73,7 +73,7 @@ class LiveDatabase:
 
     def __init__(self, config):
         from antenna_invariants.journal import Journal
-        from antenna_invariants.rules import Limits
+        from antenna_invariants.rules import Checks, Limits
 
         self.config = config
         self.repair = config.getoption("repair")
@@ -112,6 +112,7 @@ class LiveDatabase:
         self.reports = Path(config.getoption("reports"))
         reporting.ensure_writable(self.reports)
         self.journal = Journal(self.reports) if self.repair else None
+        self.checks = Checks(self.sample_size)
         self._report_options(config)
 
     def _report_options(self, config):
@@ -158,10 +159,8 @@ class LiveDatabase:
                 if self.demo and not hasattr(self.config, "workerinput"):
                     use_database(database)
                     demo.ensure(self.config.getoption("reset_demo"))
-                settings = {"statement_timeout": self.statement_timeout}
-                if not self.repair:
-                    settings["default_transaction_read_only"] = "on"
-                use_database(conn.with_settings(database, **settings))
+                session = conn.with_settings(database, statement_timeout=self.statement_timeout)
+                use_database(session if self.repair else conn.read_only(session))
                 schema.guard()
                 if self.repair:
                     schema.refuse_read_only_server()
@@ -232,6 +231,9 @@ class LiveDatabase:
         mode = "REPAIR (journaled writes)" if self.repair else "check (read-only)"
         scope = self.job.describe() if self.job else f"{len(self.project_cases)} project case(s)"
         return f"antenna-invariants: {where} {name!r}, PostgreSQL {version}; mode: {mode}; scope: {scope}"
+
+    def check(self, entry, scope: Scope):
+        return self.checks.check(entry, scope, self.scopes_for(entry))
 
     def scopes_for(self, entry) -> list[Scope]:
         projects = [None] if entry.is_global else self.project_cases
@@ -385,12 +387,13 @@ class Case:
         from django.db import DatabaseError
 
         from antenna_invariants.followups import stale_counts
-        from antenna_invariants.rules import Outcome, RepairRefused, check, repair
+        from antenna_invariants.rules import Outcome, RepairRefused, repair
 
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
-            outcome = retried(lambda: check(entry, self.scope, self.live.sample_size))
+            outcome = retried(lambda: self.live.check(entry, self.scope))
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
+                self.live.checks.denominators.clear()
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
             self.request.node.stash[FINGERPRINT] = self.live.review(entry, self.scope, outcome)
@@ -439,9 +442,9 @@ def retried(check):
 
 
 def _database_error(exc, timeout: str) -> str:
-    from psycopg.errors import QueryCanceled
+    from antenna_invariants.rules import timed_out
 
-    if isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc):
+    if timed_out(exc):
         return f"timed out: a query ran longer than --statement-timeout {timeout}"
     if _conflict_with_recovery(exc):
         return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {str(exc).strip().splitlines()[0]}"

@@ -16,15 +16,17 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db.models import Count, Q
+from django.db.models.expressions import RawSQL
 
 from antenna_invariants import journal as journal_module
 from antenna_invariants.connection import ConfigError
-from antenna_invariants.scope import NotApplicable, Scope
+from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
 
 RULES: dict[str, "Rule"] = {}
 BATCH_SIZE = int(os.environ.get("INVARIANTS_BATCH_SIZE", 5000))
@@ -228,11 +230,140 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
         if outcome.violations:
             outcome.sample = first_ids(violators, sample_size)
     outcome.sql = compiled_sql(violators)
+    _judge(entry, outcome)
+    outcome.duration = time.perf_counter() - started
+    return outcome
+
+
+GROUPED = """
+SELECT g, pk, n FROM (
+    SELECT g, pk, count(*) OVER (PARTITION BY g) AS n, row_number() OVER (PARTITION BY g ORDER BY pk) AS r
+      FROM ({violators}) AS v) AS s
+ WHERE %s = 0 OR r <= %s"""
+
+
+def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, denominators: dict | None = None) -> dict[str, Outcome]:
+    """``check`` for several project scopes of one rule at once, {label: outcome}: one statement counts and
+    samples the violators of every project (grouped by the row's project), so the rule's tables are read
+    once, not once per project (docs/benchmarks.md, figure 1).  ``denominators`` caches the rows counted per
+    project and table for the rules that follow (the same table, the same counts)."""
+    started = time.perf_counter()
+    outcomes = {s.label: Outcome(entry.id, s.label, entry.severity) for s in scopes}
+    everywhere = replace(scopes[0], project=None)
+    try:
+        violators = _in_projects(entry, entry.violations(everywhere), scopes)
+    except NotApplicable as exc:
+        for outcome in outcomes.values():
+            outcome.status, outcome.message = "skipped", str(exc)
+        return outcomes
+    with read_only():
+        with connection.cursor() as cursor:  # the violators are few: let workers scan for them in parallel
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
+        checked = _rows_per_project(entry, everywhere, scopes, {} if denominators is None else denominators)
+        for key, pk, count in _grouped(entry, violators, sample_size):
+            outcome = outcomes[_label(key)]
+            outcome.violations = count
+            outcome.sample.append(pk)
+    share = (time.perf_counter() - started) / len(scopes)
+    for scope in scopes:
+        outcome = outcomes[scope.label]
+        outcome.checked = checked.get(scope.label, 0)
+        _judge(entry, outcome)
+        outcome.sql = compiled_sql(entry.violations(scope))
+        outcome.duration = share
+    return outcomes
+
+
+def _label(key) -> str:
+    return Scope(project=NO_PROJECT if key is None else key).label
+
+
+def _in_projects(entry: Rule, queryset, scopes: list[Scope]):
+    """Keep to the scopes' projects (and to the rows without one, when it is among them); no condition when
+    they are every project and the rows without one (a condition on a distant project column would make
+    PostgreSQL join every row to it)."""
+    from antenna_invariants.mirror.models import Project
+
+    path = entry.model.scope_paths["project"]
+    ids = [s.project for s in scopes if s.project != NO_PROJECT]
+    if len(ids) < len(scopes) and set(ids) >= set(Project.objects.values_list("pk", flat=True)):
+        return queryset
+    condition = Q(**{f"{path}__in": ids})
+    if len(ids) < len(scopes):
+        condition |= Q(**{f"{path}__isnull": True})
+    return queryset.filter(condition)
+
+
+def _grouped(entry: Rule, violators, sample_size: int) -> list[tuple]:
+    """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
+    project reached through other tables is looked up for each violator once they are found (usually few);
+    joining the chain first would read all of it."""
+    path = entry.model.scope_paths["project"]
+    try:
+        if "__" not in path:
+            sql, params = violators.order_by().values_list("pk", path).query.sql_with_params()
+            rows = f"SELECT v.* FROM ({sql}) AS v(pk, g)"
+        else:
+            sql, params = violators.order_by().values("pk").query.sql_with_params()
+            lookup = entry.model.objects.filter(pk=RawSQL("v.pk", ())).order_by().values_list(path)[:1]
+            project_sql, project_params = lookup.query.sql_with_params()
+            rows, params = f"SELECT v.pk, ({project_sql}) AS g FROM ({sql} OFFSET 0) AS v(pk)", [*project_params, *params]
+    except EmptyResultSet:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(GROUPED.format(violators=rows), [*params, sample_size, sample_size])
+        return sorted(cursor.fetchall(), key=lambda row: row[1])
+
+
+def _rows_per_project(entry: Rule, everywhere: Scope, scopes: list[Scope], cache: dict) -> dict[str, int]:
+    path = entry.model.scope_paths["project"]
+    rows = _in_projects(entry, entry.rows(everywhere), scopes).values_list(path).annotate(n=Count("pk")).order_by()
+    try:
+        sql, params = rows.query.sql_with_params()
+    except EmptyResultSet:
+        return {}
+    key = (sql, repr(params))
+    if key not in cache:
+        cache[key] = {_label(project): n for project, n in rows}
+    return cache[key]
+
+
+def _judge(entry: Rule, outcome: Outcome) -> None:
     outcome.status = "passed" if entry.tolerated(outcome.violations, outcome.checked) else "failed"
     if outcome.status == "failed" and entry.severity == "warn":
         outcome.status = "warned"
-    outcome.duration = time.perf_counter() - started
-    return outcome
+
+
+def timed_out(exc) -> bool:
+    """A query cancelled by ``statement_timeout``."""
+    from psycopg.errors import QueryCanceled
+
+    return isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc)
+
+
+class Checks:
+    """The checks of one run.  A rule checked in several project scopes is checked for all of them by its
+    first case, in one grouped statement (one pass over its tables); the other cases take their share.  A
+    grouped statement cancelled by the statement timeout leaves the rule to per-project checks."""
+
+    def __init__(self, sample_size: int = 20):
+        self.sample_size = sample_size
+        self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
+        self.ungrouped: set[str] = set()
+        self.denominators: dict = {}  # rows per project of each table, for its rules (clear after a write)
+
+    def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
+        if len(scopes) == 1 or entry.id in self.ungrouped:
+            return check(entry, scope, self.sample_size)
+        if scope.label not in self.pending.get(entry.id, {}):
+            try:
+                self.pending[entry.id] = check_projects(entry, scopes, self.sample_size, self.denominators)
+            except DatabaseError as exc:
+                if not timed_out(exc):
+                    raise
+                self.ungrouped.add(entry.id)
+                return check(entry, scope, self.sample_size)
+        return self.pending[entry.id].pop(scope.label)
 
 
 class RepairRefused(Exception):

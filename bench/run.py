@@ -107,8 +107,9 @@ def main() -> int:
 
 
 def catalogue() -> dict:
+    harness.floor_check()  # once untimed, so that both are measured on a warm cache
     engine, floor = harness.engine_check(), harness.floor_check()
-    per_rule = {r: {"engine_s": engine[r][1], "floor_s": floor[r][1], "engine_violations": engine[r][0],
+    per_rule = {r: {"engine_s": engine[r][1], "floor_s": floor[r][1], "engine_violations": sum(engine[r][0].values()),
                     "floor_violations": floor[r][0]} for r in sorted(engine)}
     engine_seconds = sum(t for _, t in engine.values())
     floor_seconds = sum(t for _, t in floor.values())

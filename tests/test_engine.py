@@ -102,3 +102,66 @@ def test_sessions_use_antennas_time_zone(db):
     with connection.cursor() as cursor:
         cursor.execute("SHOW TimeZone")
         assert cursor.fetchone()[0] == "America/New_York"
+
+
+def _every_scope(entry):
+    from antenna_invariants.mirror.models import Project
+    from antenna_invariants.scope import NO_PROJECT, Scope
+
+    projects = [*Project.objects.order_by("pk").values_list("pk", flat=True), NO_PROJECT]
+    return [Scope(project=p) for p in projects]
+
+
+def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
+    """Every project-scoped rule on the demo (defects in two projects and without one): the grouped
+    statement of a full run gives each case the count, denominator, sample, status and SQL of its own check."""
+    from antenna_invariants.layout import load_rules
+    from antenna_invariants.rules import check, check_projects
+    from fixtures.demo import build
+
+    load_rules()
+    build()
+    compared = failing = 0
+    for entry in RULES.values():
+        if entry.is_global:
+            continue
+        scopes = _every_scope(entry)
+        grouped = check_projects(entry, scopes, sample_size=3)
+        for scope in scopes:
+            alone, together = check(entry, scope, sample_size=3), grouped[scope.label]
+            fields = ("violations", "checked", "sample", "status", "sql", "message")
+            assert [getattr(together, k) for k in fields] == [getattr(alone, k) for k in fields], (entry.id, scope)
+            compared += 1
+            failing += alone.violations > 0
+    assert compared > 100 and failing > 40
+
+
+def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_timeout(db, monkeypatch):
+    from django.db import connection
+
+    from antenna_invariants import rules
+    from antenna_invariants.layout import load_rules
+
+    load_rules()
+    f.DeploymentFactory.create_batch(2)
+    entry = RULES["D1"]
+    scopes = _every_scope(entry)
+    calls = []
+    real = rules.check_projects
+    monkeypatch.setattr(rules, "check_projects", lambda *a, **k: calls.append(1) or real(*a, **k))
+    checks = rules.Checks()
+    assert [checks.check(entry, s, scopes).project for s in scopes] == [s.label for s in scopes]
+    assert len(calls) == 1 and checks.pending == {"D1": {}}
+
+    def slow(*args, **kwargs):  # a grouped statement PostgreSQL cancels
+        with connection.cursor() as cursor:
+            cursor.execute("SAVEPOINT slow; SET LOCAL statement_timeout = '50ms'")
+            try:
+                cursor.execute("SELECT pg_sleep(1)")
+            finally:
+                cursor.execute("ROLLBACK TO SAVEPOINT slow")
+
+    monkeypatch.setattr(rules, "check_projects", slow)
+    checks = rules.Checks()
+    outcomes = [checks.check(entry, s, scopes) for s in scopes]
+    assert checks.ungrouped == {"D1"} and [o.status for o in outcomes] == ["passed"] * len(scopes)
