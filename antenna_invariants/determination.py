@@ -91,7 +91,9 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
 
     The occurrences' ids are read first and handed over as a list: the planner then knows how many rows it
     joins (a re-checked violation condition looks like a handful to it, and it would join the evidence to
-    thousands of rows by nested loops; docs/benchmarks.md).
+    thousands of rows by nested loops), and it reaches the rows to update by their primary key, not by an
+    index on the re-checked column (a NULL determination: every undetermined occurrence, for each batch;
+    docs/benchmarks.md).
     """
     from django.db import connection
 
@@ -107,11 +109,11 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
             UPDATE main_occurrence o
                SET determination_id = e.taxon_id, determination_score = e.score, updated_at = now()
               FROM ({sql}) e
-             WHERE o.id = e.occurrence_id AND e.taxon_id IS NOT NULL AND NOT e.blocked
+             WHERE o.id = e.occurrence_id AND o.id = ANY(%s) AND e.taxon_id IS NOT NULL AND NOT e.blocked
                AND (o.determination_id, o.determination_score) IS DISTINCT FROM (e.taxon_id, e.score)
                AND ({only_where})
             """,
-            params,
+            [*params, ids],
         )
         return cursor.rowcount
 

@@ -119,45 +119,46 @@ class Journal:
                     [table],
                 )
             cursor.execute(
-                f"""SELECT op, tbl, {_line("%s", "%s", "%s", "op", "tbl", "id", "old", "new")}
-                      FROM {STAGE}
+                f"""SELECT op, tbl, changed, {_line("%s", "%s", "%s", "op", "tbl", "id", "old", "new", "changed")}
+                      FROM (SELECT s.*, {_changed("op", "new", "old")} AS changed FROM {STAGE} s) AS s
                      WHERE op = 'delete' OR (op = 'update' AND new IS NOT NULL AND new <> old)
                      ORDER BY seq""",
                 [self.run, rule, scope],
             )
             lines = cursor.fetchall()
-            cursor.execute(
-                f"""SELECT tbl, %s FROM {STAGE} WHERE op = 'delete'
-                     UNION SELECT s.tbl, k FROM {STAGE} s, jsonb_object_keys(s.new) k
-                     WHERE s.op = 'update' AND s.new -> k IS DISTINCT FROM s.old -> k""",
-                [DELETED],
+            self.columns.setdefault((rule, scope), set()).update(
+                (table, column) for op, table, changed, _ in lines for column in (changed or [DELETED])
             )
-            self.columns.setdefault((rule, scope), set()).update(cursor.fetchall())
             cursor.execute(f"TRUNCATE {STAGE}")
         self._append(rule, scope, lines)
 
-    def _append(self, rule: str, scope: str, lines: list[tuple[str, str, str]]) -> None:
+    def _append(self, rule: str, scope: str, lines: list[tuple]) -> None:
+        """Append ``(op, table, ..., line)`` rows to the file and fsync."""
         if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for _, _, line in lines))
+            handle.write("".join(row[-1] + "\n" for row in lines))
             handle.flush()
             os.fsync(handle.fileno())
         counts = self.counts.setdefault((rule, scope), {})
-        for op, table, _ in lines:
+        for op, table, *_ in lines:
             counts[f"{op} {table}"] = counts.get(f"{op} {table}", 0) + 1
 
 
-def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str) -> str:
-    """SQL building one journal line from SQL expressions (json keeps the key order for the reader)."""
-    changed = (
+def _changed(op: str, new: str, old: str) -> str:
+    """SQL: the sorted names of the columns an update changed (a JSON array); NULL for other ops."""
+    return (
         f"CASE WHEN {op} = 'update' THEN (SELECT json_agg(k ORDER BY k) FROM jsonb_object_keys({new}) k "
         f"WHERE ({new}) -> k IS DISTINCT FROM ({old}) -> k) END"
     )
+
+
+def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None) -> str:
+    """SQL building one journal line from SQL expressions (json keeps the key order for the reader)."""
     return (
         f"json_build_object('run', {run}, 'rule', {rule}, 'scope', {scope}, 'op', {op}, 'table', {table}, "
-        f"'pk', {pk}, 'changed', {changed}, 'old', {old}, 'new', {new})::text"
+        f"'pk', {pk}, 'changed', {changed or _changed(op, new, old)}, 'old', {old}, 'new', {new})::text"
     )
 
 

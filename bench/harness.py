@@ -108,15 +108,20 @@ def floor_check(rule_ids=None) -> dict[str, tuple[int, float]]:
     return found
 
 
-def engine_repair(rule_id: str, scope, journal_dir: Path):
-    """The one place the bench calls the repair engine (check, then journaled repair), as the plugin does."""
+def engine_repair(rule_id: str, journal_dir: Path) -> int:
+    """The one place the bench calls the repair engine, as a full ``--repair --all-projects`` run does: the
+    grouped check, then a journaled repair of each failing project; rows fixed."""
     from antenna_invariants.journal import Journal
-    from antenna_invariants.rules import RULES, check, repair
+    from antenna_invariants.rules import RULES, Checks, repair
 
-    outcome = check(RULES[rule_id], scope)
-    if outcome.status == "failed":
-        repair(RULES[rule_id], scope, outcome, Journal(journal_dir, run=f"bench-{rule_id}-{scope.label}"))
-    return outcome
+    entry, checks, fixed = RULES[rule_id], Checks(), 0
+    scopes = scopes_of(entry, project_ids())
+    journal = Journal(journal_dir, run=f"bench-{rule_id}")
+    for scope in scopes:
+        outcome = checks.check(entry, scope, scopes)
+        if outcome.status == "failed":
+            fixed += repair(entry, scope, outcome, journal).fixed
+    return fixed
 
 
 # --- D1 repair against the per-row loop --------------------------------------------------------------------
@@ -135,6 +140,7 @@ BREAK = """UPDATE main_occurrence o SET determination_id = NULL, determination_s
 RESTORE = """UPDATE main_occurrence o SET determination_id = t.determination_id, determination_score = t.determination_score
              FROM bench_truth t WHERE o.id = t.id
                AND (o.determination_id, o.determination_score) IS DISTINCT FROM (t.determination_id, t.determination_score)"""
+SETTLE = "VACUUM ANALYZE main_occurrence"  # both repairs start from a vacuumed table with fresh statistics
 RESULTS = "SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o JOIN ({targets}) t ON t.id = o.id"
 
 
@@ -173,15 +179,17 @@ def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
     execute(SAVE_TRUTH)
     ids = partial_saves(rows)
     loop_ids = ids[:loop_rows]
+    execute(SETTLE)
     started = time.perf_counter()
     repair_one_by_one(loop_ids)
     loop_seconds = time.perf_counter() - started
     by_loop = determinations(loop_ids)
 
     partial_saves(rows)
-    started, fixed = time.perf_counter(), 0
-    for scope in scopes_of(load_rules()["D1"], project_ids()):
-        fixed += engine_repair("D1", scope, journal_dir).fixed
+    execute(SETTLE)
+    load_rules()
+    started = time.perf_counter()
+    fixed = engine_repair("D1", journal_dir)
     engine_seconds = time.perf_counter() - started
     by_engine = determinations(ids)
     truth = dict(zip(ids, (by_engine.get(i) for i in ids)))
