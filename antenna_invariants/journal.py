@@ -64,7 +64,7 @@ class Journal:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (seq bigserial, op text, tbl text, id bigint, "
-                "old jsonb, new jsonb) ON COMMIT DROP"
+                "old jsonb) ON COMMIT DROP"
             )
         yield self
         self._flush(rule, scope)
@@ -109,23 +109,30 @@ class Journal:
             )
 
     def _flush(self, rule: str, scope: str) -> None:
-        """Compare the staged images with the rows as they are now, append a line per change, fsync."""
+        """Compare the staged images with the rows as they are now, append a line per change (in staging
+        order), fsync.  One statement per table updated, one for the deletes; the fences (``OFFSET 0``) keep
+        PostgreSQL from rendering a row or diffing it more than once."""
+        line = _line("%s", "%s", "%s", "op", "tbl", "id", "old", "new", "changed")
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT DISTINCT tbl FROM {STAGE} WHERE op = 'update'")
+            lines = []
             for (table,) in cursor.fetchall():
                 cursor.execute(
-                    f"""UPDATE {STAGE} s SET new = to_jsonb(t) FROM "{table}" t
-                         WHERE s.op = 'update' AND s.tbl = %s AND t.id = s.id""",
-                    [table],
+                    f"""SELECT seq, op, tbl, changed, {line} FROM (
+                            SELECT n.*, {_changed("op", "new", "old")} AS changed FROM (
+                                SELECT s.seq, s.op, s.tbl, s.id, s.old, to_jsonb(t) AS new
+                                  FROM {STAGE} s JOIN "{table}" t ON t.id = s.id
+                                 WHERE s.op = 'update' AND s.tbl = %s OFFSET 0) AS n
+                             WHERE new <> old OFFSET 0) AS c""",
+                    [self.run, rule, scope, table],
                 )
+                lines += cursor.fetchall()
             cursor.execute(
-                f"""SELECT op, tbl, changed, {_line("%s", "%s", "%s", "op", "tbl", "id", "old", "new", "changed")}
-                      FROM (SELECT s.*, {_changed("op", "new", "old")} AS changed FROM {STAGE} s) AS s
-                     WHERE op = 'delete' OR (op = 'update' AND new IS NOT NULL AND new <> old)
-                     ORDER BY seq""",
+                f"""SELECT seq, op, tbl, changed, {line}
+                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed FROM {STAGE} WHERE op = 'delete') AS d""",
                 [self.run, rule, scope],
             )
-            lines = cursor.fetchall()
+            lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
             self.columns.setdefault((rule, scope), set()).update(
                 (table, column) for op, table, changed, _ in lines for column in (changed or [DELETED])
             )

@@ -261,9 +261,10 @@ def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, deno
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
         checked = _rows_per_project(entry, everywhere, scopes, {} if denominators is None else denominators)
         for key, pk, count in _grouped(entry, violators, sample_size):
-            outcome = outcomes[_label(key)]
-            outcome.violations = count
-            outcome.sample.append(pk)
+            outcome = outcomes.get(_label(key))  # None: a project created since the run started
+            if outcome is not None:
+                outcome.violations = count
+                outcome.sample.append(pk)
     share = (time.perf_counter() - started) / len(scopes)
     for scope in scopes:
         outcome = outcomes[scope.label]
@@ -342,9 +343,10 @@ def timed_out(exc) -> bool:
 
 
 class Checks:
-    """The checks of one run.  A rule checked in several project scopes is checked for all of them by its
-    first case, in one grouped statement (one pass over its tables); the other cases take their share.  A
-    grouped statement cancelled by the statement timeout leaves the rule to per-project checks."""
+    """The checks of one run.  A rule checked in project scopes is checked for all of them by its first
+    case, in one grouped statement (one pass over its tables, counting and sampling at once); the other
+    cases take their share, and the rules of a table share its rows counted per project.  A grouped
+    statement cancelled by the statement timeout leaves the rule to per-project checks."""
 
     def __init__(self, sample_size: int = 20):
         self.sample_size = sample_size
@@ -353,7 +355,7 @@ class Checks:
         self.denominators: dict = {}  # rows per project of each table, for its rules (clear after a write)
 
     def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
-        if len(scopes) == 1 or entry.id in self.ungrouped:
+        if entry.is_global or entry.id in self.ungrouped:
             return check(entry, scope, self.sample_size)
         if scope.label not in self.pending.get(entry.id, {}):
             try:

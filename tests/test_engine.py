@@ -114,7 +114,8 @@ def _every_scope(entry):
 
 def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
     """Every project-scoped rule on the demo (defects in two projects and without one): the grouped
-    statement of a full run gives each case the count, denominator, sample, status and SQL of its own check."""
+    statement of a full run, and of a run scoped to one project, gives each case the count, denominator,
+    sample, status and SQL of the plain per-scope check."""
     from antenna_invariants.layout import load_rules
     from antenna_invariants.rules import check, check_projects
     from fixtures.demo import build
@@ -129,8 +130,10 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
         grouped = check_projects(entry, scopes, sample_size=3)
         for scope in scopes:
             alone, together = check(entry, scope, sample_size=3), grouped[scope.label]
+            single = check_projects(entry, [scope], sample_size=3)[scope.label]
             fields = ("violations", "checked", "sample", "status", "sql", "message")
-            assert [getattr(together, k) for k in fields] == [getattr(alone, k) for k in fields], (entry.id, scope)
+            expected = [getattr(alone, k) for k in fields]
+            assert [getattr(together, k) for k in fields] == expected == [getattr(single, k) for k in fields], (entry.id, scope)
             compared += 1
             failing += alone.violations > 0
     assert compared > 100 and failing > 40

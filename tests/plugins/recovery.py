@@ -15,16 +15,16 @@ CANCEL = """DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to conflict wit
 USING ERRCODE = 'serialization_failure', DETAIL = 'User query might have needed to see row versions that must be removed.';
 END $$"""
 cancelled = 0
-real_check = rules.check
+real_check = rules.check_projects
 
 
-def check(entry, scope, sample_size=20):
+def check_projects(entry, *args, **kwargs):
     global cancelled
     if entry.id == RULE and cancelled < int(TIMES):
         cancelled += 1
         with rules.read_only(), connection.cursor() as cursor:
             cursor.execute(CANCEL)
-    return real_check(entry, scope, sample_size)
+    return real_check(entry, *args, **kwargs)
 
 
-rules.check = check
+rules.check_projects = check_projects
