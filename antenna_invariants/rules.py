@@ -249,9 +249,9 @@ def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, deno
     project and table for the rules that follow (the same table, the same counts)."""
     started = time.perf_counter()
     outcomes = {s.label: Outcome(entry.id, s.label, entry.severity) for s in scopes}
-    everywhere = replace(scopes[0], project=None)
-    try:
-        violators = _in_projects(entry, entry.violations(everywhere), scopes)
+    try:  # the rule sees only the scopes' rows (what it computes per row, a recount say, stays within them)
+        rows = _in_projects(entry, entry.rows(replace(scopes[0], project=None)), scopes)
+        violators = entry.func(rows).order_by()
     except NotApplicable as exc:
         for outcome in outcomes.values():
             outcome.status, outcome.message = "skipped", str(exc)
@@ -259,7 +259,7 @@ def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, deno
     with read_only():
         with connection.cursor() as cursor:  # the violators are few: let workers scan for them in parallel
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
-        checked = _rows_per_project(entry, everywhere, scopes, {} if denominators is None else denominators)
+        checked = _rows_per_project(entry, rows, {} if denominators is None else denominators)
         for key, pk, count in _grouped(entry, violators, sample_size):
             outcome = outcomes.get(_label(key))  # None: a project created since the run started
             if outcome is not None:
@@ -316,9 +316,8 @@ def _grouped(entry: Rule, violators, sample_size: int) -> list[tuple]:
         return sorted(cursor.fetchall(), key=lambda row: row[1])
 
 
-def _rows_per_project(entry: Rule, everywhere: Scope, scopes: list[Scope], cache: dict) -> dict[str, int]:
-    path = entry.model.scope_paths["project"]
-    rows = _in_projects(entry, entry.rows(everywhere), scopes).values_list(path).annotate(n=Count("pk")).order_by()
+def _rows_per_project(entry: Rule, rows, cache: dict) -> dict[str, int]:
+    rows = rows.values_list(entry.model.scope_paths["project"]).annotate(n=Count("pk")).order_by()
     try:
         sql, params = rows.query.sql_with_params()
     except EmptyResultSet:
