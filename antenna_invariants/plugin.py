@@ -409,10 +409,9 @@ class Case:
             pytest.skip(outcome.message)
         if outcome.status == "error":
             pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
-        if outcome.message and outcome.status == "failed":
-            pytest.fail(f"{reporting.failure_message(entry, outcome)}\n{outcome.message}", pytrace=False)
         if outcome.status == "failed" or (outcome.status == "warned" and self.live.strict):
-            pytest.fail(reporting.failure_message(entry, outcome), pytrace=False)
+            lines = [reporting.failure_message(entry, outcome), outcome.message]  # the message: a refused repair
+            pytest.fail("\n".join(filter(None, lines)), pytrace=False)
 
 
 RECOVERY_RETRIES = 3  # a check cancelled by a hot standby is tried this many more times

@@ -1,5 +1,7 @@
 """EXPLAIN (ANALYZE, BUFFERS) every rule's count query for one project scope, and flag sequential scans of
-big tables (a rule that reads a whole table in each of ~20 project scopes does not scale with the scope).
+big tables: what a run scoped to one project (``--project``) pays for each rule.  A full run checks each rule
+once for every project (grouped, ``rules.check_projects``), so there a sequential scan is read once, not once
+per project.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wt6_antenna_bench python bench/explain.py [--project ID]
         [--rules G1 N7 ...] [--plans]
