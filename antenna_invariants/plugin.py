@@ -113,6 +113,7 @@ class LiveDatabase:
         reporting.ensure_writable(self.reports)
         self.journal = Journal(self.reports) if self.repair else None
         self.checks = Checks(self.sample_size)
+        self.selected: set[tuple[str, str]] | None = None  # (rule, scope label) of the cases collected and kept
         self._report_options(config)
 
     def _report_options(self, config):
@@ -233,7 +234,10 @@ class LiveDatabase:
         return f"antenna-invariants: {where} {name!r}, PostgreSQL {version}; mode: {mode}; scope: {scope}"
 
     def check(self, entry, scope: Scope):
-        return self.checks.check(entry, scope, self.scopes_for(entry))
+        """The case's check, grouped with the other selected cases of its rule (``-k``, node ids and
+        ``--deselect`` narrow the grouped statement too)."""
+        scopes = [s for s in self.scopes_for(entry) if self.selected is None or (entry.id, s.label) in self.selected]
+        return self.checks.check(entry, scope, scopes or [scope])
 
     def scopes_for(self, entry) -> list[Scope]:
         projects = [None] if entry.is_global else self.project_cases
@@ -375,6 +379,16 @@ def pytest_generate_tests(metafunc):
     marks = [getattr(pytest.mark, entry.domain), getattr(pytest.mark, entry.id)]
     params = [pytest.param(s, id=f"{entry.id}-{s.label}", marks=marks) for s in live.scopes_for(entry)]
     metafunc.parametrize("invariant_case", params, indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Remember which rule x scope cases survived -k, -m and --deselect (they run after this hook's peers)."""
+    live = config.stash.get(LIVE, None)
+    if live is not None:
+        cases = [item.callspec.params["invariant_case"] for item in items if hasattr(item, "callspec")]
+        rules = [getattr(item.function, "rule", None) for item in items if hasattr(item, "callspec")]
+        live.selected = {(entry.id, scope.label) for entry, scope in zip(rules, cases) if entry is not None}
 
 
 class Case:

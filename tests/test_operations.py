@@ -159,6 +159,27 @@ def test_parallel_run_reports_every_case_exactly_once(run):
     assert len(cases) == len(set(cases)) == len(keys)
 
 
+def test_a_full_run_checks_each_rule_once_for_the_cases_it_selected(run, tmp_path):
+    stations = [f.DeploymentFactory() for _ in range(2)]
+    for station in stations:
+        occurrences.partial_save(station)
+    mine, other = (s.project_id for s in stations)
+    spy = {"INVARIANTS_SPY": str(tmp_path / "spy"), "PYTHONPATH": str(ROOT / "tests")}
+
+    code, output = run("-m", "D1 or F1", "-p", "plugins.spy", env=spy)
+    every = [f"project{p}" for p in m.Project.objects.order_by("pk").values_list("pk", flat=True)] + ["noproject"]
+    assert code == 1, output
+    assert (tmp_path / "spy").read_text().splitlines() == [f"D1 {' '.join(every)}", f"F1 {' '.join(every)}"]
+    assert {key: r["violations"] for key, r in run.results().items() if r["violations"]} == {
+        ("D1", f"project{mine}"): 1, ("D1", f"project{other}"): 1}
+
+    (tmp_path / "spy").unlink()
+    code, output = run("-k", f"D1-project{other} or D1-noproject", "-p", "plugins.spy", env=spy)
+    assert code == 1, output
+    assert (tmp_path / "spy").read_text().splitlines() == [f"D1 project{other} noproject"]
+    assert sorted(run.results()) == [("D1", "noproject"), ("D1", f"project{other}")]
+
+
 INJECTIONS = [
     ["--project", "1;DROP TABLE main_project"],
     ["--project", "1 OR 1=1"],
