@@ -383,7 +383,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Remember which rule x scope cases survived -k, -m and --deselect (they run after this hook's peers)."""
+    """Remember which rule x scope cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
     live = config.stash.get(LIVE, None)
     if live is not None:
         cases = [item.callspec.params["invariant_case"] for item in items if hasattr(item, "callspec")]
