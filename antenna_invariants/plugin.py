@@ -386,9 +386,11 @@ def pytest_collection_modifyitems(config, items):
     """Remember which rule x scope cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
     live = config.stash.get(LIVE, None)
     if live is not None:
-        cases = [item.callspec.params["invariant_case"] for item in items if hasattr(item, "callspec")]
-        rules = [getattr(item.function, "rule", None) for item in items if hasattr(item, "callspec")]
-        live.selected = {(entry.id, scope.label) for entry, scope in zip(rules, cases) if entry is not None}
+        live.selected = {
+            (item.function.rule.id, item.callspec.params["invariant_case"].label)
+            for item in items
+            if "invariant_case" in getattr(getattr(item, "callspec", None), "params", {})
+        }
 
 
 class Case:
@@ -407,7 +409,7 @@ class Case:
         try:
             outcome = retried(lambda: self.live.check(entry, self.scope))
             if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
-                self.live.checks.denominators.clear()
+                self.live.checks.forget_counts()
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
             self.request.node.stash[FINGERPRINT] = self.live.review(entry, self.scope, outcome)

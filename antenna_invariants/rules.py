@@ -239,7 +239,8 @@ GROUPED = """
 SELECT g, pk, n FROM (
     SELECT g, pk, count(*) OVER (PARTITION BY g) AS n, row_number() OVER (PARTITION BY g ORDER BY pk) AS r
       FROM ({violators}) AS v) AS s
- WHERE %s = 0 OR r <= %s"""
+ WHERE %s = 0 OR r <= %s
+ ORDER BY pk"""
 
 
 def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, denominators: dict | None = None) -> dict[str, Outcome]:
@@ -313,7 +314,7 @@ def _grouped(entry: Rule, violators, sample_size: int) -> list[tuple]:
         return []
     with connection.cursor() as cursor:
         cursor.execute(GROUPED.format(violators=rows), [*params, sample_size, sample_size])
-        return sorted(cursor.fetchall(), key=lambda row: row[1])
+        return cursor.fetchall()
 
 
 def _rows_per_project(entry: Rule, rows, cache: dict) -> dict[str, int]:
@@ -351,7 +352,11 @@ class Checks:
         self.sample_size = sample_size
         self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
         self.ungrouped: set[str] = set()
-        self.denominators: dict = {}  # rows per project of each table, for its rules (clear after a write)
+        self.denominators: dict = {}  # rows per project of each table, for its rules (see ``forget_counts``)
+
+    def forget_counts(self) -> None:
+        """Before a repair: the rows per project it may change are counted again for the rules that follow."""
+        self.denominators.clear()
 
     def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
         if entry.is_global or entry.id in self.ungrouped:
