@@ -216,7 +216,10 @@ def read_only():
 
 
 def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
-    """Count the violations (never capped), take a small ordered sample, count the denominator."""
+    """Count the violations (never capped), take a small ordered sample, count the denominator.  A project
+    scope is the one-scope case of ``check_projects``; this body serves global tables and unscoped checks."""
+    if scope.project is not None and not entry.is_global:
+        return check_projects(entry, [scope], sample_size)[scope.label]
     started = time.perf_counter()
     outcome = Outcome(entry.id, scope.label, entry.severity)
     try:
