@@ -19,7 +19,12 @@ class ConfigError(Exception):
     """Bad input or configuration: reported as one line, exit code 4."""
 
 
-NO_JIT = "-c jit=off"
+# Planner settings for every session (a DATABASE_URL's own options come after, so they win):
+# - no JIT: it compiled each big-looking check query for seconds, longer than it ran;
+# - random_page_cost 1.1 (default 4, a spinning disk): the tables are read from cache or SSD, and at the
+#   default PostgreSQL scans a whole table where a project's rows are a few index probes away: a run scoped
+#   to one project took 13.4 s instead of 9.1 s, a repair batch hashed whole tables (docs/benchmarks.md).
+PLANNER = "-c jit=off -c random_page_cost=1.1"
 TEST_DATABASE = {"NAME": os.environ.get("INVARIANTS_TEST_DB", "test_invariants")}
 
 
@@ -34,8 +39,7 @@ def django_database(url: str) -> dict:
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
         raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {exc}") from None
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
-    # JIT compiles each big-looking check query for seconds, more than it runs (docs/benchmarks.md)
-    options["options"] = " ".join(filter(None, [NO_JIT, info.get("options")]))
+    options["options"] = " ".join(filter(None, [PLANNER, info.get("options")]))
     options.setdefault("connect_timeout", "10")  # a server that drops packets is an error, not a hang
     return {
         "ENGINE": "django.db.backends.postgresql",

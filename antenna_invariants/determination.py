@@ -102,7 +102,7 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
     ids = list(occurrences.order_by().values_list("pk", flat=True))
     if not ids:
         return 0
-    sql, params = expected_sql(Occurrence.objects.filter(pk__in=ids))
+    sql, params = expected_sql(Occurrence.objects.filter(pk__any=ids))
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -137,4 +137,4 @@ def rewrite_expected(occurrence_ids: list[int]) -> int:
     if journal.ACTIVE is None:
         raise RuntimeError("rewriting determinations from a repair needs an active journal")
     journal.ACTIVE.watch(Occurrence, list(occurrence_ids))
-    return write_expected(Occurrence.objects.filter(pk__in=occurrence_ids))
+    return write_expected(Occurrence.objects.filter(pk__any=list(occurrence_ids)))

@@ -84,14 +84,14 @@ class Journal:
         table = model._meta.db_table
         for relation in _reverse_relations(model):
             child, link = relation.related_model, relation.field
-            child_ids = list(child.objects.filter(**{f"{link.name}__in": ids}).values_list("pk", flat=True))
+            child_ids = list(child.objects.filter(**{f"{link.name}__any": ids}).values_list("pk", flat=True))
             if not child_ids:
                 continue
             if relation.on_delete is models.CASCADE:
                 self._delete(child, child_ids)
             elif relation.on_delete is models.SET_NULL:
                 self.watch(child, child_ids)
-                child.objects.filter(pk__in=child_ids).update(**{link.name: None})
+                child.objects.filter(pk__any=child_ids).update(**{link.name: None})
         self._stage("delete", table, ids)
         with connection.cursor() as cursor:
             cursor.execute(f'DELETE FROM "{table}" WHERE id = ANY(%s)', [ids])

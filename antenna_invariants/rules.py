@@ -27,6 +27,7 @@ from django.db.models.expressions import RawSQL
 from antenna_invariants import journal as journal_module
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
+from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``field__any=ids``, used by the repairs)
 
 RULES: dict[str, "Rule"] = {}
 BATCH_SIZE = int(os.environ.get("INVARIANTS_BATCH_SIZE", 5000))
@@ -414,9 +415,6 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
-                # a batch is a few thousand rows reached by their indexes; with the default cost of a random
-                # read PostgreSQL would rather hash whole tables for each batch (docs/benchmarks.md)
-                cursor.execute("SET LOCAL random_page_cost = 1.1")
             found = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
             ids = found[: limits.rows] if limits.rows is not None else found
             limits.check(entry, len(ids))
@@ -438,7 +436,7 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> int:
     try:
         with transaction.atomic(), journal.batch(entry.id, scope.label):
             journal.watch(entry.model, ids)  # lock the rows: Antenna's writes to them wait for our commit
-            return entry.repair_func(entry.violations(scope).filter(pk__in=ids)) or 0  # the condition, re-checked
+            return entry.repair_func(entry.violations(scope).filter(pk__any=ids)) or 0  # the condition, re-checked
     except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
         if len(ids) == 1:
             return 0

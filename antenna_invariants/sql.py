@@ -1,7 +1,24 @@
 """Small SQL building blocks shared by the rules."""
 
-from django.db.models import BooleanField, Exists, Func, OuterRef, Q, Subquery
+from django.db.models import BooleanField, Exists, Field, ForeignObject, Func, Lookup, OuterRef, Q, Subquery
 from django.db.models.functions import Now
+
+
+class AnyOf(Lookup):
+    """``field__any=ids``: ``field = ANY(%s)``, the list sent as one array.  ``__in`` sends one parameter per
+    value, and a repair batch holds thousands: Django and psycopg then spend longer building and splitting
+    the statement than PostgreSQL spends planning it."""
+
+    lookup_name = "any"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", [*params, list(self.rhs)]
+
+
+Field.register_lookup(AnyOf)
+ForeignObject.register_lookup(AnyOf)  # a foreign key's lookups are its own
 
 
 class IsDistinctFrom(Func):

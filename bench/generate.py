@@ -14,7 +14,8 @@ The healthy base (``BASE``), for ``n`` occurrences (even) over ``projects`` proj
   one collection and five ml jobs per project.
 
 Then ``PLANTS`` write the defects, each on rows of its own (a "slot" of occurrences g = 1 + 4i + stride*j,
-all odd, so no slot touches another's rows), recording every violating id in ``bench_planted(rule, id)``.
+all odd, so no slot touches another's rows, spread over the whole base and so over every project),
+recording every violating id in ``bench_planted(rule, id)``.
 The cached fields (K1-K4) are computed last, by the suite's own recounts, and then made stale on purpose.
 A defect that is, by nature, also another rule's violation is recorded for both (a phantom occurrence's
 null marker is N1's, an event without a deployment is also empty, an out-of-range score is also stale).
@@ -77,7 +78,7 @@ SELECT c, now(), now(), 'captures/' || c || '.jpg',
        4096, 3072, 1000000, false, (d - 1) %% %(projects)s + 1, d, (d - 1) * %(nights)s + rank / %(per_night)s + 1
 FROM generate_series(1, 2 * %(h)s) c,
      LATERAL (SELECT (c - 1) %% %(h)s AS base) b,
-     LATERAL (SELECT base %% %(deployments)s + 1 AS d, base / %(deployments)s AS rank) r;
+     LATERAL (SELECT %(deployment_of_base)s AS d, %(rank_of_base)s AS rank) r;
 
 INSERT INTO main_occurrence (id, created_at, updated_at, determination_id, determination_score, event_id,
     deployment_id, project_id)
@@ -98,7 +99,7 @@ SELECT %(n)s + g / 2, now() - interval '30 days', now(), s.id, '[110, 110, 150, 
        'crops/' || g || '-2.jpg', g, 1, 0.8
 FROM generate_series(2, %(n)s, 2) g
 JOIN main_sourceimage here ON here.id = g / 2
-JOIN main_sourceimage s ON s.id = g / 2 + %(deployments)s AND s.event_id = here.event_id AND s.id <= %(h)s;
+JOIN main_sourceimage s ON s.id = g / 2 + %(next_capture)s AND s.event_id = here.event_id AND s.id <= %(h)s;
 
 INSERT INTO main_detection (id, created_at, updated_at, source_image_id, bbox, "timestamp", path, occurrence_id,
     detection_algorithm_id)
@@ -332,22 +333,33 @@ STALE = {
 SLOT_RULES = sorted(PLANTS) + ["K1", "K2", "K4"]
 
 
-def layout(occurrences: int, projects: int) -> dict:
+def layout(occurrences: int, projects: int, interleaved: bool = False) -> dict:
+    """The base's dimensions.  Captures (and so the occurrences, detections and classifications built on them)
+    are stored deployment after deployment, as Antenna's per-deployment syncs and processing jobs write them;
+    ``interleaved`` deals them to the deployments in turn instead, so that every page holds every project
+    (the worst case for a scoped run; docs/benchmarks.md, figure 5)."""
     n = max(2, occurrences - occurrences % 2)
     deployments = 2 * projects
     per_deployment = -(-(n // 2) // deployments)
     nights = max(1, -(-per_deployment // CAPTURES_PER_NIGHT))
+    if interleaved:  # capture base + 1 is the next deployment's; base + deployments the next of the same one
+        order = {"deployment_of_base": f"base % {deployments} + 1", "rank_of_base": f"base / {deployments}",
+                 "next_capture": deployments}
+    else:
+        order = {"deployment_of_base": f"base / {per_deployment} + 1", "rank_of_base": f"base % {per_deployment}",
+                 "next_capture": 1}
     return {"n": n, "h": n // 2, "projects": projects, "deployments": deployments, "nights": nights,
-            "per_night": CAPTURES_PER_NIGHT}
+            "per_night": CAPTURES_PER_NIGHT, "interleaved": interleaved} | order
 
 
-def generate(cursor, occurrences: int, violations: int, projects: int = 20, log=print) -> dict:
+def generate(cursor, occurrences: int, violations: int, projects: int = 20, log=print, interleaved: bool = False) -> dict:
     """Fill an empty Antenna-shaped database (mirror migrations or Antenna's schema.sql); returns the layout."""
-    shape = layout(occurrences, projects)
+    shape = layout(occurrences, projects, interleaved)
     cursor.execute(BASE % shape)
     log(f"base: {shape['n']:,} occurrences over {projects} projects")
-    stride = 4 * len(SLOT_RULES)
-    if 4 * len(SLOT_RULES) + stride * (violations - 1) > shape["n"]:
+    unit = 4 * len(SLOT_RULES)  # the slots' rows interleave; a stride of whole units spreads them over the base
+    stride = unit * max(1, shape["n"] // (unit * max(violations, 1)))
+    if unit + stride * (violations - 1) > shape["n"]:
         log(f"note: {violations} violations per rule do not fit {shape['n']} occurrences; fewer are planted")
     offset = 20 * shape["n"]
     for rule_id, statements in PLANTS.items():

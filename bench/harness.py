@@ -135,8 +135,10 @@ SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o
  ORDER BY o.id;
 ALTER TABLE bench_truth ADD PRIMARY KEY (id);
 """
-BREAK = """UPDATE main_occurrence o SET determination_id = NULL, determination_score = NULL
-           FROM (SELECT id FROM bench_truth ORDER BY id LIMIT %s) t WHERE o.id = t.id"""
+# the partial saves are spread over every project and deployment: every ninth id first
+SPREAD = "SELECT id FROM bench_truth ORDER BY mod(id, 9), id LIMIT %s"
+BREAK = f"""UPDATE main_occurrence o SET determination_id = NULL, determination_score = NULL
+           FROM ({SPREAD}) t WHERE o.id = t.id"""
 RESTORE = """UPDATE main_occurrence o SET determination_id = t.determination_id, determination_score = t.determination_score
              FROM bench_truth t WHERE o.id = t.id
                AND (o.determination_id, o.determination_score) IS DISTINCT FROM (t.determination_id, t.determination_score)"""
@@ -159,7 +161,7 @@ def partial_saves(count: int) -> list[int]:
     execute(RESTORE)
     execute(BREAK, [count])
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM bench_truth ORDER BY id LIMIT %s", [count])
+        cursor.execute(f"SELECT id FROM ({SPREAD}) t ORDER BY id", [count])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -173,12 +175,12 @@ def determinations(ids: list[int]) -> dict[int, tuple]:
 
 def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
     """D1: the engine's journaled set-based repair of ``rows`` partial saves, per project, against the per-row
-    ORM loop on the first ``loop_rows`` of them; both start from the same broken state."""
+    ORM loop on ``loop_rows`` of them, evenly spaced (its rate); both start from the same broken state."""
     from perrow import repair_one_by_one
 
     execute(SAVE_TRUTH)
     ids = partial_saves(rows)
-    loop_ids = ids[:loop_rows]
+    loop_ids = ids[:: max(1, len(ids) // max(loop_rows, 1))][:loop_rows]  # a sample of all of them, every project
     execute(SETTLE)
     started = time.perf_counter()
     repair_one_by_one(loop_ids)

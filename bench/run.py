@@ -66,6 +66,8 @@ def main() -> int:
     parser.add_argument("--occurrences", type=int, default=1_000_000)
     parser.add_argument("--violations", type=int, default=1000, help="planted violations per rule")
     parser.add_argument("--projects", type=int, default=20)
+    parser.add_argument("--interleaved", action="store_true",
+                        help="deal the captures to the deployments in turn (every project on every page)")
     parser.add_argument("--schema", choices=["mirror", "antenna"], default="antenna",
                         help="build from the mirror's migrations or from Antenna's schema.sql (its real indexes)")
     parser.add_argument("--repair-rows", type=int, default=100_000)
@@ -88,7 +90,8 @@ def main() -> int:
     try:
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            results["layout"] = generate(cursor, args.occurrences, args.violations, args.projects)
+            results["layout"] = generate(cursor, args.occurrences, args.violations, args.projects,
+                                         interleaved=args.interleaved)
             cursor.execute("SELECT (SELECT count(*) FROM main_detection), (SELECT count(*) FROM main_classification), "
                            "(SELECT count(*) FROM main_identification), pg_database_size(current_database())")
             detections, classifications, identifications, size = cursor.fetchone()
