@@ -358,6 +358,22 @@ def pytest_sessionstart(session):
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n`` (xdist's default ``--dist load``), send every case of a rule to one worker: the rule's
+    first case checks all its projects in one statement, which would otherwise run on every worker that
+    got one of its cases (docs/benchmarks.md, figure 4)."""
+    if config.stash.get(LIVE, None) is None or config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByRule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid.split("[", 1)[0]  # the rule's test, without its project parameter
+
+    return ByRule(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     live = node.config.stash.get(LIVE, None)
     if live is not None:

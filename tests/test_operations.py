@@ -179,6 +179,12 @@ def test_a_full_run_checks_each_rule_once_for_the_cases_it_selected(run, tmp_pat
     assert (tmp_path / "spy").read_text().splitlines() == [f"D1 project{other} noproject"]
     assert sorted(run.results()) == [("D1", "noproject"), ("D1", f"project{other}")]
 
+    (tmp_path / "spy").unlink()  # under xdist, each rule's cases go to one worker: still one statement a rule
+    code, output = run("-m", "D1 or F1", "-n", "2", "-p", "plugins.spy", env=spy)
+    assert code == 1, output
+    assert sorted((tmp_path / "spy").read_text().splitlines()) == [f"D1 {' '.join(every)}", f"F1 {' '.join(every)}"]
+    assert len(run.results()) == 2 * len(every)
+
 
 INJECTIONS = [
     ["--project", "1;DROP TABLE main_project"],
