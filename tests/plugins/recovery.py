@@ -9,22 +9,21 @@ import os
 from django.db import connection
 
 from antenna_invariants import rules
+from plugins import before_grouped_checks
 
 RULE, _, TIMES = os.environ["INVARIANTS_RECOVERY_CONFLICT"].partition(":")
 CANCEL = """DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to conflict with recovery'
 USING ERRCODE = 'serialization_failure', DETAIL = 'User query might have needed to see row versions that must be removed.';
 END $$"""
 cancelled = 0
-real_check = rules.check_projects
 
 
-def check_projects(entry, *args, **kwargs):
+def cancel(entry, scopes):
     global cancelled
     if entry.id == RULE and cancelled < int(TIMES):
         cancelled += 1
         with rules.read_only(), connection.cursor() as cursor:
             cursor.execute(CANCEL)
-    return real_check(entry, *args, **kwargs)
 
 
-rules.check_projects = check_projects
+before_grouped_checks(cancel)

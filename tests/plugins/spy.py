@@ -3,15 +3,12 @@ the scope labels it was asked for, one line each (the check itself runs unchange
 
 import os
 
-from antenna_invariants import rules
-
-real_check_projects = rules.check_projects
+from plugins import before_grouped_checks
 
 
-def check_projects(entry, scopes, *args, **kwargs):
+def record(entry, scopes):
     with open(os.environ["INVARIANTS_SPY"], "a", encoding="utf-8") as spy:
         spy.write(f"{entry.id} {' '.join(s.label for s in scopes)}\n")
-    return real_check_projects(entry, scopes, *args, **kwargs)
 
 
-rules.check_projects = check_projects
+before_grouped_checks(record)
