@@ -247,15 +247,16 @@ SELECT g, pk, n FROM (
  ORDER BY pk"""
 
 
-def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, denominators: dict | None = None) -> dict[str, Outcome]:
+def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, counts: dict | None = None) -> dict[str, Outcome]:
     """``check`` for several project scopes of one rule at once, {label: outcome}: one statement counts and
     samples the violators of every project (grouped by the row's project), so the rule's tables are read
-    once, not once per project (docs/benchmarks.md, figure 1).  ``denominators`` caches the rows counted per
-    project and table for the rules that follow (the same table, the same counts)."""
+    once, not once per project (docs/benchmarks.md, figure 1).  ``counts`` keeps, for the rules that follow,
+    the database's project ids and the rows counted per project and table (the same table, the same counts)."""
     started = time.perf_counter()
+    counts = {} if counts is None else counts
     outcomes = {s.label: Outcome(entry.id, s.label, entry.severity) for s in scopes}
     try:  # the rule sees only the scopes' rows (what it computes per row, a recount say, stays within them)
-        rows = _in_projects(entry, entry.rows(replace(scopes[0], project=None)), scopes)
+        rows = _in_projects(entry, entry.rows(replace(scopes[0], project=None)), scopes, counts)
         violators = entry.func(rows).order_by()
     except NotApplicable as exc:
         for outcome in outcomes.values():
@@ -264,7 +265,7 @@ def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, deno
     with read_only():
         with connection.cursor() as cursor:  # the violators are few: let workers scan for them in parallel
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
-        checked = _rows_per_project(entry, rows, {} if denominators is None else denominators)
+        checked = _rows_per_project(entry, rows, counts)
         for key, pk, count in _grouped(entry, violators, sample_size):
             outcome = outcomes.get(_label(key))  # None: a project created since the run started
             if outcome is not None:
@@ -284,16 +285,19 @@ def _label(key) -> str:
     return Scope(project=NO_PROJECT if key is None else key).label
 
 
-def _in_projects(entry: Rule, queryset, scopes: list[Scope]):
+def _in_projects(entry: Rule, queryset, scopes: list[Scope], counts: dict):
     """Keep to the scopes' projects (and to the rows without one, when it is among them); no condition when
     they are every project and the rows without one (a condition on a distant project column would make
-    PostgreSQL join every row to it)."""
+    PostgreSQL join every row to it).  The project ids are read once per run (``counts``)."""
     from antenna_invariants.mirror.models import Project
 
     path = entry.model.scope_paths["project"]
     ids = [s.project for s in scopes if s.project != NO_PROJECT]
-    if len(ids) < len(scopes) and set(ids) >= set(Project.objects.values_list("pk", flat=True)):
-        return queryset
+    if len(ids) < len(scopes):
+        if "projects" not in counts:
+            counts["projects"] = set(Project.objects.values_list("pk", flat=True))
+        if set(ids) >= counts["projects"]:
+            return queryset
     condition = Q(**{f"{path}__in": ids})
     if len(ids) < len(scopes):
         condition |= Q(**{f"{path}__isnull": True})
@@ -356,18 +360,18 @@ class Checks:
         self.sample_size = sample_size
         self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
         self.ungrouped: set[str] = set()
-        self.denominators: dict = {}  # rows per project of each table, for its rules (see ``forget_counts``)
+        self.counts: dict = {}  # the project ids, the rows per project of each table (see ``forget_counts``)
 
     def forget_counts(self) -> None:
         """Before a repair: the rows per project it may change are counted again for the rules that follow."""
-        self.denominators.clear()
+        self.counts.clear()
 
     def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
         if entry.is_global or entry.id in self.ungrouped:
             return check(entry, scope, self.sample_size)
         if scope.label not in self.pending.get(entry.id, {}):
             try:
-                self.pending[entry.id] = check_projects(entry, scopes, self.sample_size, self.denominators)
+                self.pending[entry.id] = check_projects(entry, scopes, self.sample_size, self.counts)
             except DatabaseError as exc:
                 if not timed_out(exc):
                     raise
