@@ -136,16 +136,14 @@ SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o
 ALTER TABLE bench_truth ADD PRIMARY KEY (id);
 """
 # the partial saves are spread over every project and deployment: every ninth id first
-SPREAD = "SELECT id FROM bench_truth ORDER BY mod(id, 9), id LIMIT %s"
-BREAK = f"""UPDATE main_occurrence o SET determination_id = NULL, determination_score = NULL
-           FROM ({SPREAD}) t WHERE o.id = t.id"""
+BREAK = """UPDATE main_occurrence o SET determination_id = NULL, determination_score = NULL
+           FROM (SELECT id FROM bench_truth ORDER BY mod(id, 9), id LIMIT %s) t WHERE o.id = t.id RETURNING o.id"""
 RESTORE = """UPDATE main_occurrence o SET determination_id = t.determination_id, determination_score = t.determination_score
              FROM bench_truth t WHERE o.id = t.id
                AND (o.determination_id, o.determination_score) IS DISTINCT FROM (t.determination_id, t.determination_score)"""
 # both repairs start from a rewritten table with fresh statistics: breaking and restoring rows (the RSS figure
 # breaks a million) leaves the table and its indexes three times their size, which a plain VACUUM keeps
 SETTLE = "VACUUM FULL ANALYZE main_occurrence"
-RESULTS = "SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o JOIN ({targets}) t ON t.id = o.id"
 
 
 def execute(sql: str, params=None) -> int:
@@ -157,14 +155,13 @@ def execute(sql: str, params=None) -> int:
 
 
 def partial_saves(count: int) -> list[int]:
-    """Turn the first ``count`` healthy determined occurrences into D1 partial saves; their ids."""
+    """Turn ``count`` healthy determined occurrences into D1 partial saves; their ids, in order."""
     from django.db import connection
 
     execute(RESTORE)
-    execute(BREAK, [count])
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM ({SPREAD}) t ORDER BY id", [count])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(BREAK, [count])
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def determinations(ids: list[int]) -> dict[int, tuple]:
