@@ -21,7 +21,7 @@ from antenna_invariants import baseline, html, reporting, runinfo, samples
 from antenna_invariants import connection as conn
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
-from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids, parse_since
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_age, parse_ids, parse_since
 from antenna_invariants.snapshot import Snapshot
 from antenna_invariants.snapshot import kind as snapshot_kind
 
@@ -53,6 +53,11 @@ def pytest_addoption(parser):
         "invariants_repair_max_share",
         default="10%",
         help="a repair changing more than this share of its table (and over 100 rows) needs --force",
+    )
+    parser.addini(
+        "invariants_joblog_max_age",
+        default="90d",
+        help="job logs older than this (90d, 24h, 90min) violate JL1, and its repair deletes them",
     )
     parser.addini(
         "invariants_error_if",
@@ -309,7 +314,7 @@ def _is_invariants_session(config) -> bool:
 def pytest_configure(config):
     import os
 
-    from antenna_invariants.rules import RULES, set_thresholds
+    from antenna_invariants.rules import RULES, SETTINGS, set_thresholds
 
     try:
         if not _is_invariants_session(config):
@@ -318,6 +323,7 @@ def pytest_configure(config):
             return
         load_rules()
         set_thresholds(config.getini("invariants_error_if"))
+        SETTINGS["joblog_max_age"] = parse_age(config.getini("invariants_joblog_max_age"), "invariants_joblog_max_age")
         live = LiveDatabase(config)
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
         live.prepare(json.loads(worker_db) if worker_db else None)

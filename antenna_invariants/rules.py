@@ -17,6 +17,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
@@ -48,7 +49,14 @@ def tables() -> dict:
         "taxa": m.Taxon,
         "algorithms": m.Algorithm,
         "jobs": m.Job,
+        "job_logs": m.JobLog,
+        "taxa_lists": m.TaxaList,
+        "periodic_tasks": m.PeriodicTask,
     }
+
+
+# Settings the rules read, from the ini (the plugin sets them at configure time; the self-tests use the defaults).
+SETTINGS: dict = {"joblog_max_age": timedelta(days=90)}  # invariants_joblog_max_age (JL1)
 
 
 @dataclass
@@ -62,6 +70,7 @@ class Rule:
     error_if: str | None = None  # tolerated amount: ">0", ">10", ">0.1%"
     hint: str = ""  # what a person should do, for rules without a repair
     repair_func: Callable | None = None
+    absent_func: Callable | None = None  # rows that must exist and do not: names, each one more violation
     # --since: None, the rule runs in full; else the lookup paths of the related rows whose change (beside the
     # row's own) can make a row violate, () for a rule that reads only its own row's columns
     incremental: tuple[str, ...] | None = None
@@ -95,6 +104,12 @@ class Rule:
     def repair(self, func: Callable) -> Callable:
         """Declare ``func(violators) -> rows fixed`` as this rule's repair."""
         self.repair_func = func
+        return func
+
+    def absent(self, func: Callable) -> Callable:
+        """Declare ``func(rows) -> names`` for rows the rule's table must hold and does not (a missing row has no
+        id to report): each name counts as a violation and the message lists them (global rules only)."""
+        self.absent_func = func
         return func
 
     def tolerated(self, violations: int, checked: int) -> bool:
@@ -152,6 +167,7 @@ def rule(
         test.__module__ = func.__module__
         test.rule = entry
         test.repair = entry.repair
+        test.absent = entry.absent
         return test
 
     return decorate
@@ -233,6 +249,10 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
         outcome.checked = entry.rows(scope).count()
         if outcome.violations:
             outcome.sample = first_ids(violators, sample_size)
+        missing = entry.absent_func(entry.rows(scope)) if entry.absent_func else []
+    if missing:
+        outcome.violations += len(missing)
+        outcome.message = f"missing: {', '.join(missing)}"
     outcome.sql = compiled_sql(violators)
     _judge(entry, outcome)
     outcome.duration = time.perf_counter() - started
@@ -446,3 +466,4 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> int:
             return 0
         middle = len(ids) // 2
         return _repair_batch(entry, scope, ids[:middle], journal) + _repair_batch(entry, scope, ids[middle:], journal)
+

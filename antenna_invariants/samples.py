@@ -20,6 +20,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "taxa": ("parent_id", "rank"),
     "algorithms": ("task_type", "version"),
     "jobs": ("project_id", "status", "job_type_key", "started_at", "finished_at"),
+    "job_logs": ("job_id", "level", "created_at"),
+    "periodic_tasks": ("enabled", "last_run_at", "crontab_id", "interval_id"),
 }
 
 

@@ -139,7 +139,7 @@ def parse_since(value: str | None) -> datetime | None:
     now = timezone.now()  # naive wall-clock time in Antenna's TIME_ZONE (USE_TZ = False)
     ago = SINCE_AGO.fullmatch(value.strip())
     try:
-        since = now - timedelta(**{SINCE_UNITS[ago[2]]: int(ago[1])}) if ago else datetime.fromisoformat(value)
+        since = now - _age(ago) if ago else datetime.fromisoformat(value)
     except (ValueError, OverflowError):
         raise ConfigError(f"--since {value!r}: give a date (2026-11-01), a date-time or an age (24h, 7d)") from None
     if since.tzinfo is not None:
@@ -147,6 +147,19 @@ def parse_since(value: str | None) -> datetime | None:
     if since > now:
         raise ConfigError(f"--since {value} is in the future")
     return since
+
+
+def _age(match) -> timedelta:
+    return timedelta(**{SINCE_UNITS[match[2]]: int(match[1])})
+
+
+def parse_age(value: str, option: str) -> timedelta:
+    """An age (``90d``, ``24h``, ``90min``) as a timedelta; anything else is a one-line usage error."""
+    ago = SINCE_AGO.fullmatch(str(value).strip())
+    try:
+        return _age(ago)
+    except (TypeError, OverflowError):
+        raise ConfigError(f"{option}: {value!r} is not an age like 90d, 24h or 90min") from None
 
 
 def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:

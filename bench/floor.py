@@ -127,6 +127,61 @@ FLOOR = {
 }
 
 
+FLOOR |= {
+    "J5": f"""SELECT count(*) FROM jobs_job WHERE progress -> 'summary' ->> 'status' <> status
+             OR started_at > finished_at
+             OR (status = 'SUCCESS' AND jsonb_typeof(progress -> 'stages') = 'array' AND EXISTS (
+                 SELECT 1 FROM jsonb_array_elements(progress -> 'stages') s
+                  WHERE jsonb_typeof(s -> 'progress') IS DISTINCT FROM 'number' OR (s ->> 'progress')::float8 < 1
+                     OR s ->> 'status' IS NULL OR s ->> 'status' NOT IN {FINAL}))""",
+    "JL1": "SELECT count(*) FROM jobs_joblog WHERE created_at < now() - interval '90 days'",
+    "B1": """SELECT count(*) + 2 - (SELECT count(*) FROM django_celery_beat_periodictask
+                                     WHERE name IN ('jobs.health_check', 'celery.check_processing_services_online'))
+             FROM django_celery_beat_periodictask t
+             LEFT JOIN django_celery_beat_crontabschedule c ON c.id = t.crontab_id
+             LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
+             WHERE t.name IN ('jobs.health_check', 'celery.check_processing_services_online')
+               AND (NOT t.enabled OR t.last_run_at IS NULL OR t.last_run_at < now() - interval '5 minutes' - 2 *
+                    CASE WHEN i.id IS NOT NULL THEN i.every * ('1 ' || i.period)::interval
+                         WHEN c.hour = '*' AND c.minute LIKE '*/%' THEN split_part(c.minute, '/', 2)::int * interval '1 minute'
+                         ELSE interval '1 day' END)""",
+    "TL1": """SELECT count(*) FROM main_taxalist l WHERE EXISTS (
+                SELECT 1 FROM main_taxalist o WHERE o.name = l.name AND (o.created_at, o.id) < (l.created_at, l.id)
+                   AND (coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects WHERE taxalist_id = l.id), '{}')
+                        && coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects WHERE taxalist_id = o.id), '{}')
+                     OR NOT EXISTS (SELECT 1 FROM main_taxalist_projects WHERE taxalist_id IN (l.id, o.id))))""",
+    "TL1b": r"SELECT count(*) FROM main_taxalist WHERE name ~ ' \(duplicate [0-9]+\)$'",
+    "T2": """SELECT count(*) FROM main_taxon t LEFT JOIN main_taxon p ON p.id = t.parent_id
+             WHERE (t.rank = 'SPECIES' AND (p.id IS NULL OR p.rank <> 'GENUS' OR p.name <> split_part(t.name, ' ', 1)))
+                OR (p.rank <> 'UNKNOWN' AND t.rank <> 'UNKNOWN' AND array_position(ARRAY['KINGDOM', 'PHYLUM', 'CLASS',
+                    'ORDER', 'SUPERFAMILY', 'FAMILY', 'SUBFAMILY', 'TRIBE', 'SUBTRIBE', 'GENUS', 'SPECIES'], p.rank::text)
+                    >= array_position(ARRAY['KINGDOM', 'PHYLUM', 'CLASS', 'ORDER', 'SUPERFAMILY', 'FAMILY', 'SUBFAMILY',
+                    'TRIBE', 'SUBTRIBE', 'GENUS', 'SPECIES'], t.rank::text))""",
+    "T2b": "SELECT count(*) - 1 FROM main_taxon WHERE parent_id IS NULL",  # the base has one root, Lepidoptera
+    "T3": """SELECT count(*) FROM main_taxon t WHERE (t.synonym_of_id IS NOT NULL OR NOT t.active)
+             AND (EXISTS (SELECT 1 FROM main_occurrence o WHERE o.determination_id = t.id)
+               OR EXISTS (SELECT 1 FROM main_classification c WHERE c.taxon_id = t.id)
+               OR EXISTS (SELECT 1 FROM main_identification i WHERE i.taxon_id = t.id AND NOT i.withdrawn))""",
+    "T3b": """SELECT count(*) FROM main_taxon t JOIN main_taxon s ON s.id = t.synonym_of_id
+             WHERE s.synonym_of_id IS NOT NULL""",
+    "C12": """SELECT count(*) FROM main_sourceimage WHERE "timestamp" IS NULL OR "timestamp" < '2000-01-01'
+             OR "timestamp" > created_at + interval '1 day'
+             OR ((uploaded_by_id IS NOT NULL OR test_image) AND date_trunc('second', "timestamp") <> "timestamp"
+                 AND "timestamp" BETWEEN created_at - interval '5 minutes' AND created_at)""",
+    "W1": """SELECT count(*) FROM main_sourceimage s WHERE (s.width IS NULL OR s.height IS NULL OR s.width < 1
+             OR s.height < 1) AND EXISTS (SELECT 1 FROM main_detection d WHERE d.source_image_id = s.id AND d.bbox IS NOT NULL)""",
+    "X1": """SELECT count(*) FROM main_deployment d LEFT JOIN main_site s ON s.id = d.research_site_id
+             LEFT JOIN main_device v ON v.id = d.device_id LEFT JOIN main_s3storagesource x ON x.id = d.data_source_id
+             WHERE s.project_id IS DISTINCT FROM d.project_id AND s.project_id IS NOT NULL
+                OR v.project_id IS DISTINCT FROM d.project_id AND v.project_id IS NOT NULL
+                OR x.project_id IS DISTINCT FROM d.project_id AND x.project_id IS NOT NULL""",
+    "X2": """SELECT count(*) FROM main_sourceimage s JOIN main_deployment d ON d.id = s.deployment_id
+             JOIN main_s3storagesource x ON x.id = d.data_source_id
+             WHERE NOT s.test_image AND s.uploaded_by_id IS NULL
+               AND s.path NOT LIKE ltrim(x.prefix || '/' || d.data_source_subdir, '/') || '/%'""",
+}
+
+
 def shared_statement_floors() -> dict[str, str]:
     """D2, D3, K2, K3, K4, K4b: the rule's own defining statement, over the whole table, counted once."""
     from antenna_invariants.determination import EXPECTED_SQL

@@ -10,8 +10,8 @@ The healthy base (``BASE``), for ``n`` occurrences (even) over ``projects`` proj
   species classification (algorithm 3), plus an older species model (algorithm 4) on the first detection,
   weaker: about 4n;
 - the determination is the expected one (an identification's taxon with 1.0 for every 20th occurrence);
-- one event per deployment and night (500 busy captures a night), 1,156 taxa in a four-rank tree,
-  one collection and five ml jobs per project.
+- one event per deployment and night (500 busy captures a night), 1,156 taxa in a four-rank tree (each species
+  named after its genus), one collection and five ml jobs per project, Antenna's two watchdog tasks.
 
 Then ``PLANTS`` write the defects, each on rows of its own (a "slot" of occurrences g = 1 + 4i + stride*j,
 all odd, so no slot touches another's rows, spread over the whole base and so over every project),
@@ -34,12 +34,20 @@ INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank, pa
 SELECT id, now(), now(), name, name, rank, parent, '[]', true, '', '' FROM (
     SELECT 1 AS id, 'Lepidoptera' AS name, 'ORDER' AS rank, NULL::int AS parent
     UNION ALL SELECT f, 'Family ' || f, 'FAMILY', 1 FROM generate_series(2, 6) f
-    UNION ALL SELECT g, 'Genus ' || g, 'GENUS', 2 + g %% 5 FROM generate_series(7, 56) g
-    UNION ALL SELECT s, 'Species ' || s, 'SPECIES', 7 + s %% 50 FROM generate_series(101, 1100) s
-    UNION ALL SELECT 1101, 'moth', 'UNKNOWN', NULL
-    UNION ALL SELECT 1102, 'nonmoth', 'UNKNOWN', NULL
-    UNION ALL SELECT 1100 + i, 'Label ' || i, 'SPECIES', NULL FROM generate_series(3, 5) i
+    UNION ALL SELECT g, 'Genus' || g, 'GENUS', 2 + g %% 5 FROM generate_series(7, 56) g
+    UNION ALL SELECT s, 'Genus' || (7 + s %% 50) || ' species' || s, 'SPECIES', 7 + s %% 50 FROM generate_series(101, 1100) s
+    UNION ALL SELECT 1101, 'moth', 'UNKNOWN', 1
+    UNION ALL SELECT 1102, 'nonmoth', 'UNKNOWN', 1
+    UNION ALL SELECT 1100 + i, 'Label ' || i, 'UNKNOWN', 1 FROM generate_series(3, 5) i
 ) t;
+-- Antenna's watchdogs (jobs/0020, ml/0018), on a daily schedule here so that a long benchmark never sees them late
+INSERT INTO django_celery_beat_crontabschedule (id, minute, hour, day_of_week, day_of_month, month_of_year, timezone)
+VALUES (1, '0', '3', '*', '*', '*', 'UTC');
+INSERT INTO django_celery_beat_periodictask (id, name, task, args, kwargs, enabled, last_run_at, total_run_count,
+    date_changed, description, crontab_id, one_off, headers)
+VALUES (1, 'jobs.health_check', 'ami.jobs.tasks.jobs_health_check', '[]', '{}', true, now(), 1, now(), '', 1, false, '{}'),
+       (2, 'celery.check_processing_services_online', 'ami.ml.tasks.check_processing_services_online', '[]', '{}',
+        true, now(), 1, now(), '', 1, false, '{}');
 
 INSERT INTO ml_algorithmcategorymap (id, created_at, updated_at, data, labels)
 VALUES (1, now(), now(), '[]', ARRAY['Label 3', 'Label 4', 'Label 5']);
@@ -278,7 +286,8 @@ PLANTS: dict[str, list[str]] = {
     "C6": with_slot(record("C6", fill(CAP, set="\"timestamp\" = s.\"timestamp\" - interval '1 day'")),
                     "UPDATE main_detection d SET \"timestamp\" = d.\"timestamp\" - interval '1 day' FROM slot WHERE d.id = " + MARKER),
     "S6": with_slot(record("S6", fill(CAP, set="deployment_id = NULL, event_id = NULL, \"timestamp\" = NULL")),
-                    "UPDATE main_detection d SET \"timestamp\" = NULL FROM slot WHERE d.id = " + MARKER),
+                    "UPDATE main_detection d SET \"timestamp\" = NULL FROM slot WHERE d.id = " + MARKER,
+                    "INSERT INTO bench_planted SELECT 'C12', " + EMPTY_CAPTURE + " FROM slot"),
     "C11": with_slot(record("C11", """INSERT INTO main_sourceimagecollection (id, created_at, updated_at, name,
                         description, project_id, method) SELECT {offset} + g, now(), now(), 'mixed', '',
                         s.project_id % {projects} + 1, 'random' FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2
@@ -312,7 +321,55 @@ PLANTS: dict[str, list[str]] = {
                         parent_id, parents_json, active, author, notes) SELECT {{offset}} + 2 * g + {k}, now(), now(),
                         'Loop ' || ({{offset}} + 2 * g + {k}), NULL, 'SPECIES', NULL, '[]', true, '', '' FROM slot
                         RETURNING id""") for k in (0, 1)),
-                     "UPDATE main_taxon t SET parent_id = t.id + 1 - 2 * (t.id % 2) FROM slot WHERE t.id IN ({offset} + 2 * g, {offset} + 2 * g + 1)"),
+                     "UPDATE main_taxon t SET parent_id = t.id + 1 - 2 * (t.id % 2) FROM slot WHERE t.id IN ({offset} + 2 * g, {offset} + 2 * g + 1)",
+                     "INSERT INTO bench_planted SELECT 'T2', id FROM bench_planted WHERE rule = 'K4b'"),
+    "C12": with_slot(record("C12", fill(NEW_CAPTURE, offset="{offset}", timestamp="NULL", event="NULL"))),
+    "W1": with_slot(record("W1", "UPDATE main_sourceimage s SET width = NULL FROM slot WHERE s.id = (g + 1) / 2 RETURNING s.id")),
+    "X1": with_slot("""INSERT INTO main_site (id, created_at, updated_at, name, description, project_id)
+                        SELECT {offset} + d.id, now(), now(), 'elsewhere', '', d.project_id % {projects} + 1
+                        FROM main_deployment d WHERE d.id <= LEAST({v}, {deployments})""",
+                    record("X1", """UPDATE main_deployment d SET research_site_id = {offset} + d.id
+                        WHERE d.id <= LEAST({v}, {deployments}) RETURNING d.id""")),
+    # a deployment synced from "night1/" whose captures (not yet dated: no timestamp, no event) lie elsewhere
+    "X2": with_slot("""INSERT INTO main_s3storagesource (id, created_at, updated_at, name, bucket, prefix, access_key,
+                        secret_key, project_id) VALUES ({offset}, now(), now(), 'bucket', 'moths', '', '', '', 1)""",
+                    """INSERT INTO main_deployment (id, created_at, updated_at, name, description, project_id,
+                        data_source_id, data_source_subdir) VALUES ({offset}, now(), now(), 'synced', '', 1, {offset}, 'night1')""",
+                    record("X2", """INSERT INTO main_sourceimage (id, created_at, updated_at, path, width, height, size,
+                        test_image, project_id, deployment_id) SELECT {offset} + g, now(), now(), 'night2/' || g || '.jpg',
+                        4096, 3072, 1000, false, 1, {offset} FROM slot RETURNING id"""),
+                    "INSERT INTO bench_planted SELECT 'C12', {offset} + g FROM slot"),
+    "J5": with_slot(record("J5", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
+                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id, finished_at) SELECT now(),
+                        now(), 'lost update', 'default', 'FAILURE', '{{"summary": {{"status": "SUCCESS"}}}}', '{{}}', 0,
+                        true, 'ml', 'internal', s.project_id, 1, now()
+                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+    "JL1": with_slot(record("JL1", """INSERT INTO jobs_joblog (created_at, updated_at, level, message, context, job_id)
+                        SELECT now() - interval '200 days', now() - interval '200 days', 'INFO', 'old', '{{}}',
+                               (SELECT min(j.id) FROM jobs_job j WHERE j.project_id = s.project_id)
+                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+    "B1": with_slot(record("B1", """UPDATE django_celery_beat_periodictask SET enabled = false
+                        WHERE name = 'jobs.health_check' RETURNING id""")),
+    "TL1": with_slot(*(f"""INSERT INTO main_taxalist (id, created_at, updated_at, name, description)
+                        SELECT {{offset}} + 2 * g + {k}, now() + interval '{k} second', now(), 'list ' || g, ''
+                        FROM slot""" for k in (0, 1)),
+                     "INSERT INTO bench_planted SELECT 'TL1', {offset} + 2 * g + 1 FROM slot"),
+    "TL1b": with_slot(record("TL1b", """INSERT INTO main_taxalist (id, created_at, updated_at, name, description)
+                        SELECT {offset} + g, now(), now(), 'list ' || g || ' (duplicate 2)', '' FROM slot RETURNING id""")),
+    "T2": with_slot(record("T2", """INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank, parent_id,
+                        parents_json, active, author, notes) SELECT {offset} + g, now(), now(), 'Nogenus species' || g,
+                        NULL, 'SPECIES', 2, '[]', true, '', '' FROM slot RETURNING id""")),
+    "T2b": with_slot(record("T2b", """INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
+                        parent_id, parents_json, active, author, notes) SELECT {offset} + g, now(), now(), 'label ' || g,
+                        NULL, 'UNKNOWN', NULL, '[]', true, '', '' FROM slot RETURNING id""")),
+    "T3": with_slot(record("T3", """UPDATE main_taxon t SET synonym_of_id = 1 FROM slot WHERE t.id = 101 + g % 1000
+                        RETURNING t.id""")),
+    "T3b": with_slot(*(record("T3b", f"""INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
+                        parent_id, parents_json, active, author, notes) SELECT {{offset}} + 2 * g + {k}, now(), now(),
+                        'Genus7 synonym' || ({{offset}} + 2 * g + {k}), NULL, 'SPECIES', 7, '[]', true, '', '' FROM slot
+                        RETURNING id""") for k in (0, 1)),
+                     """UPDATE main_taxon t SET synonym_of_id = t.id + 1 - 2 * (t.id % 2) FROM slot
+                        WHERE t.id IN ({offset} + 2 * g, {offset} + 2 * g + 1)"""),
 }
 for _rule, _ends, _set in (("E1", "st - interval '1 hour'", "E1"), ("E3", "st + interval '30 hours'", "E3"),
                            ("C2", "st + interval '1 hour'", "C2")):
@@ -320,7 +377,7 @@ for _rule, _ends, _set in (("E1", "st - interval '1 hour'", "E1"), ("E3", "st + 
     PLANTS[_rule] = with_slot(
         record(_rule, fill(NEW_EVENT, offset="{offset}", end=_ends, deployment="s.deployment_id",
                                        project="s.project_id % {projects} + 1" if _rule == "C2" else "s.project_id")),
-        fill(NEW_CAPTURE, offset="{offset}", timestamp="NULL", event="{offset} + g"),
+        record("C12", fill(NEW_CAPTURE, offset="{offset}", timestamp="NULL", event="{offset} + g")),
     )
 
 # cached fields: made stale after the recount (on captures, events, deployments, taxa the base already has)

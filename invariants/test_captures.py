@@ -1,8 +1,12 @@
-"""Captures (source images) and their deployment, project, event and collections: S6, S6b, C1, C6, C11."""
+"""Captures (source images) and their deployment, project, event and collections: S6, S6b, C1, C6, C11; their
+timestamps (C12) and sizes (W1)."""
+
+from datetime import datetime, timedelta
 
 from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Trunc
 
-from antenna_invariants.mirror.models import SourceImage
+from antenna_invariants.mirror.models import Detection, SourceImage
 from antenna_invariants.rules import rule
 from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
@@ -49,3 +53,37 @@ def test_collection_holds_only_its_project_captures(collections):
     catalogue entry (a job's deployment and collection are in the job's project) is J4."""
     members = SourceImage.objects.filter(collections=OuterRef("pk"))
     return collections.filter(Exists(members.filter(IsDistinctFrom("project", OuterRef("project")))))
+
+
+EARLIEST_CAPTURE = datetime(2000, 1, 1)  # Antenna's sync warns about a year before 2000 ("suspicious timestamp")
+UPLOAD_WINDOW = timedelta(minutes=5)  # how long before its row was created an upload's fallback stamp can be
+
+
+@rule("C12", incremental=True, hint="set the capture's real time (EXIF, file name or the camera's log), then "
+                                    "regroup the deployment; a capture that cannot be dated should be deleted")
+def test_capture_timestamp_is_plausible(captures):
+    """A capture's timestamp is plausible: set (C6 allows NULL, C12 owns it), not before 2000-01-01, not later
+    than a day after the row's created_at (a day covers the cameras' time zones), and not an upload's fallback:
+    create_source_image_from_upload stamps a file without a readable time with now(), so an uploaded capture
+    (uploaded_by or test_image set) stamped with sub-second precision (EXIF and file names carry whole
+    seconds) within UPLOAD_WINDOW before its row was created.  #1159: "Dec 31, 1969", ungroupable captures."""
+    uploaded = Q(uploaded_by__isnull=False) | Q(test_image=True)
+    upload_time = (
+        uploaded
+        & Q(timestamp__gt=Trunc("timestamp", "second"))
+        & Q(timestamp__lte=F("created_at"), timestamp__gte=F("created_at") - UPLOAD_WINDOW)
+    )
+    implausible = (
+        Q(timestamp__isnull=True) | Q(timestamp__lt=EARLIEST_CAPTURE) | Q(timestamp__gt=F("created_at") + timedelta(days=1))
+    )
+    return captures.filter(implausible | upload_time)
+
+
+@rule("W1", hint="read the image's size from storage (Antenna's SourceImage.get_dimensions) and save it")
+def test_capture_with_detections_has_its_size(captures):
+    """A capture with a real detection (a bounding box) has its width and height (set and positive): bounding
+    boxes are drawn, cropped and checked (N5b) against them.  Synced captures get them only when a job opens
+    the image; #459, #1306, #1374."""
+    boxed = Detection.objects.filter(source_image=OuterRef("pk"), bbox__isnull=False)
+    unsized = Q(width__isnull=True) | Q(height__isnull=True) | Q(width__lt=1) | Q(height__lt=1)
+    return captures.filter(unsized).filter(Exists(boxed))

@@ -1,15 +1,17 @@
 """Jobs: stale running jobs (J1), final jobs without finished_at (J2), required links (J3), links inside the
-job's project (J4).  The catalogue (antenna-data-model.md §8) lists the job rules without ids; J1-J4 are ours,
-from §6 and §7 of the fact sheet and research entry 15.
+job's project (J4), a job row that contradicts itself (J5), job-log retention (JL1) and Antenna's own
+watchdogs (B1).  The catalogue (antenna-data-model.md §8) lists the job rules without ids; J1-J4 are ours,
+from §6 and §7 of the fact sheet and research entry 15; J5, JL1 and B1 are issue 16's.
 """
 
 from datetime import timedelta
 
-from django.db.models import F, Q
+from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 
-from antenna_invariants.rules import rule
+from antenna_invariants.rules import SETTINGS, rule
 
 STALE_AFTER_MINUTES = 10  # Antenna's reaper cutoff since #1235 (it once reused a 72-hour UI cutoff)
 RUNNING = ["PENDING", "STARTED", "RETRY", "CANCELING", "UNKNOWN"]
@@ -82,3 +84,69 @@ def test_job_links_stay_in_its_project(jobs):
     for link in PROJECT_LINKS:
         outside |= Q(**{f"{link}__isnull": False}) & ~Q(**{f"{link}__project": F("project")})
     return jobs.filter(outside)
+
+
+@rule("J5", incremental=True, hint="read the job's logs: re-run it, or set the status its progress shows (Job.save logs the mismatch)")
+def test_job_agrees_with_itself(jobs):
+    """A job row agrees with itself: its status equals progress.summary.status (when the progress has one); a
+    SUCCESS job's stages are all complete and final (progress >= 1 and a final status: Antenna's
+    JobProgress.is_complete; a job with no stages has nothing incomplete); started_at <= finished_at.  Job.save
+    only logs a mismatch; lost status updates and reapers racing the workers leave them (#1337, #1342, #1235,
+    #1338).  Overlaps J1 on a running job whose progress says it finished."""
+    summary = Q(summary_status__isnull=False) & ~Q(summary_status=F("status"))
+    unfinished_stage = RawSQL(
+        f"""EXISTS (SELECT FROM jsonb_array_elements(CASE WHEN jsonb_typeof("jobs_job"."progress" -> 'stages') = 'array'
+                                                       THEN "jobs_job"."progress" -> 'stages' END) s
+                     WHERE NOT (CASE WHEN jsonb_typeof(s -> 'progress') = 'number' THEN (s ->> 'progress')::float8 >= 1
+                                     ELSE false END AND coalesce(s ->> 'status', '') IN ({", ".join(f"'{s}'" for s in FINAL)})))""",
+        [], output_field=BooleanField(),
+    )
+    return jobs.annotate(summary_status=KT("progress__summary__status")).filter(
+        summary | (Q(status="SUCCESS") & Q(unfinished_stage)) | Q(started_at__gt=F("finished_at"))
+    )
+
+
+@rule("JL1", hint="delete the old lines (a repair that journals their count and id range is coming)")
+def test_job_logs_respect_the_retention_age(job_logs):
+    """No job log is older than ``invariants_joblog_max_age`` (ini option, default 90d) by the database's clock.
+    Antenna writes a jobs_joblog row per log line and never prunes them; #1277 asks this framework for the
+    retention check (#1188).  The age is a setting, not a fact of Antenna: 90 days is the issue's default."""
+    return job_logs.filter(created_at__lt=Now() - SETTINGS["joblog_max_age"])
+
+
+WATCHDOGS = ("jobs.health_check", "celery.check_processing_services_online")  # jobs/0020, ml/0018
+BEAT_SLACK = timedelta(minutes=5)  # celery beat wakes at least every 5 minutes and saves last_run_at every 3
+# The longest a task's schedule lets pass between two runs: an interval schedule's period; for a crontab, its
+# step in minutes (*/N) or hours, a fixed minute hourly, a fixed hour daily, 31 days when it names days or months.
+SCHEDULE_PERIOD = r"""
+SELECT t.id FROM django_celery_beat_periodictask t
+  LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
+  LEFT JOIN django_celery_beat_crontabschedule c ON c.id = t.crontab_id
+ WHERE t.last_run_at < now() - %s - 2 * coalesce(
+       i.every * ('1 ' || i.period)::interval,
+       CASE WHEN c.id IS NULL THEN interval '1 day'
+            WHEN (c.day_of_week, c.day_of_month, c.month_of_year) <> ('*', '*', '*') THEN interval '31 days'
+            WHEN c.minute = '*' AND c.hour = '*' THEN interval '1 minute'
+            WHEN c.minute ~ '^\*/\d+$' AND c.hour = '*' THEN split_part(c.minute, '/', 2)::int * interval '1 minute'
+            WHEN c.hour = '*' THEN interval '1 hour'
+            WHEN c.hour ~ '^\*/\d+$' THEN split_part(c.hour, '/', 2)::int * interval '1 hour'
+            ELSE interval '1 day' END)"""
+
+
+@rule("B1", hint="restart celery beat (and its workers), enable the task; a missing one is re-created by Antenna's "
+                 "migrations jobs/0020 and ml/0018 (migrate them back and forth) or by hand in the admin")
+def test_antennas_watchdogs_are_alive(periodic_tasks):
+    """Antenna's watchdogs run: the periodic tasks jobs.health_check (reaps stuck jobs) and
+    celery.check_processing_services_online exist in django_celery_beat_periodictask (a missing one is listed
+    by name), are enabled, and ran (last_run_at) within twice their schedule's period plus BEAT_SLACK.  When
+    beat hung for 12+ hours a stuck job was never reaped (PR #1024); the rows come from the data migrations
+    jobs/0020 (every 15 minutes) and ml/0018 (every 5).  Global: one case, whatever the scope."""
+    watchdogs = periodic_tasks.filter(name__in=WATCHDOGS)
+    late = RawSQL(SCHEDULE_PERIOD, [BEAT_SLACK])
+    return watchdogs.filter(Q(enabled=False) | Q(last_run_at__isnull=True) | Q(pk__in=late))
+
+
+@test_antennas_watchdogs_are_alive.absent
+def missing_watchdogs(periodic_tasks):
+    present = set(periodic_tasks.filter(name__in=WATCHDOGS).values_list("name", flat=True))
+    return [name for name in WATCHDOGS if name not in present]

@@ -43,6 +43,7 @@ CASES = [
     ("zero repair limit", ["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1"),
     ("repair under xdist", ["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
     ("bad max share", ["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots'"),
+    ("bad job-log age", ["-o", "invariants_joblog_max_age=soon"], "ERROR: invariants_joblog_max_age: 'soon' is not an age"),
     ("bad since", ["--since", "yesterday"], "ERROR: --since 'yesterday': give a date"),
     ("future since", ["--since", "2999-01-01"], "ERROR: --since 2999-01-01 is in the future"),
     ("missing baseline", ["--baseline", "{tmp}/none.json"], "ERROR: --baseline {tmp}/none.json: no such file"),

@@ -158,3 +158,36 @@ def test_c11_respects_project_scope_and_is_report_only(invariants):
     assert invariants.violators("C11", project=other.project) == {theirs.pk}
     assert invariants.snapshot() == before
     assert RULES["C11"].repair_func is None
+
+
+# --- C12: plausible timestamps; W1: a detected capture has its size ---------------------------------------
+
+
+def test_c12_flags_implausible_timestamps_and_none_of_the_near_misses(invariants):
+    station = f.DeploymentFactory()
+    planted = [scenarios.capture_without_timestamp(station), scenarios.capture_from_1969(station),
+               scenarios.capture_from_the_future(station), scenarios.upload_stamped_with_its_upload_time(station)]
+    near_misses = scenarios.plausible_recent_captures(station) + [scenarios.capture(station)]
+
+    assert invariants.violators("C12", project=station.project) == {c.pk for c in planted}
+    assert not {c.pk for c in near_misses} & invariants.violators("C12", project=station.project)
+
+
+def test_c12_respects_scope_and_check_writes_nothing(invariants):
+    invariants.assert_scoped("C12", scenarios.capture_from_1969)
+    invariants.assert_check_writes_nothing("C12", scenarios.upload_stamped_with_its_upload_time)
+
+
+def test_w1_flags_detected_captures_without_a_size(invariants):
+    station = f.DeploymentFactory()
+    planted = [scenarios.detected_capture_without_size(station), scenarios.capture_with_zero_height(station)]
+    near_misses = scenarios.unsized_captures_without_boxes(station)
+    healthy = f.OccurrenceFactory(event__deployment=station).detections.get().source_image
+
+    assert invariants.violators("W1", project=station.project) == {c.pk for c in planted}
+    assert not {c.pk for c in [*near_misses, healthy]} & invariants.violators("W1")
+
+
+def test_w1_respects_scope_and_check_writes_nothing(invariants):
+    invariants.assert_scoped("W1", scenarios.detected_capture_without_size)
+    invariants.assert_check_writes_nothing("W1", scenarios.capture_with_zero_height)

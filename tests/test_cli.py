@@ -146,3 +146,15 @@ def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
     assert code == 4 and "ERROR: invariants_error_if: no rule 'D9'" in output, output
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 1%")
     assert code == 4 and "is not a threshold" in output, output
+
+
+def test_the_job_log_retention_age_comes_from_the_ini(run):
+    from fixtures.scenarios import jobs
+
+    station = f.DeploymentFactory()
+    jobs.recent_job_logs(station)  # 2 and 89 days old
+    project = f"--project={station.project_id}"
+
+    assert run("-m", "JL1", project)[0] == 0  # the default: 90 days
+    code, output = run("-m", "JL1", project, "-o", "invariants_joblog_max_age=30d")
+    assert code == 1 and "1 violating" in output, output

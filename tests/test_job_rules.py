@@ -167,3 +167,89 @@ def test_j4_respects_project_scope_and_is_report_only(invariants):
     assert invariants.violators("J4", project=other.project) == {theirs.pk}
     assert invariants.snapshot() == before
     assert RULES["J4"].repair_func is None
+
+
+# --- J5: a job row agrees with itself ---------------------------------------------------------------------
+
+
+def test_j5_flags_jobs_contradicting_themselves_and_none_of_the_near_misses(invariants):
+    station = f.DeploymentFactory()
+    planted = [scenarios.status_contradicting_progress(station), scenarios.success_with_an_unfinished_stage(station),
+               scenarios.started_after_it_finished(station)]
+    near_misses = scenarios.jobs_agreeing_with_themselves(station)
+    resurrected = scenarios.finished_job_marked_running(station)  # J1's too: its status contradicts its progress
+
+    found = invariants.violators("J5", project=station.project)
+    assert found == {j.pk for j in planted} | {resurrected.pk}
+    assert not {j.pk for j in near_misses} & found
+
+
+def test_j5_respects_scope_and_check_writes_nothing(invariants):
+    # a job always has a project (NOT NULL): the project-less case has nothing to report
+    invariants.assert_scoped("J5", lambda station: scenarios.status_contradicting_progress(station) if station.project_id else [])
+    invariants.assert_check_writes_nothing("J5", scenarios.success_with_an_unfinished_stage)
+    assert RULES["J5"].repair_func is None
+
+
+# --- JL1: job-log retention -------------------------------------------------------------------------------
+
+
+def test_jl1_flags_logs_older_than_the_retention_age(invariants):
+    station = f.DeploymentFactory()
+    old = scenarios.old_job_logs(station)
+    recent = scenarios.recent_job_logs(station)
+
+    assert invariants.violators("JL1", project=station.project) == {row.pk for row in old}
+    assert not {row.pk for row in recent} & invariants.violators("JL1", project=station.project)
+
+
+def test_jl1_age_is_a_setting(invariants, monkeypatch):
+    from antenna_invariants.rules import SETTINGS
+
+    station = f.DeploymentFactory()
+    recent = scenarios.recent_job_logs(station)
+    monkeypatch.setitem(SETTINGS, "joblog_max_age", timedelta(days=30))
+    assert invariants.violators("JL1", project=station.project) == {recent[1].pk}  # the 89-day-old line
+
+
+def test_jl1_respects_scope_and_check_writes_nothing(invariants):
+    invariants.assert_scoped("JL1", lambda station: scenarios.old_job_logs(station) if station.project_id else [])
+    invariants.assert_check_writes_nothing("JL1", scenarios.old_job_logs)
+
+
+# --- B1: Antenna's watchdogs ------------------------------------------------------------------------------
+
+
+def test_b1_passes_when_both_watchdogs_run_on_time(invariants):
+    scenarios.watchdogs_alive()
+    outcome = invariants.check("B1")
+    assert (outcome.status, outcome.violations, outcome.message) == ("passed", 0, "")
+
+
+def test_b1_flags_a_hung_beat_a_disabled_and_a_missing_watchdog(invariants):
+    hung = scenarios.beat_hung()
+
+    outcome = invariants.check("B1")
+    assert (outcome.violations, outcome.sample) == (2, [hung.pk])
+    assert outcome.message == "missing: celery.check_processing_services_online"
+
+    disabled = scenarios.watchdog_disabled()
+    outcome = invariants.check("B1")
+    assert (outcome.status, outcome.violations, outcome.sample, outcome.message) == ("failed", 2, [hung.pk, disabled.pk], "")
+
+
+def test_b1_reads_the_schedule_of_each_task(invariants):
+    never = scenarios.watchdog_on_an_hourly_interval_never_run()
+    scenarios.watchdog("celery.check_processing_services_online", ran=timedelta(minutes=16))  # 2 x 5 + 5 < 16
+    late = invariants.violators("B1")
+    assert never.pk in late and len(late) == 2
+
+
+def test_b1_is_global_and_check_writes_nothing(invariants):
+    scenarios.beat_hung()
+    project = f.ProjectFactory()
+    assert RULES["B1"].is_global
+    before = invariants.snapshot()
+    assert invariants.check("B1", project=project).violations == invariants.check("B1").violations == 2
+    assert invariants.snapshot() == before
+    assert RULES["B1"].repair_func is None

@@ -1,5 +1,8 @@
-"""K4 (parents_json and display_name follow the parent chain and the rank) and K4b (no parent cycles).
-Taxa are global: one case, every taxon."""
+"""K4 (parents_json and display_name follow the parent chain and the rank), K4b (no parent cycles), T2 and T2b
+(the tree's shape), T3 and T3b (synonyms and inactive taxa), TL1 and TL1b (taxa-list names).  Taxa and taxa
+lists are global: one case, every row."""
+
+from datetime import timedelta
 
 from antenna_invariants.mirror.models import Taxon
 from antenna_invariants.rules import RULES
@@ -140,3 +143,161 @@ def test_k4b_is_report_only_and_check_writes_nothing(invariants):
     assert invariants.check("K4b").violations == 3
     assert invariants.snapshot() == before
     assert RULES["K4b"].repair_func is None
+
+
+# --- T2 / T2b: the shape of the tree ----------------------------------------------------------------------
+
+
+def test_t2_flags_species_off_their_genus_and_inverted_ranks(invariants):
+    parentless, _ = scenarios.species_without_a_parent()
+    under_tribe, _ = scenarios.species_under_a_tribe()
+    elsewhere = scenarios.species_under_another_genus()
+    no_genus = scenarios.species_whose_genus_is_missing()
+    inverted = scenarios.family_under_a_genus()
+    near_misses = [*scenarios.lineage(), *scenarios.genus_and_species(), scenarios.unranked_below_a_species()]
+
+    assert invariants.violators("T2") == {parentless.pk, under_tribe.pk, elsewhere.pk, no_genus.pk, inverted.pk}
+    assert not {t.pk for t in near_misses} & invariants.violators("T2")
+
+
+def test_t2_repair_attaches_species_to_their_genus_as_antenna_does_and_nothing_else(invariants):
+    parentless, genus = scenarios.species_without_a_parent()
+    under_tribe, tribe_genus = scenarios.species_under_a_tribe()
+    elsewhere = scenarios.species_under_another_genus()
+    no_genus = scenarios.species_whose_genus_is_missing()
+    inverted = scenarios.family_under_a_genus()
+    left = [elsewhere, no_genus, inverted]
+    before = {t["id"]: t for t in Taxon.objects.filter(pk__in=[t.pk for t in left]).values()}
+
+    outcome = invariants.repair("T2")
+
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 2, 3)
+    assert Taxon.objects.get(pk=parentless.pk).parent_id == genus.pk
+    assert Taxon.objects.get(pk=under_tribe.pk).parent_id == tribe_genus.pk
+    assert {t["id"]: t for t in Taxon.objects.filter(pk__in=before).values()} == before
+    assert invariants.violators("T2") == {t.pk for t in left}
+    assert invariants.repair("T2").fixed == 0  # idempotent
+    assert outcome.journaled == {"update main_taxon": 2}
+
+
+def test_t2_check_writes_nothing_and_is_global(invariants):
+    scenarios.species_under_a_tribe()
+    project = f.ProjectFactory()
+    assert RULES["T2"].is_global and RULES["T2b"].is_global
+    before = invariants.snapshot()
+    assert invariants.check("T2", project=project).violations == invariants.check("T2").violations == 1
+    assert invariants.snapshot() == before
+
+
+def test_t2b_flags_every_parentless_taxon_but_antennas_root(invariants):
+    root, other_kingdom = scenarios.second_kingdom()
+    label = scenarios.parentless_label()
+    order, family, genus, species = scenarios.lineage()  # a parentless order: coarser ranks exist, so not the root
+
+    assert invariants.violators("T2b") == {other_kingdom.pk, label.pk, order.pk}
+    outcome = invariants.check("T2b")
+    assert outcome.status == "warned" and RULES["T2b"].repair_func is None
+
+
+def test_t2b_root_is_the_coarsest_rank_then_ordering_then_name(invariants):
+    a = scenarios.CachedTaxonFactory(rank="ORDER", name="Zygoptera")
+    b = scenarios.CachedTaxonFactory(rank="ORDER", name="Anisoptera")
+    label = scenarios.parentless_label()
+    assert invariants.violators("T2b") == {a.pk, label.pk}  # by name
+    Taxon.objects.filter(pk=a.pk).update(ordering=1)
+    assert invariants.violators("T2b") == {b.pk, label.pk}  # by ordering first (NULL last)
+
+
+# --- T3 / T3b: synonyms and inactive taxa -----------------------------------------------------------------
+
+
+def test_t3_flags_synonyms_and_inactive_taxa_in_use(invariants):
+    station = f.DeploymentFactory()
+    determined = scenarios.synonym_determined(station)
+    identified = scenarios.inactive_taxon_identified(station)
+    near_misses = scenarios.unused_synonyms(station)
+
+    assert invariants.violators("T3") == {determined.pk, identified.pk}
+    assert not {t.pk for t in near_misses} & invariants.violators("T3")
+    assert invariants.check("T3").status == "warned"
+
+
+def test_t3_counts_a_classification_alone(invariants):
+    from antenna_invariants.mirror.models import Occurrence
+
+    station = f.DeploymentFactory()
+    old = scenarios.synonym_determined(station)
+    Occurrence.objects.filter(determination=old).update(determination=f.TaxonFactory())  # the determination moved on
+    assert invariants.violators("T3") == {old.pk}  # its classifications still name the synonym
+
+
+def test_t3b_flags_chains_and_loops(invariants):
+    chained = scenarios.synonym_chain()
+    loop = scenarios.synonym_loop()
+    plain, accepted = scenarios.synonym()
+
+    assert invariants.violators("T3b") == {chained.pk, *(t.pk for t in loop)}
+    assert not {plain.pk, accepted.pk} & invariants.violators("T3b")
+
+
+def test_t3_rules_are_report_only_and_check_writes_nothing(invariants):
+    scenarios.synonym_chain()
+    scenarios.synonym_determined(f.DeploymentFactory())
+    before = invariants.snapshot()
+    assert invariants.check("T3").violations == 1 and invariants.check("T3b").violations == 1
+    assert invariants.snapshot() == before
+    assert RULES["T3"].repair_func is None and RULES["T3b"].repair_func is None
+
+
+# --- TL1 / TL1b: taxa-list names ---------------------------------------------------------------------------
+
+
+def test_tl1_flags_the_newer_duplicates_in_each_scope(invariants):
+    project, other = f.ProjectFactory(), f.ProjectFactory()
+    _, newer_global = scenarios.duplicate_global_lists()
+    _, newer_project = scenarios.duplicate_project_lists(project, other)
+    near_misses = scenarios.lists_unique_in_their_scopes(project, other)
+    shared_elsewhere = scenarios.taxa_list("Moths of Canada", other)  # a project list: not in the global scope
+
+    assert invariants.violators("TL1") == {newer_global.pk, newer_project.pk}
+    assert not {row.pk for row in [*near_misses, shared_elsewhere]} & invariants.violators("TL1")
+
+
+def test_tl1_flags_a_list_newer_than_one_of_its_projects_namesakes(invariants):
+    project, other = f.ProjectFactory(), f.ProjectFactory()
+    oldest_in_other = scenarios.taxa_list("Checklist", other, age=timedelta(days=3))
+    shared = scenarios.taxa_list("Checklist", project, other, age=timedelta(days=2))
+    newest_in_project = scenarios.taxa_list("Checklist", project)
+    assert invariants.violators("TL1") == {shared.pk, newest_in_project.pk}
+    assert oldest_in_other.pk not in invariants.violators("TL1")
+
+
+def test_tl1_repair_renames_as_migration_0083_does(invariants):
+    from antenna_invariants.mirror.models import TaxaList
+
+    original, newer = scenarios.duplicate_global_lists()
+    newest = scenarios.taxa_list("Moths of Canada", age=timedelta(days=-1))
+    taken = scenarios.renamed_duplicate()  # "Moths of Canada (duplicate 2)" exists already
+    project = f.ProjectFactory()
+    own = scenarios.taxa_list("Moths of Canada", project)  # another scope: keeps its name
+
+    outcome = invariants.repair("TL1")
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    names = dict(TaxaList.objects.values_list("pk", "name"))
+    assert names[original.pk] == names[own.pk] == "Moths of Canada"
+    assert (names[newer.pk], names[newest.pk]) == ("Moths of Canada (duplicate 3)", "Moths of Canada (duplicate 4)")
+    assert names[taken.pk] == "Moths of Canada (duplicate 2)"
+    assert invariants.violators("TL1b") == {taken.pk, newer.pk, newest.pk}  # merging is a person's call
+    assert invariants.repair("TL1").fixed == 0  # idempotent
+
+
+def test_tl1_check_writes_nothing_and_tl1b_is_soft(invariants):
+    scenarios.duplicate_global_lists()
+    scenarios.renamed_duplicate()
+    before = invariants.snapshot()
+    assert invariants.check("TL1").violations == 1
+    outcome = invariants.check("TL1b")
+    assert (outcome.status, outcome.violations) == ("warned", 1)
+    assert invariants.snapshot() == before
+    assert RULES["TL1"].is_global and RULES["TL1b"].repair_func is None

@@ -50,6 +50,7 @@ class Taxon(Base):
     active = models.BooleanField(default=True)
     author = models.CharField(max_length=255, default="")
     notes = models.TextField(default="")
+    ordering = models.IntegerField(null=True)  # Antenna's default order of taxa (its TaxonManager.root() reads it)
 
     class Meta:
         db_table = "main_taxon"
@@ -314,3 +315,128 @@ class Job(Base):
 
     class Meta:
         db_table = "jobs_job"
+
+
+class JobLog(Base):
+    """A job's log line (jobs/0021); Antenna keeps them for ever unless pruned (#1277, rule JL1)."""
+
+    level = models.CharField(max_length=20)
+    message = models.TextField()
+    context = models.JSONField(default=dict)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_entries")
+
+    scope_paths = {"project": "job__project", "jobs": "job"}
+
+    class Meta:
+        db_table = "jobs_joblog"
+
+
+class TaxaList(Base):
+    """A checklist of taxa; global when it has no project, else shared by its projects."""
+
+    name = models.CharField(max_length=255)
+    description = models.TextField(default="")
+    taxa = models.ManyToManyField(Taxon, related_name="lists", db_table="main_taxalist_taxa")
+    projects = models.ManyToManyField(Project, related_name="taxa_lists", db_table="main_taxalist_projects")
+
+    class Meta:
+        db_table = "main_taxalist"
+
+
+class Site(Base):
+    """A deployment's research site (``main_deployment.research_site_id``); shared when its project is NULL."""
+
+    name = models.CharField(max_length=80)
+    description = models.TextField(default="")
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        db_table = "main_site"
+
+
+class Device(Base):
+    """A deployment's device (``main_deployment.device_id``); shared when its project is NULL."""
+
+    name = models.CharField(max_length=80)
+    description = models.TextField(default="")
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        db_table = "main_device"
+
+
+class S3StorageSource(Base):
+    """A deployment's data source (``main_deployment.data_source_id``).  Its keys are declared because they
+    are NOT NULL; no rule, sample or report reads them."""
+
+    name = models.CharField(max_length=255)
+    bucket = models.CharField(max_length=255)
+    prefix = models.CharField(max_length=255, default="")
+    access_key = models.TextField(default="")
+    secret_key = models.TextField(default="")
+    endpoint_url = models.CharField(max_length=255, null=True)
+    public_base_url = models.CharField(max_length=255, null=True)
+    total_size = models.BigIntegerField(null=True)
+    total_files = models.BigIntegerField(null=True)
+    last_checked = models.DateTimeField(null=True)
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
+    region = models.CharField(max_length=255, null=True)
+
+    class Meta:
+        db_table = "main_s3storagesource"
+
+
+# django_celery_beat's tables (integer ids): Antenna's watchdogs are rows of PeriodicTask (jobs/0020, ml/0018).
+
+
+class CrontabSchedule(models.Model):
+    id = models.AutoField(primary_key=True)
+    minute = models.CharField(max_length=240, default="*")
+    hour = models.CharField(max_length=96, default="*")
+    day_of_week = models.CharField(max_length=64, default="*")
+    day_of_month = models.CharField(max_length=124, default="*")
+    month_of_year = models.CharField(max_length=64, default="*")
+    timezone = models.CharField(max_length=63, default="UTC")
+
+    class Meta:
+        db_table = "django_celery_beat_crontabschedule"
+
+
+class IntervalSchedule(models.Model):
+    id = models.AutoField(primary_key=True)
+    every = models.IntegerField()
+    period = models.CharField(max_length=24)  # days, hours, minutes, seconds, microseconds
+
+    class Meta:
+        db_table = "django_celery_beat_intervalschedule"
+
+
+class PeriodicTask(models.Model):
+    id = models.AutoField(primary_key=True)
+    name = models.CharField(max_length=200, unique=True)
+    task = models.CharField(max_length=200)
+    args = models.TextField(default="[]")
+    kwargs = models.TextField(default="{}")
+    queue = models.CharField(max_length=200, null=True)
+    exchange = models.CharField(max_length=200, null=True)
+    routing_key = models.CharField(max_length=200, null=True)
+    expires = models.DateTimeField(null=True)
+    enabled = models.BooleanField(default=True)
+    last_run_at = models.DateTimeField(null=True)
+    total_run_count = models.IntegerField(default=0)
+    date_changed = models.DateTimeField(default=timezone.now)
+    description = models.TextField(default="")
+    crontab = models.ForeignKey(CrontabSchedule, null=True, on_delete=models.CASCADE, related_name="+")
+    interval = models.ForeignKey(IntervalSchedule, null=True, on_delete=models.CASCADE, related_name="+")
+    solar_id = models.IntegerField(null=True)
+    one_off = models.BooleanField(default=False)
+    start_time = models.DateTimeField(null=True)
+    priority = models.IntegerField(null=True)
+    headers = models.TextField(default="{}")
+    clocked_id = models.IntegerField(null=True)
+    expire_seconds = models.IntegerField(null=True)
+
+    scope_paths: dict = {}
+
+    class Meta:
+        db_table = "django_celery_beat_periodictask"
