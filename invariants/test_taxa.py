@@ -2,7 +2,7 @@
 of the tree (T2, T2b), synonyms and inactive taxa in use (T3, T3b), and taxa lists' names (TL1, TL1b)."""
 
 from django.db import connection
-from django.db.models import BooleanField, CharField, Exists, F, Func, OuterRef, Q, Subquery
+from django.db.models import CharField, Exists, F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
@@ -66,7 +66,11 @@ class FirstWord(Func):
     output_field = CharField()
 
 
-RANK_ORDER = f"ARRAY[{', '.join(repr(r) for r in RANKS)}]"
+class RankPosition(Func):
+    """A rank's place in RANKS (KINGDOM 1 ... UNKNOWN 12); NULL for a rank Antenna does not know."""
+
+    template = f"array_position(ARRAY[{', '.join(repr(r) for r in RANKS)}], %(expressions)s::text)"
+    output_field = IntegerField()
 
 
 @rule("T2", risk="M", hint="a species whose genus is missing or mis-ranked, and a parent ranked finer than its child, "
@@ -77,13 +81,9 @@ def test_the_taxon_tree_is_well_formed(taxa):
     (neither UNKNOWN).  A parentless species is a violation (its genus is missing) and also T2b's.  Taxa in a
     parent cycle are flagged here too when their ranks do not descend (K4b owns the cycle)."""
     genus = Taxon.objects.filter(pk=OuterRef("parent_id"), rank="GENUS", name=FirstWord(OuterRef("name")))
-    ranks_inverted = RawSQL(
-        f"""EXISTS (SELECT FROM main_taxon p WHERE p.id = "main_taxon"."parent_id" AND p."rank" <> 'UNKNOWN'
-                     AND "main_taxon"."rank" <> 'UNKNOWN'
-                     AND array_position({RANK_ORDER}, p."rank"::text) >= array_position({RANK_ORDER}, "main_taxon"."rank"::text))""",
-        [], output_field=BooleanField(),
-    )
-    return taxa.filter((Q(rank="SPECIES") & ~Exists(genus)) | Q(ranks_inverted))
+    not_coarser = Taxon.objects.filter(pk=OuterRef("parent_id")).exclude(rank="UNKNOWN").annotate(
+        position=RankPosition("rank")).filter(position__gte=RankPosition(OuterRef("rank")))
+    return taxa.filter((Q(rank="SPECIES") & ~Exists(genus)) | (~Q(rank="UNKNOWN") & Exists(not_coarser)))
 
 
 @test_the_taxon_tree_is_well_formed.repair
@@ -104,8 +104,7 @@ def test_only_the_root_taxon_has_no_parent(taxa):
     A parentless taxon has no ancestors, so it drops out of every include-taxa filter (#1307).  Soft: taxa a
     pipeline creates from its labels (rank UNKNOWN) start without a parent."""
     root = Taxon.objects.filter(parent__isnull=True).order_by(
-        RawSQL(f'array_position({RANK_ORDER}, "main_taxon"."rank"::text)', []).asc(nulls_last=True),
-        F("ordering").asc(nulls_last=True), "name",
+        RankPosition("rank").asc(nulls_last=True), F("ordering").asc(nulls_last=True), "name"
     )
     return taxa.filter(parent__isnull=True).exclude(pk=Subquery(root.values("pk")[:1]))
 
