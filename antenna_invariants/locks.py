@@ -13,7 +13,7 @@ Which lock each row gets:
 - any other row read is locked ``FOR SHARE``: it cannot be updated or deleted, and its parents' keys stay.
 The targets themselves are ``FOR UPDATE`` already, so their new children wait too.  A dependency may also be
 a function ``ids -> queryset`` (rows the paths cannot reach, e.g. a taxon's ancestors); its rows get
-``FOR SHARE``.  Rows are locked shallow first, each set in id order, one statement per set.
+``FOR SHARE``.  Rows are locked shallow first, one statement per set.
 """
 
 from __future__ import annotations
@@ -23,47 +23,40 @@ from typing import Callable, Iterable
 from django.db import connection
 
 
-def plan(model, depends_on: Iterable[str | Callable]) -> list[tuple[str | Callable, object, str]]:
-    """(path, model, lock) for every row set the paths reach, shallowest first; ``lock`` is ``UPDATE`` for a
-    set some path leaves through a reverse relation, else ``SHARE``."""
+def plan(model, depends_on: Iterable[str | Callable]) -> list[tuple[str | Callable, object, str, str]]:
+    """(path, model, back, lock) for every row set the paths reach, shallowest first: ``back`` is the lookup
+    from those rows to the target, ``lock`` is ``UPDATE`` for a set some path leaves through a reverse relation,
+    else ``SHARE``."""
     sets: dict[str | Callable, list] = {}
     for path in depends_on:
         if callable(path):
-            sets[path] = [None, "SHARE"]
+            sets[path] = [None, None, "SHARE"]
             continue
-        current, names = model, path.split("__")
+        current, names, back = model, path.split("__"), []
         for depth, name in enumerate(names):
             field = current._meta.get_field(name)
             if not field.is_relation:
                 raise ValueError(f"depends_on {path!r}: {name} is not a relation of {current.__name__}")
-            prefix = "__".join(names[: depth + 1])
-            entry = sets.setdefault(prefix, [field.related_model, "SHARE"])
-            if depth + 1 < len(names) and _reverse(field.related_model, names[depth + 1]):
-                entry[1] = "UPDATE"
+            back.insert(0, field.field.name if _is_reverse(field) else field.related_query_name())
+            entry = sets.setdefault("__".join(names[: depth + 1]), [field.related_model, "__".join(back), "SHARE"])
+            if depth + 1 < len(names) and _is_reverse(field.related_model._meta.get_field(names[depth + 1])):
+                entry[2] = "UPDATE"
             current = field.related_model
-    order = sorted(sets, key=lambda p: 0 if callable(p) else p.count("__"))
-    return [(path, sets[path][0], sets[path][1]) for path in order]
+    order = sorted(sets, key=lambda p: 0 if callable(p) else p.count("__") + 1)
+    return [(path, *sets[path]) for path in order]
 
 
-def _reverse(model, name: str) -> bool:
-    field = model._meta.get_field(name)
+def _is_reverse(field) -> bool:
     return field.auto_created and not field.concrete
 
 
 def lock(model, depends_on: Iterable[str | Callable], ids: list[int]) -> None:
-    """Lock the rows the condition of a repair of ``model``'s rows ``ids`` reads (the targets are locked by
-    the caller first)."""
-    targets = model.objects.filter(pk__any=ids).order_by()
-    for path, related, mode in plan(model, depends_on):
-        if callable(path):
-            rows = path(ids)
-            related, rows = rows.model, rows.order_by().values("pk")
-        else:
-            rows = targets.values(f"{path}__pk")
-        sql, params = rows.query.sql_with_params()
-        table = related._meta.db_table
+    """Lock the rows the condition of a repair of ``model``'s rows ``ids`` reads (the caller locks the targets
+    first).  Each set is reached from its own side (a join to the targets' ids), so a row is found by the
+    index of its link and locked where it is read."""
+    for path, related, back, mode in plan(model, depends_on):
+        rows = path(ids) if callable(path) else related.objects.filter(**{f"{back}__pk__any": ids})
+        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        table = rows.model._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(
-                f'SELECT count(*) FROM (SELECT 1 FROM "{table}" l WHERE l.id IN ({sql}) ORDER BY l.id FOR {mode} OF l) AS locked',
-                params,
-            )
+            cursor.execute(f'SELECT count(*) FROM ({sql} FOR {mode} OF "{table}") AS locked', params)

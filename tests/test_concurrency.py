@@ -157,7 +157,7 @@ def test_every_repair_declares_what_its_condition_reads_and_the_locks_follow(inv
     assert undeclared == []
     for entry in RULES.values():
         plan(entry.model, entry.depends_on or ())  # every path resolves
-    d1 = {path: (model._meta.db_table, mode) for path, model, mode in plan(m.Occurrence, RULES["D1"].depends_on)}
+    d1 = {path: (model._meta.db_table, mode) for path, model, _, mode in plan(m.Occurrence, RULES["D1"].depends_on)}
     assert d1 == {  # a new classification on a detection needs the detection: that is locked FOR UPDATE
         "identifications": ("main_identification", "SHARE"),
         "detections": ("main_detection", "UPDATE"),
