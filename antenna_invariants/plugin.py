@@ -321,7 +321,7 @@ def pytest_configure(config):
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
         live.prepare(json.loads(worker_db) if worker_db else None)
     except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(conn.mask(str(exc), config.getoption("antenna_url", None))) from None
     config.stash[LIVE] = live
     for domain in sorted({r.domain for r in RULES.values()}):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
@@ -478,9 +478,10 @@ def _database_error(exc, timeout: str) -> str:
 
     if timed_out(exc):
         return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    first = conn.mask(str(exc).strip().splitlines()[0])
     if _conflict_with_recovery(exc):
-        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {str(exc).strip().splitlines()[0]}"
-    return str(exc).strip().splitlines()[0]
+        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {first}"
+    return first
 
 
 @pytest.fixture
@@ -526,7 +527,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     live = config.stash.get(LIVE, None)
     if live is not None and not hasattr(config, "workerinput"):
         if live.snapshot is not None:
-            kept = f"kept: {live.snapshot.url}" if live.keep_snapshot else "dropped at the end of the run"
+            kept = f"kept: {conn.mask(live.snapshot.url)}" if live.keep_snapshot else "dropped at the end of the run"
             terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
         exitstatus = live.exitstatus if live.exitstatus is not None else exitstatus
         if not checked_anything(exitstatus):  # exit 4 or 5 before any case ran: no summary, no verdict
