@@ -6,7 +6,7 @@ from django.db.models import CharField, Exists, F, Func, IntegerField, OuterRef,
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
-from antenna_invariants.mirror.models import Taxon
+from antenna_invariants.mirror.models import TaxaList, Taxon
 from antenna_invariants.rules import rule
 
 RANKS = ["KINGDOM", "PHYLUM", "CLASS", "ORDER", "SUPERFAMILY", "FAMILY", "SUBFAMILY", "TRIBE", "SUBTRIBE", "GENUS",
@@ -46,6 +46,22 @@ expected AS (
 """
 
 
+ANCESTORS_SQL = """
+WITH RECURSIVE up(id, seen) AS (
+    SELECT t.parent_id, ARRAY[t.id] FROM main_taxon t WHERE t.id = ANY(%s) AND t.parent_id IS NOT NULL
+    UNION ALL
+    SELECT a.parent_id, up.seen || a.id
+      FROM up JOIN main_taxon a ON a.id = up.id
+     WHERE a.parent_id IS NOT NULL AND a.id <> ALL (up.seen)
+)
+SELECT id FROM up"""
+
+
+def ancestors(ids):
+    """The taxa above ``ids`` (their names, ranks and parents are what K4's expected chain is made of)."""
+    return Taxon.objects.filter(pk__in=RawSQL(ANCESTORS_SQL, [ids]))
+
+
 def expected(taxa) -> tuple[str, list]:
     target, params = taxa.order_by().values("pk").query.sql_with_params()
     ranks = ", ".join(f"'{rank}'" for rank in RANKS)
@@ -73,7 +89,12 @@ class RankPosition(Func):
     output_field = IntegerField()
 
 
-@rule("T2", risk="M", hint="a species whose genus is missing or mis-ranked, and a parent ranked finer than its child, "
+def namesake_genera(ids):
+    """The taxa named by the first word of ``ids``' names (T2 reads their rank)."""
+    return Taxon.objects.filter(name__in=Taxon.objects.filter(pk__any=ids).values(first=FirstWord("name")))
+
+
+@rule("T2", risk="M", depends_on=("parent", namesake_genera), hint="a species whose genus is missing or mis-ranked, and a parent ranked finer than its child, "
                           "are a taxonomist's call: fix parent_id or the rank (then K4 recomputes the chain)")
 def test_the_taxon_tree_is_well_formed(taxa):
     """The taxon tree is well formed: a SPECIES' parent is the GENUS named by its first word (Antenna's
@@ -109,7 +130,7 @@ def test_only_the_root_taxon_has_no_parent(taxa):
     return taxa.filter(parent__isnull=True).exclude(pk=Subquery(root.values("pk")[:1]))
 
 
-@rule("K4", risk="L")
+@rule("K4", risk="L", depends_on=(ancestors,))
 def test_taxon_caches_follow_its_parent_chain(taxa):
     """A taxon's parents_json is its ancestor chain from parent_id, each {id, name, rank}, root first (sorted
     by rank, as Antenna sorts it: the same order for a well-ranked chain), and its display_name is its name
@@ -177,7 +198,17 @@ def test_synonyms_point_at_an_accepted_taxon(taxa):
     return taxa.filter(synonym_of__synonym_of__isnull=False)
 
 
-@rule("TL1", risk="L")
+def namesake_lists(ids):
+    """The lists that share a name with ``ids`` (TL1 compares their ages)."""
+    return TaxaList.objects.filter(name__in=TaxaList.objects.filter(pk__any=ids).values("name"))
+
+
+def namesake_memberships(ids):
+    """The project memberships of those lists (TL1 compares their scopes)."""
+    return TaxaList.projects.through.objects.filter(taxalist__in=namesake_lists(ids))
+
+
+@rule("TL1", risk="L", depends_on=(namesake_lists, namesake_memberships))
 def test_taxa_list_names_are_unique_in_their_scope(taxa_lists):
     """Taxa-list names are unique within their scope, as migration main/0083 left them: among the global lists
     (no project) and among the lists of one project.  Every list but the oldest (created_at, then id) of a name
