@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return undo_journal(args.journal, args.dry_run, args.version_1)
     except ConfigError as exc:
-        from antenna_invariants.runinfo import mask_url
+        from antenna_invariants.connection import mask
 
-        print(f"ERROR: {mask_url(str(exc))}", file=sys.stderr)
+        print(f"ERROR: {mask(str(exc))}", file=sys.stderr)
         return 4
 
 
