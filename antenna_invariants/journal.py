@@ -54,6 +54,7 @@ class Journal:
         self.counts: dict[tuple[str, str], dict[str, int]] = {}  # (rule, scope) -> {"op table": rows}
         self.columns: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (rule, scope) -> {(table, column)}
         self.batches = 0  # batches written
+        self.created = False  # whether this journal created its file
         self.size = 0  # bytes of the file written and fsynced (what a failed write leaves beyond is cut off)
         self.sum = ""  # the last line's sum: the next line's chains to it
 
@@ -182,14 +183,15 @@ class Journal:
         text, chain = seal(lines, self.sum)
         data = text.encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab" if self.size else "xb") as handle:  # "x": never into another run's journal
-            if self.size:
-                handle.truncate(self.size)
+        with open(self.path, "r+b" if self.created else "xb") as handle:  # "x": never into another run's journal
+            if not self.created:
+                self.created = True
+                _fsync_directory(self.path.parent)
+            handle.truncate(self.size)
+            handle.seek(self.size)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if not self.size:
-            _fsync_directory(self.path.parent)
         self.size, self.sum, self.batches = self.size + len(data), chain, number
 
     def _header(self) -> str:

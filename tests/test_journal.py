@@ -1,7 +1,9 @@
 """The journal and undo: every repairing rule's changes are journaled line by line and undo to the byte."""
 
 
+import errno
 import json
+import os
 import re
 
 import pytest
@@ -328,3 +330,31 @@ def test_a_restore_the_database_refuses_is_listed_and_the_rest_restored(invarian
     journaled = {(meta["table"], meta["pk"]) for _, meta, _ in read(result.journal).lines}
     assert ("main_occurrence", kept.pk) in journaled and ("main_occurrence", orphaned.pk) not in journaled
     assert sum(result.restored.values()) == len(journaled)
+
+
+def test_a_batch_the_disk_had_no_room_for_is_cut_off_before_the_next_one(invariants, tmp_path, monkeypatch):
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    planted = [scenarios.partial_save(mine), scenarios.partial_save(other)]
+    before = invariants.snapshot()
+    journal = Journal(tmp_path)
+
+    def repair_d1(station):
+        scope = Scope(project=station.project_id)
+        return repair(RULES["D1"], scope, check(RULES["D1"], scope), journal)
+
+    def disk_full(descriptor):  # the write got part of the batch out, then the disk was full
+        os.ftruncate(descriptor, os.fstat(descriptor).st_size - 40)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    repair_d1(mine)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        with pytest.raises(OSError):
+            repair_d1(other)  # rolled back: never committed
+    assert not journal.path.read_bytes().endswith(b"\n")  # a torn line, for now
+    repair_d1(other)  # the next batch cuts it off first
+
+    reading = read(journal.path)
+    assert reading.torn is None and [meta["pk"] for _, meta, _ in reading.lines] == [o.pk for o in planted]
+    assert undo(journal.path).restored == {"update main_occurrence": 2}
+    assert invariants.snapshot() == before
