@@ -446,7 +446,8 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
     if entry.repair_func is None:
         raise ValueError(f"{entry.id} has no repair")
     started = time.perf_counter()
-    journal_module.ACTIVE = journal
+    global REPAIRING
+    journal_module.ACTIVE, REPAIRING = journal, (entry.id, scope.label)
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -459,7 +460,7 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
                 outcome.fixed, outcome.changed_under_repair = outcome.fixed + fixed, outcome.changed_under_repair + changed
             outcome.remaining = entry.violations(scope).count()
     finally:
-        journal_module.ACTIVE = None
+        journal_module.ACTIVE, REPAIRING = None, None
     outcome.beyond_limit = len(found) - len(ids)
     outcome.unfixable = max(outcome.remaining - outcome.beyond_limit, 0)
     outcome.journal = journal.path_if_written()
@@ -487,3 +488,27 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[i
         halves = _repair_batch(entry, scope, ids[:middle], journal), _repair_batch(entry, scope, ids[middle:], journal)
         return halves[0][0] + halves[1][0], halves[0][1] + halves[1][1]
 
+
+REPAIRING: tuple[str, str] | None = None  # (rule, scope label) of the repair running
+
+
+def purge_journaled(queryset) -> int:
+    """For repairs that delete rows not worth keeping one by one (old job logs): delete ``queryset``'s rows in
+    one statement and journal one ``purge`` line, their count and id range (``Journal.purge``).  Undo cannot
+    restore them and says so.  Refused for a table other rows point at (their cascade would go unjournaled)."""
+    model = queryset.model
+    if journal_module.ACTIVE is None or REPAIRING is None:
+        raise RuntimeError("a purging repair needs an active journal")
+    if journal_module._reverse_relations(model):
+        raise RuntimeError(f"{model._meta.db_table} has dependent rows: delete it with delete_journaled")
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH gone AS (DELETE FROM "{table}" WHERE id IN ({sql}) RETURNING id) SELECT count(*), min(id), max(id) FROM gone',
+            params,
+        )
+        count, first, last = cursor.fetchone()
+    if count:
+        journal_module.ACTIVE.purge(*REPAIRING, table, count, first, last)
+    return count

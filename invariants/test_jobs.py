@@ -11,7 +11,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 
-from antenna_invariants.rules import SETTINGS, rule
+from antenna_invariants.rules import SETTINGS, purge_journaled, rule
 
 STALE_AFTER_MINUTES = 10  # Antenna's reaper cutoff since #1235 (it once reused a 72-hour UI cutoff)
 RUNNING = ["PENDING", "STARTED", "RETRY", "CANCELING", "UNKNOWN"]
@@ -106,12 +106,19 @@ def test_job_agrees_with_itself(jobs):
     )
 
 
-@rule("JL1", hint="delete the old lines (a repair that journals their count and id range is coming)")
+@rule("JL1", risk="H", depends_on=())
 def test_job_logs_respect_the_retention_age(job_logs):
     """No job log is older than ``invariants_joblog_max_age`` (ini option, default 90d) by the database's clock.
     Antenna writes a jobs_joblog row per log line and never prunes them; #1277 asks this framework for the
     retention check (#1188).  The age is a setting, not a fact of Antenna: 90 days is the issue's default."""
     return job_logs.filter(created_at__lt=Now() - SETTINGS["joblog_max_age"])
+
+
+@test_job_logs_respect_the_retention_age.repair
+def delete_the_old_logs(violators):
+    """Delete them in one statement.  Log lines are not worth a journal line each: the journal records their
+    count and id range (a ``purge`` line), and undo cannot bring them back (README, repair)."""
+    return purge_journaled(violators)
 
 
 WATCHDOGS = ("jobs.health_check", "celery.check_processing_services_online")  # jobs/0020, ml/0018

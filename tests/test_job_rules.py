@@ -2,6 +2,7 @@
 in the job's project)."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.db.models.functions import Now
 
@@ -210,6 +211,33 @@ def test_jl1_age_is_a_setting(invariants, monkeypatch):
     recent = scenarios.recent_job_logs(station)
     monkeypatch.setitem(SETTINGS, "joblog_max_age", timedelta(days=30))
     assert invariants.violators("JL1", project=station.project) == {recent[1].pk}  # the 89-day-old line
+
+
+def test_jl1_repair_deletes_exactly_the_old_logs_and_journals_a_count_and_an_id_range(invariants):
+    import json
+
+    from antenna_invariants.mirror.models import JobLog
+
+    station = f.DeploymentFactory()
+    old = scenarios.old_job_logs(station, count=3)
+    recent = scenarios.recent_job_logs(station)
+
+    outcome = invariants.repair("JL1", project=station.project)
+
+    assert (outcome.status, outcome.fixed) == ("repaired", 3)
+    assert set(JobLog.objects.values_list("pk", flat=True)) == {row.pk for row in recent}
+    lines = [json.loads(line) for line in open(outcome.journal)]
+    purges = [line for line in lines if line.get("op") == "purge"]
+    assert [(p["table"], p["count"], p["first_id"], p["last_id"]) for p in purges] == [
+        ("jobs_joblog", 3, min(r.pk for r in old), max(r.pk for r in old))]
+    assert not [line for line in lines if line.get("op") == "delete"]  # no line per row
+    assert invariants.repair("JL1", project=station.project).fixed == 0  # idempotent
+
+    from antenna_invariants.undo import undo
+
+    result = undo(Path(outcome.journal))  # cannot bring them back, and says so
+    assert [(p["table"], p["count"]) for p in result.purged] == [("jobs_joblog", 3)]
+    assert set(JobLog.objects.values_list("pk", flat=True)) == {row.pk for row in recent}
 
 
 def test_jl1_respects_scope_and_check_writes_nothing(invariants):
