@@ -171,3 +171,24 @@ def test_after_a_repair_the_antenna_follow_ups_are_printed(run):
     for rule_id in ("K1", "K2", "K3"):  # a new determination changes what passes the default filters
         assert f"pytest invariants -m {rule_id} --repair --project {station.project_id}" in output
     assert "python -m antenna_invariants undo " in output
+
+
+def test_one_repair_pass_recounts_what_its_determination_repairs_changed(run, invariants):
+    """D1's repair gives a partial save its 0.8 score: it now passes the 0.5 threshold, so the counts of its
+    capture, event and deployment change.  The run takes the counts after the determinations, so one
+    --repair leaves nothing for a second, and the follow-ups no longer ask for a recount."""
+    station = f.DeploymentFactory()
+    partial = scenarios.partial_save(station)
+    counts.refresh_all()  # every cached count true before the repair: 0 detections counted
+
+    code, output = run("--repair", f"--project={station.project_id}", "-m", "D1 or K1 or K2 or K3")
+
+    assert code == 0, output
+    results = run.results()
+    assert results["D1", f"project{station.project_id}"]["status"] == "repaired"
+    assert {results[k, f"project{station.project_id}"]["status"] for k in ("K1", "K2", "K3")} == {"repaired"}
+    assert "pytest invariants -m K" not in output  # nothing left for a person to recount
+    assert "python manage.py invalidate_cachalot" in output
+    for rule_id in ("D1", "K1", "K2", "K3"):
+        assert invariants.violators(rule_id, project=station.project_id) == set(), rule_id
+    assert SourceImage.objects.get(detections__occurrence=partial).detections_count == 1
