@@ -78,13 +78,14 @@ def test_a_row_being_repaired_is_locked_until_the_repair_commits(invariants, mon
 # --- crash safety ------------------------------------------------------------------------------------------
 
 # (where the process is killed, which (rule, project index) cases have landed by then); batches of one row,
-# two violators per rule and project: D1 in project A (journal lines 1-2), D1 in B (3-4), F1 in A, F1 in B.
+# two violators per rule and project, F1 before D1 (rules.RUN_ORDER: phantoms go before determinations):
+# F1 in project A (journal appends 1-2), F1 in B (3-4), D1 in A, D1 in B.
 CRASHES = [
     ("locked:1", set()),
     ("journaled:1", set()),
-    ("journaled:3", {("D1", 0)}),
-    ("committed:1", {("D1", 0)}),
-    ("committed:3", {("D1", 0), ("D1", 1), ("F1", 0)}),
+    ("journaled:3", {("F1", 0)}),
+    ("committed:1", {("F1", 0)}),
+    ("committed:3", {("F1", 0), ("F1", 1), ("D1", 0)}),
 ]
 
 
