@@ -24,6 +24,9 @@ the same values, in any order.
 
 from __future__ import annotations
 
+# what the expected determination reads besides the occurrence: the rows a repair locks (``@rule(depends_on=)``)
+EVIDENCE = ("identifications", "detections__classifications")
+
 EXPECTED_SQL = """
 WITH target(id) AS ({target}),
 best_identification AS (

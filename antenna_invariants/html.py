@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from html import escape
+from urllib.parse import urlsplit, urlunsplit
 
 from antenna_invariants import reporting
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.connection import ConfigError, mask
 
 MAX_ROWS = 1000
 STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
@@ -41,10 +42,14 @@ STYLE = """<style>
 
 
 def antenna_url(url: str | None) -> str | None:
-    """``--antenna-url``: an http(s) address (it goes unquoted into links, so nothing that could end one)."""
-    if url is not None and not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
-        raise ConfigError(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org")
-    return url
+    """``--antenna-url``: an http(s) address (it goes unquoted into links, so nothing that could end one),
+    without the ``user:password@`` it may carry: credentials never reach a link or a report."""
+    if url is None:
+        return None
+    if not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
+        raise ConfigError(mask(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org", url))
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def project_of(label: str) -> str | None:
@@ -109,6 +114,7 @@ class HtmlReport:
             *delta,
             ("fixed", "Fixed", False),
             ("unfixable", "Unfixable", False),
+            ("changed_under_repair", "Changed under repair", False),
         ]
 
     def pytest_html_results_table_header(self, cells):
@@ -134,6 +140,7 @@ class HtmlReport:
             "delta": padded(data.get("delta")),
             "fixed": data["fixed"],
             "unfixable": data["unfixable"],
+            "changed_under_repair": data.get("changed_under_repair", 0),
         }
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 
@@ -153,7 +160,8 @@ class HtmlReport:
         ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
-        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"])
+        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"], o.get("beyond_limit", 0),
+                                    o.get("changed_under_repair", 0))
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"

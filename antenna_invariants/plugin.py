@@ -76,6 +76,7 @@ class LiveDatabase:
 
         self.config = config
         self.repair = config.getoption("repair")
+        self.all_projects = config.getoption("all_projects")  # also what lets a repair write global tables
         self.sample_size = config.getoption("sample_size")
         self.strict = _strict(config)
         self.projects = parse_ids(config.getoption("project"), "--project")
@@ -321,7 +322,7 @@ def pytest_configure(config):
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
         live.prepare(json.loads(worker_db) if worker_db else None)
     except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(conn.mask(str(exc), config.getoption("antenna_url", None))) from None
     config.stash[LIVE] = live
     for domain in sorted({r.domain for r in RULES.values()}):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
@@ -430,7 +431,10 @@ class Case:
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
             outcome = retried(lambda: self.live.check(entry, self.scope))
-            if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
+            repairable = outcome.status == "failed" and self.live.repair and entry.repair_func is not None
+            if repairable and entry.is_global and not self.live.all_projects:  # scope means scope
+                outcome.message = f"not repaired: {entry.id}'s table is global and this repair run is scoped"
+            elif repairable:
                 self.live.checks.forget_counts()
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
@@ -440,7 +444,8 @@ class Case:
         except DatabaseError as exc:
             outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
-        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "baseline", "new"):
+        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "changed_under_repair", "baseline",
+                    "new"):
             if getattr(outcome, key) is not None:
                 self.request.node.user_properties.append((key, getattr(outcome, key)))
         if outcome.status == "skipped":
@@ -483,9 +488,10 @@ def _database_error(exc, timeout: str) -> str:
 
     if timed_out(exc):
         return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    first = conn.mask(str(exc).strip().splitlines()[0])
     if _conflict_with_recovery(exc):
-        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {str(exc).strip().splitlines()[0]}"
-    return str(exc).strip().splitlines()[0]
+        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {first}"
+    return first
 
 
 @pytest.fixture
@@ -531,7 +537,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     live = config.stash.get(LIVE, None)
     if live is not None and not hasattr(config, "workerinput"):
         if live.snapshot is not None:
-            kept = f"kept: {live.snapshot.url}" if live.keep_snapshot else "dropped at the end of the run"
+            kept = f"kept: {conn.mask(live.snapshot.url)}" if live.keep_snapshot else "dropped at the end of the run"
             terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
         exitstatus = live.exitstatus if live.exitstatus is not None else exitstatus
         if not checked_anything(exitstatus):  # exit 4 or 5 before any case ran: no summary, no verdict

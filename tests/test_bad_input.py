@@ -178,3 +178,48 @@ def test_a_run_that_checks_nothing_claims_nothing_and_keeps_the_previous_reports
     assert {name: (run.reports / name).read_bytes() for name in reports} == before
     assert not [p.name for p in run.reports.iterdir() if p.name.endswith(".partial")]
 
+
+
+SECRET = "Pw-7he-l3aks"
+MALFORMED_URLS = {
+    "misspelt scheme": f"postgress://reader:{SECRET}@db.example.org/antenna",
+    "one slash": f"postgres:/reader:{SECRET}@db.example.org/antenna",
+    "unencoded space": f"postgres://reader:{SECRET} x@db.example.org/antenna",
+    "bad percent escape": f"postgres://reader:{SECRET}%zz@db.example.org/antenna",
+    "unclosed bracket": f"postgres://reader:{SECRET}@[::1/antenna",
+    "keywords, one without =": f"host=db.example.org password={SECRET} dbname",
+    "keywords, unclosed quote": f"host=db.example.org password='{SECRET} dbname=antenna",
+    "unknown query parameter": f"postgres://reader:{SECRET}@db.example.org/antenna?bogus=1",
+}
+
+
+def _everything_written(output: str, reports) -> str:
+    files = [p for p in reports.rglob("*") if p.is_file()] if reports.exists() else []
+    return output + "".join(p.read_text(errors="replace") for p in files)
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS.values(), ids=MALFORMED_URLS.keys())
+def test_a_malformed_database_url_never_shows_its_password(run, url):
+    code, output = run(env={DATABASE_URL: url})
+    undo_code, undo_output = run("README.md", module=UNDO, env={DATABASE_URL: url})
+
+    written = _everything_written(output + undo_output, run.reports)
+    assert SECRET not in written and SECRET.replace("-", "%2D") not in written, written
+    assert code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in output, output
+    assert undo_code != 0, undo_output
+
+
+def test_credentials_reach_no_output_and_no_report(run):
+    """A password in a working DATABASE_URL (libpq keywords) and credentials in --antenna-url: the run goes on,
+    and neither the terminal nor invariants.json, junit.xml or report.html shows them; links carry no user."""
+    occurrences.partial_save(f.DeploymentFactory())
+    env = {DATABASE_URL: f"{url_for(connection.settings_dict)} password={SECRET}"}
+    antenna = f"https://editor:{SECRET}@antenna.example.org"
+
+    code, output = run("-k", "D1", "--antenna-url", antenna, "--write-baseline", env=env)
+
+    assert code == 1, output
+    written = _everything_written(output, run.reports)
+    assert {p.name for p in run.reports.iterdir()} >= {"invariants.json", "junit.xml", "report.html"}
+    assert SECRET not in written and "editor:" not in written and "editor@" not in written
+    assert 'href=https://antenna.example.org/projects/' in (run.reports / "report.html").read_text()

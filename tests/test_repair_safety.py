@@ -46,7 +46,7 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
     monkeypatch.setattr(rules, "_repair_batch", antenna_writes_between_check_and_repair)
     outcome = invariants.repair("D1", project=mine.project_id)
 
-    assert (outcome.status, outcome.violations, outcome.fixed) == ("repaired", 3, 1)
+    assert (outcome.status, outcome.violations, outcome.fixed, outcome.changed_under_repair) == ("repaired", 3, 1, 2)
     assert Occurrence.objects.get(pk=fixed_by_antenna.pk).determination_id == person_choice.pk
     assert Occurrence.objects.get(pk=moved_by_antenna.pk).determination_id is None  # out of scope now: not ours
     assert Occurrence.objects.get(pk=ours.pk).determination_id is not None
@@ -123,7 +123,7 @@ def test_repair_limit_caps_the_rows_changed_and_reports_the_rest(run, invariants
     code, output = run("--repair", f"--project={station.project_id}", "-m", "D1", "--repair-limit", "2")
 
     assert code == 1, output
-    assert "repair: 2 fixed, 0 unfixable, 1 remaining (1 left alone by --repair-limit)" in output
+    assert "repair: 2 fixed, 0 unfixable, 0 changed under the repair, 1 remaining (1 left alone by --repair-limit)" in output
     assert invariants.violators("D1", project=station.project_id) == {max(planted)}  # the lowest ids go first
 
 
