@@ -16,6 +16,9 @@ repairs of other tables that change the evidence (D7) recompute through ``rewrit
 
 from __future__ import annotations
 
+# what the expected determination reads besides the occurrence: the rows a repair locks (``@rule(depends_on=)``)
+EVIDENCE = ("identifications", "detections__classifications")
+
 EXPECTED_SQL = """
 WITH target(id) AS ({target}),
 best_identification AS (

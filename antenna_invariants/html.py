@@ -114,6 +114,7 @@ class HtmlReport:
             *delta,
             ("fixed", "Fixed", False),
             ("unfixable", "Unfixable", False),
+            ("changed_under_repair", "Changed under repair", False),
         ]
 
     def pytest_html_results_table_header(self, cells):
@@ -139,6 +140,7 @@ class HtmlReport:
             "delta": padded(data.get("delta")),
             "fixed": data["fixed"],
             "unfixable": data["unfixable"],
+            "changed_under_repair": data.get("changed_under_repair", 0),
         }
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 
@@ -158,7 +160,8 @@ class HtmlReport:
         ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
-        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"])
+        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"], o.get("beyond_limit", 0),
+                                    o.get("changed_under_repair", 0))
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"

@@ -76,6 +76,7 @@ class LiveDatabase:
 
         self.config = config
         self.repair = config.getoption("repair")
+        self.all_projects = config.getoption("all_projects")  # also what lets a repair write global tables
         self.sample_size = config.getoption("sample_size")
         self.strict = _strict(config)
         self.projects = parse_ids(config.getoption("project"), "--project")
@@ -430,7 +431,10 @@ class Case:
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
             outcome = retried(lambda: self.live.check(entry, self.scope))
-            if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
+            repairable = outcome.status == "failed" and self.live.repair and entry.repair_func is not None
+            if repairable and entry.is_global and not self.live.all_projects:  # scope means scope
+                outcome.message = f"not repaired: {entry.id}'s table is global and this repair run is scoped"
+            elif repairable:
                 self.live.checks.forget_counts()
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
@@ -440,7 +444,8 @@ class Case:
         except DatabaseError as exc:
             outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
-        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "baseline", "new"):
+        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "changed_under_repair", "baseline",
+                    "new"):
             if getattr(outcome, key) is not None:
                 self.request.node.user_properties.append((key, getattr(outcome, key)))
         if outcome.status == "skipped":

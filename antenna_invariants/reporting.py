@@ -89,7 +89,8 @@ def failure_message(entry, outcome) -> str:
     if entry.error_if:
         first += f" (tolerated: {entry.error_if})"
     lines = [f"{first}: {entry.id} {entry.name}"]
-    lines.append(what_to_do(entry, outcome.remaining, outcome.fixed, outcome.unfixable, outcome.beyond_limit))
+    lines.append(what_to_do(entry, outcome.remaining, outcome.fixed, outcome.unfixable, outcome.beyond_limit,
+                            outcome.changed_under_repair))
     if outcome.journal:
         lines.append(f"journal: {outcome.journal} ({journaled(outcome.journaled)})")
     lines.append(f"ids{more}: {shown}")
@@ -97,13 +98,22 @@ def failure_message(entry, outcome) -> str:
     return "\n".join(lines)
 
 
-def what_to_do(entry, remaining: int | None, fixed: int, unfixable: int, beyond_limit: int = 0) -> str:
+def what_to_do(entry, remaining: int | None, fixed: int, unfixable: int, beyond_limit: int = 0, changed: int = 0) -> str:
     if remaining is not None:
         limited = f" ({beyond_limit} left alone by --repair-limit)" if beyond_limit else ""
-        return f"repair: {fixed} fixed, {unfixable} unfixable, {remaining} remaining{limited}"
+        return (f"repair: {fixed} fixed, {unfixable} unfixable, {changed} changed under the repair, "
+                f"{remaining} remaining{limited}")
     if entry.repair_func is None:
         return f"no automatic repair: {entry.hint or 'investigate the rows below'}"
+    if entry.is_global:
+        return global_repair(entry)
     return "a repair exists: rerun with --repair and a scope"
+
+
+def global_repair(entry) -> str:
+    """Why a global rule's repair waits for --all-projects, and the command that runs it."""
+    return (f"a repair exists; {entry.model._meta.db_table} is shared by every project, so only an unscoped run "
+            f"repairs it: pytest invariants -m {entry.id} --repair --all-projects")
 
 
 def journaled(tally: dict[str, int]) -> str:
@@ -111,7 +121,7 @@ def journaled(tally: dict[str, int]) -> str:
 
 
 def totals() -> dict[str, int]:
-    keys = ("checked", "violations", "fixed", "unfixable")
+    keys = ("checked", "violations", "fixed", "unfixable", "changed_under_repair")
     sums = {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
     statuses = {s: sum(o["status"] == s for o in OUTCOMES) for s in STATUSES}
     return {"cases": len(OUTCOMES), "failing": sum(o["fails_run"] for o in OUTCOMES)} | statuses | sums
@@ -147,7 +157,8 @@ def terminal_summary(terminal, reports: Path, exitstatus: int = 0):
     interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped")]
     terminal.section("antenna invariants")
     for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
-        extra = f"  fixed {o['fixed']}, unfixable {o['unfixable']}" if o["remaining"] is not None else ""
+        extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
+                 f"{o['changed_under_repair']}") if o["remaining"] is not None else ""
         if o.get("journaled"):
             extra += f"  (journal: {journaled(o['journaled'])})"
         if o.get("new") is not None:
@@ -161,7 +172,7 @@ def terminal_summary(terminal, reports: Path, exitstatus: int = 0):
     t = totals()
     terminal.write_line(
         f"rules x scopes: {t['cases']}; rows checked {t['checked']}, violating {t['violations']}, "
-        f"fixed {t['fixed']}, unfixable {t['unfixable']}"
+        f"fixed {t['fixed']}, unfixable {t['unfixable']}, changed under the repair {t['changed_under_repair']}"
     )
     terminal.write_line(f"reports: {reports / 'invariants.json'}")
     todo = followups(OUTCOMES)

@@ -21,7 +21,7 @@ def test_deployment_has_a_project(deployments):
     return deployments.filter(project__isnull=True)
 
 
-@rule("C1", incremental=("deployment",), risk="L")
+@rule("C1", incremental=("deployment",), risk="L", depends_on=("deployment",))
 def test_capture_project_is_its_deployment_project(captures):
     """A capture's project equals its deployment's project (NULL-safe).  Captures without a deployment are
     S6's."""

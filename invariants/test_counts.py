@@ -167,7 +167,7 @@ DEPLOYMENTS = Recount(
 )
 
 
-@rule("K1", risk="L")
+@rule("K1", risk="L", depends_on=("detections__occurrence", "project"))
 def test_capture_detections_count_matches_a_recount(captures):
     """A capture's detections_count equals the number of its real detections (bbox set) whose occurrence
     passes the default filters of the capture's project; with no project, every real detection counts.
@@ -181,7 +181,7 @@ def recount_the_capture(violators):
     return CAPTURES.write(violators)
 
 
-@rule("K2", risk="L")
+@rule("K2", risk="L", depends_on=("captures__detections__occurrence", "occurrences", "project"))
 def test_event_cached_fields_match_a_recount(events):
     """An event's captures_count, detections_count (real detections on its captures whose occurrence passes
     the event project's default filters) and occurrences_count (occurrences of the event passing them,
@@ -201,7 +201,7 @@ def recount_the_event(violators):
     return EVENTS.write(violators)
 
 
-@rule("K3", risk="L")
+@rule("K3", risk="L", depends_on=("captures__detections__occurrence", "events", "occurrences", "project"))
 def test_deployment_cached_fields_match_a_recount(deployments):
     """A deployment's data_source_total_files and captures_count (its captures), data_source_total_size (sum
     of their sizes, NULL without captures), events_count, detections_count (real detections on its captures

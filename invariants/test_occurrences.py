@@ -4,14 +4,14 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.db.models.lookups import IsNull
 
-from antenna_invariants.determination import has_evidence, has_no_evidence, where_expected, write_expected
+from antenna_invariants.determination import EVIDENCE, has_evidence, has_no_evidence, where_expected, write_expected
 from antenna_invariants.journal import delete_journaled
 from antenna_invariants.mirror.models import Detection
 from antenna_invariants.rules import rule
 from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
 
-@rule("D1", risk="M")
+@rule("D1", risk="M", depends_on=EVIDENCE)
 def test_occurrence_with_evidence_has_a_determination(occurrences):
     """An occurrence whose real detections carry a classification with a taxon, or that has an active
     identification with a taxon, has a determination (the partial-save bug)."""
@@ -29,7 +29,7 @@ def has_real_detection():
     return Exists(Detection.objects.filter(occurrence=OuterRef("pk"), bbox__isnull=False))
 
 
-@rule("F1", risk="H")
+@rule("F1", risk="H", depends_on=("detections",))
 def test_occurrence_has_a_real_detection(occurrences):
     """Every occurrence has at least one real detection (bbox set): no phantom occurrences."""
     return occurrences.filter(~has_real_detection())
@@ -46,7 +46,7 @@ STALE_SCORE = "NOT e.blocked AND o.determination_id = e.taxon_id AND o.determina
 HALF_SET = "(o.determination_id IS NULL) <> (o.determination_score IS NULL)"
 
 
-@rule("D2", risk="M")
+@rule("D2", risk="M", depends_on=EVIDENCE)
 def test_occurrence_determination_is_the_expected_taxon(occurrences):
     """A determined occurrence's determination is the expected taxon: the newest active identification's,
     else the best machine prediction's (stale after a withdrawal, a deletion or class masking).  A missing
@@ -60,7 +60,7 @@ def write_the_expected_taxon(violators):
     return write_expected(violators, only_where=WRONG_TAXON)
 
 
-@rule("D3", risk="M")
+@rule("D3", risk="M", depends_on=EVIDENCE)
 def test_occurrence_score_is_the_expected_score(occurrences):
     """A correctly determined occurrence's score is the expected one: exactly 1.0 when a person decided,
     else the winning classification's score (Antenna only rewrites it when the taxon changes)."""
@@ -73,7 +73,7 @@ def write_the_expected_score(violators):
     return write_expected(violators, only_where=STALE_SCORE)
 
 
-@rule("D4", incremental=True, risk="L")
+@rule("D4", incremental=True, risk="L", depends_on=EVIDENCE)
 def test_occurrence_determination_and_score_are_set_together(occurrences):
     """An occurrence's determination and score are both NULL or both set (a deleted taxon leaves the score
     behind; a 0.0 score is never written by Antenna).  A score of 0.0 is a score."""
@@ -123,7 +123,7 @@ def has_a_stray_detection():
     return Exists(detections.filter(IsDistinctFrom("source_image__deployment", home)))
 
 
-@rule("S5", risk="L")
+@rule("S5", risk="L", depends_on=("detections__source_image__deployment",))
 def test_occurrence_has_a_project_a_deployment_and_an_event(occurrences):
     """An occurrence has a project, a deployment and an event (deleting a deployment or an event nulls them;
     legacy rows predate the links)."""
@@ -151,7 +151,7 @@ def derive_them_from_its_captures(violators):
     )
 
 
-@rule("C3", risk="L")
+@rule("C3", risk="L", depends_on=("deployment",))
 def test_occurrence_project_is_its_deployment_project(occurrences):
     """An occurrence's project is its deployment's project, NULL-safe (a deployment moved to another project
     without update_children).  An occurrence without a deployment is S5's business."""
@@ -169,7 +169,7 @@ def test_occurrence_detections_are_all_in_its_deployment(occurrences):
     return occurrences.filter(has_a_stray_detection())
 
 
-@rule("C5", risk="L")
+@rule("C5", risk="L", depends_on=("detections__source_image",))
 def test_occurrence_event_is_the_event_of_its_first_capture(occurrences):
     """An occurrence's event is the event of the capture of its earliest detection (capture timestamp, then
     capture id, then detection id), and NULL when it has no detection (regrouping left it behind, #1268)."""

@@ -1,13 +1,13 @@
 """Occurrence rules: D1-D6 (determination), F1 (no phantoms), S5 (links present), C3-C5 (links agree)."""
 
-import json
 
 import pytest
 
-from antenna_invariants.journal import undo
+from antenna_invariants.journal import read
 from antenna_invariants.mirror.models import Classification, Detection, Identification, Occurrence, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
+from antenna_invariants.undo import undo
 from fixtures import factories as f
 from fixtures.scenarios import detections, identifications
 from fixtures.scenarios import occurrences as scenarios
@@ -148,7 +148,7 @@ def test_f1_repair_journals_then_deletes_exactly_the_phantoms(invariants):
     assert Identification.objects.get(pk=agreeing.pk).agreed_with_identification_id is None
     assert Occurrence.objects.filter(pk__in=[theirs.pk, healthy.pk]).count() == 2
 
-    lines = [json.loads(line) for line in invariants.journal.path.read_text().splitlines()]
+    lines = [meta for _, meta, _ in read(invariants.journal.path).lines]
     deleted = {(e["table"], e["pk"]) for e in lines if e["op"] == "delete"}
     assert deleted == {("main_occurrence", phantom.pk), ("main_identification", identification.pk)}
     assert invariants.repair("F1", project=station.project).fixed == 0  # idempotent

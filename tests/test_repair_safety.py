@@ -3,7 +3,6 @@
 Every test here commits its data (a repair is its own transaction; a subprocess must see the rows).
 """
 
-import json
 
 import psycopg
 import pytest
@@ -11,8 +10,9 @@ from django.db import connection
 
 from antenna_invariants import rules
 from antenna_invariants.connection import ROOT, url_for
-from antenna_invariants.journal import Journal, undo
+from antenna_invariants.journal import Journal, read
 from antenna_invariants.mirror.models import Occurrence, SourceImage
+from antenna_invariants.undo import undo
 from fixtures import factories as f
 from fixtures.scenarios import counts
 from fixtures.scenarios import occurrences as scenarios
@@ -46,11 +46,11 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
     monkeypatch.setattr(rules, "_repair_batch", antenna_writes_between_check_and_repair)
     outcome = invariants.repair("D1", project=mine.project_id)
 
-    assert (outcome.status, outcome.violations, outcome.fixed) == ("repaired", 3, 1)
+    assert (outcome.status, outcome.violations, outcome.fixed, outcome.changed_under_repair) == ("repaired", 3, 1, 2)
     assert Occurrence.objects.get(pk=fixed_by_antenna.pk).determination_id == person_choice.pk
     assert Occurrence.objects.get(pk=moved_by_antenna.pk).determination_id is None  # out of scope now: not ours
     assert Occurrence.objects.get(pk=ours.pk).determination_id is not None
-    journaled = [json.loads(line)["pk"] for line in invariants.journal.path.read_text().splitlines()]
+    journaled = [meta["pk"] for _, meta, _ in read(invariants.journal.path).lines]
     assert journaled == [ours.pk]
 
 
@@ -112,6 +112,31 @@ def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(
     assert invariants.snapshot() == before
 
 
+@pytest.mark.parametrize("batch_size", ["1", "2"])
+def test_a_repair_killed_while_writing_its_journal_is_undone_up_to_the_torn_batch(batch_size, run, invariants):
+    stations = [f.DeploymentFactory(), f.DeploymentFactory()]
+    planted = [{scenarios.partial_save(station).pk for _ in range(2)} for station in stations]
+    before = invariants.snapshot()
+    torn_batch = "3" if batch_size == "1" else "2"  # the first batch of the second project
+
+    code, output = run(
+        "--repair", "--all-projects", "-m", "D1", "-p", "plugins.crashpoint",
+        env={"INVARIANTS_CRASH": f"torn:{torn_batch}", "INVARIANTS_BATCH_SIZE": batch_size,
+             "PYTHONPATH": str(ROOT / "tests")},
+    )
+
+    assert code == -9, output
+    assert invariants.violators("D1", project=stations[0].project_id) == set()  # committed
+    assert invariants.violators("D1", project=stations[1].project_id) == planted[1]  # died with its batch
+    (journal,) = run.reports.glob("journal-*.jsonl")
+    assert not journal.read_bytes().endswith(b"\n")  # cut inside the batch's last line
+    code, output = run(str(journal), module=("-m", "antenna_invariants", "undo"))
+    assert code == 0, output
+    assert "restored: 2 update main_occurrence;" in output
+    assert f"skipped lines 4-{3 + int(batch_size)}: a batch cut off while it was written" in output
+    assert invariants.snapshot() == before
+
+
 # --- blast radius ------------------------------------------------------------------------------------------
 
 
@@ -122,7 +147,7 @@ def test_repair_limit_caps_the_rows_changed_and_reports_the_rest(run, invariants
     code, output = run("--repair", f"--project={station.project_id}", "-m", "D1", "--repair-limit", "2")
 
     assert code == 1, output
-    assert "repair: 2 fixed, 0 unfixable, 1 remaining (1 left alone by --repair-limit)" in output
+    assert "repair: 2 fixed, 0 unfixable, 0 changed under the repair, 1 remaining (1 left alone by --repair-limit)" in output
     assert invariants.violators("D1", project=station.project_id) == {max(planted)}  # the lowest ids go first
 
 
