@@ -46,6 +46,7 @@ def tables() -> dict:
         "events": m.Event,
         "deployments": m.Deployment,
         "collections": m.SourceImageCollection,
+        "collection_images": m.CollectionImage,
         "taxa": m.Taxon,
         "algorithms": m.Algorithm,
         "jobs": m.Job,
@@ -108,6 +109,23 @@ class Rule:
         if limit.endswith("%"):
             return checked > 0 and 100.0 * violations / checked <= float(limit[:-1])
         return violations <= int(limit)
+
+
+# The order a run takes the rules in, so that one --repair pass converges: a repair may change what a later
+# rule reads, never what an earlier one reads.  Unlisted rules (structure, copied links, null markers, events,
+# jobs, the taxon tree) come first, in collection order; then the taxa caches the default filters read, the
+# occurrences' validity (after N1 has unlinked null markers), the classifications' flags the determinations
+# read, the determinations (D7's withdrawals first), and last the cached counts, which depend on all of it.
+RUN_ORDER = (("K4", "K4b"), ("F1", "F2"), ("G1", "G2", "G3", "G4", "G5", "G6"),
+             ("D7", "D1", "D2", "D3", "D4", "D5", "D6"), ("K1", "K2", "K3"))
+
+
+def run_order(entry: "Rule | None") -> tuple[int, int]:
+    """Sort key of a rule's cases in a run (a stable sort: unlisted rules keep their collection order)."""
+    for phase, ids in enumerate(RUN_ORDER, start=1):
+        if entry is not None and entry.id in ids:
+            return phase, ids.index(entry.id)
+    return 0, 0
 
 
 THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
