@@ -45,7 +45,10 @@ class Baseline:
         document = _read(path, "--baseline")
         if document.get("kind") != "baseline":
             raise ConfigError(f"--baseline {path}: not a baseline (write one with --write-baseline)")
-        self.cases: dict[str, dict] = document.get("cases", {})
+        cases = document.get("cases", {})
+        if not isinstance(cases, dict) or not all(map(_baseline_case, cases.values())):
+            raise ConfigError(f"--baseline {path}: not a baseline (its cases are not violation counts and ids)")
+        self.cases: dict[str, dict] = cases
 
     def judge(self, outcome, ids: list[int] | None):
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
@@ -96,9 +99,29 @@ def write(path: Path, outcomes: list[dict], run: dict):
 def previous_counts(path: Path) -> dict[str, int]:
     """``rule/project -> violations`` of a previous invariants.json (``--compare``)."""
     document = _read(path, "--compare")
-    if "results" not in document:
-        raise ConfigError(f"--compare {path}: not an invariants.json report")
-    return {key(r): r["violations"] for r in document["results"] if r.get("status") not in ("error", "skipped")}
+    results = document.get("results")
+    if not isinstance(results, list) or not all(map(_result, results)):
+        raise ConfigError(f"--compare {path}: not an invariants.json report (no results with rule, project and violations)")
+    return {key(r): r["violations"] for r in results if r.get("status") not in ("error", "skipped")}
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _result(record) -> bool:
+    """A record of invariants.json's ``results`` as --compare reads it."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("rule"), str)
+        and isinstance(record.get("project"), str)
+        and _count(record.get("violations"))
+    )
+
+
+def _baseline_case(case) -> bool:
+    ids = case.get("ids") if isinstance(case, dict) else None
+    return isinstance(case, dict) and _count(case.get("violations")) and (ids is None or (isinstance(ids, list) and all(map(_count, ids))))
 
 
 def delta(record: dict, previous: dict[str, int] | None) -> int | None:

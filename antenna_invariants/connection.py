@@ -6,7 +6,9 @@ Kept free of Django imports so the settings module can use it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from antenna_invariants.layout import CHECKOUT, PGDATA_DIR
 
@@ -28,6 +30,36 @@ PLANNER = "-c jit=off -c random_page_cost=1.1"
 TEST_DATABASE = {"NAME": os.environ.get("INVARIANTS_TEST_DB", "test_invariants")}
 
 
+MASK = "****"
+URL_PASSWORD = re.compile(r"(\b[a-z][\w+.-]*:/*[^:/@\s]*:)[^@\s]*(@)", re.IGNORECASE)
+KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)", re.IGNORECASE)
+
+
+def passwords_in(url: str | None) -> set[str]:
+    """Every string that could be the password of ``url``, read liberally, so that even a URL libpq refuses
+    (a misspelt scheme, an unencoded space, a bad ``%`` escape, an unclosed ``[``, an unclosed quote) gives
+    its password up for masking: ``user:PASSWORD@`` up to the last ``@``, and ``password=`` values."""
+    if not url:
+        return set()
+    found = {value.strip("'") for _, value in KEYWORD_PASSWORD.findall(url)}
+    authority = re.sub(r"^[\w+.-]*:/*", "", url.strip(), count=1)
+    userinfo = authority.rpartition("@")[0] if "@" in authority else ""
+    if ":" in userinfo:
+        found.add(userinfo.split(":", 1)[1])
+    found |= {unquote(value) for value in found}
+    return {value for value in found if value}
+
+
+def mask(text: str, *urls: str | None) -> str:
+    """``text`` with every password masked: any ``scheme://user:password@`` or ``password=...``, and every
+    password of ``urls`` and of ``DATABASE_URL`` wherever it appears.  The one function every message,
+    header and report that could show a URL or a connection string goes through."""
+    text = KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", str(text)))
+    for secret in sorted(set().union(*map(passwords_in, (*urls, os.environ.get("DATABASE_URL")))), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
 def django_database(url: str) -> dict:
     """Translate a postgres:// URL (or libpq key=value string) into Django's DATABASES entry."""
     if not url:
@@ -37,7 +69,7 @@ def django_database(url: str) -> dict:
     try:
         info = conninfo_to_dict(url)
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
-        raise ConfigError(f"DATABASE_URL is not a PostgreSQL URL: {exc}") from None
+        raise ConfigError(mask(f"DATABASE_URL is not a PostgreSQL URL: {exc}", url)) from None
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
     options["options"] = " ".join(filter(None, [PLANNER, info.get("options")]))
     options.setdefault("connect_timeout", "10")  # a server that drops packets is an error, not a hang

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from html import escape
+from urllib.parse import urlsplit, urlunsplit
 
 from antenna_invariants import reporting
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.connection import ConfigError, mask
 
 MAX_ROWS = 1000
 STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
@@ -41,10 +42,14 @@ STYLE = """<style>
 
 
 def antenna_url(url: str | None) -> str | None:
-    """``--antenna-url``: an http(s) address (it goes unquoted into links, so nothing that could end one)."""
-    if url is not None and not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
-        raise ConfigError(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org")
-    return url
+    """``--antenna-url``: an http(s) address (it goes unquoted into links, so nothing that could end one),
+    without the ``user:password@`` it may carry: credentials never reach a link or a report."""
+    if url is None:
+        return None
+    if not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
+        raise ConfigError(mask(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org", url))
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def project_of(label: str) -> str | None:

@@ -11,7 +11,7 @@ Two kinds of session share this plugin:
 from __future__ import annotations
 
 import json
-import re
+import os
 import sys
 from pathlib import Path
 
@@ -21,11 +21,10 @@ from antenna_invariants import baseline, html, reporting, runinfo, samples
 from antenna_invariants import connection as conn
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, REPORTS_DIR, load_rules
-from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids, parse_since
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, Scope, parse_ids, parse_since, parse_timeout
 from antenna_invariants.snapshot import Snapshot
 from antenna_invariants.snapshot import kind as snapshot_kind
 
-TIMEOUT = re.compile(r"\d+\s*(ms|s|min|h)?")
 LIVE = pytest.StashKey["LiveDatabase"]()
 OUTCOME = pytest.StashKey["object"]()
 FINGERPRINT = pytest.StashKey["list | None"]()
@@ -99,9 +98,7 @@ class LiveDatabase:
         self.occurrence_ids = parse_ids(config.getoption("occurrence"), "--occurrence")
         if self.sample_size < 0:
             raise ConfigError("--sample-size must be 0 (all) or more")
-        self.statement_timeout = config.getoption("statement_timeout")
-        if not TIMEOUT.fullmatch(self.statement_timeout):
-            raise ConfigError(f"--statement-timeout {self.statement_timeout!r}: give a duration like 500ms, 30s or 5min")
+        self.statement_timeout = parse_timeout(config.getoption("statement_timeout"))
         self.limits = Limits(rows=config.getoption("repair_limit"), share=_share(config))
         if self.limits.rows is not None and self.limits.rows < 1:
             raise ConfigError("--repair-limit must be 1 or more")
@@ -120,6 +117,8 @@ class LiveDatabase:
         self.journal = Journal(self.reports) if self.repair else None
         self.checks = Checks(self.sample_size)
         self.selected: set[tuple[str, str]] | None = None  # (rule, scope label) of the cases collected and kept
+        self.staged: dict[str, str] = {}  # JUnit and HTML: final path -> where they are written first
+        self.exitstatus: int | None = None  # the run's exit code once the reports are written
         self._report_options(config)
 
     def _report_options(self, config):
@@ -345,7 +344,7 @@ def pytest_configure(config):
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
         live.prepare(json.loads(worker_db) if worker_db else None)
     except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(conn.mask(str(exc), config.getoption("antenna_url", None))) from None
     config.stash[LIVE] = live
     for domain in sorted({r.domain for r in RULES.values()}):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
@@ -355,6 +354,8 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {meaning}")
     reporting.SCOPE = live.scope_option()
     reporting.default_report_paths(config, live.reports)
+    if not hasattr(config, "workerinput"):
+        live.staged = reporting.stage(config)
     reporting.PREVIOUS = live.previous
     if config.pluginmanager.hasplugin("html"):
         planned = sum(len(live.scopes_for(entry)) for entry in RULES.values())
@@ -551,9 +552,10 @@ def _database_error(exc, timeout: str) -> str:
 
     if timed_out(exc):
         return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    first = conn.mask(str(exc).strip().splitlines()[0])
     if _conflict_with_recovery(exc):
-        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {str(exc).strip().splitlines()[0]}"
-    return str(exc).strip().splitlines()[0]
+        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {first}"
+    return first
 
 
 @pytest.fixture
@@ -608,9 +610,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     live = config.stash.get(LIVE, None)
     if live is not None and not hasattr(config, "workerinput"):
         if live.snapshot is not None:
-            kept = f"kept: {live.snapshot.url}" if live.keep_snapshot else "dropped at the end of the run"
+            kept = f"kept: {conn.mask(live.snapshot.url)}" if live.keep_snapshot else "dropped at the end of the run"
             terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
-        reporting.terminal_summary(terminalreporter, live.reports, _detailed(config))
+        exitstatus = live.exitstatus if live.exitstatus is not None else exitstatus
+        if not checked_anything(exitstatus):  # exit 4 or 5 before any case ran: no summary, no verdict
+            terminalreporter.write_line(
+                f"antenna invariants: nothing was checked (exit code {int(exitstatus)}); "
+                f"the reports of the previous run are left as they were"
+            )
+            return
+        reporting.terminal_summary(terminalreporter, live.reports, _detailed(config), exitstatus)
 
 
 def pytest_unconfigure(config):
@@ -628,13 +637,51 @@ def _reshape_junit(config):
                   lambda o: reporting.details(RULES[o["rule"]], o))
 
 
+def checked_anything(exitstatus) -> bool:
+    """False for a run that stopped before any case ran: a usage error (a bad ``-k``, a mistyped path) or no
+    rule selected.  Such a run writes no report and claims nothing."""
+    return bool(reporting.OUTCOMES) or exitstatus not in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED)
+
+
+def _report_writers(config):
+    """pytest's JUnit writer and pytest-html's report (each with the attribute that holds its path)."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        yield xml, "logfile"
+    for plugin in config.pluginmanager.get_plugins():
+        if type(plugin).__module__.startswith("pytest_html.") and hasattr(plugin, "_report_path"):
+            yield plugin, "_report_path"
+
+
+def _settle_reports(config, staged: dict[str, str], checked: bool):
+    """Published reports are named by their final paths in the terminal; a run that checked nothing unregisters
+    the writers, so no "generated" line names a report that was not written."""
+    from _pytest.junitxml import xml_key
+
+    finals = {os.path.abspath(temp): final for final, temp in staged.items()}
+    for writer, attribute in list(_report_writers(config)):
+        if not checked:
+            config.pluginmanager.unregister(writer)
+            if attribute == "logfile":
+                del config.stash[xml_key]
+            continue
+        final = finals.get(os.path.abspath(getattr(writer, attribute)))
+        if final is not None:
+            setattr(writer, attribute, os.path.abspath(final) if attribute == "logfile" else Path.cwd() / final)
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    """Our JSON (and baseline), then JUnit and HTML (pytest's own plugins); a report that cannot be written
-    (disk full, permissions) is one line and exit code 4, and the terminal summary still shows."""
+    """Our JSON (and baseline), then JUnit and HTML (pytest's own plugins, written beside their final paths and
+    renamed into place); a report that cannot be written (disk full, permissions) is one line naming the file
+    and exit code 4, and the terminal summary still shows.  A run that checked nothing writes no report."""
     config, failed = session.config, None
     live = config.stash.get(LIVE, None)
-    if live is not None and not hasattr(config, "workerinput"):
+    controller = live is not None and not hasattr(config, "workerinput")
+    checked = checked_anything(exitstatus)
+    if controller and checked:
         try:
             run = live.run.as_dict()
             reporting.write_json(live.reports / "invariants.json", run)
@@ -645,10 +692,18 @@ def pytest_sessionfinish(session, exitstatus):
             failed = exc
     try:
         yield
-        if live is not None and reporting.OUTCOMES and Path(config.option.xmlpath or "").is_file():
+        if controller and reporting.OUTCOMES and Path(config.option.xmlpath or "").is_file():
             _reshape_junit(config)
     except OSError as exc:
         failed = failed or exc
+    if controller:
+        try:
+            reporting.publish(live.staged, checked and failed is None)
+        except OSError as exc:
+            failed = failed or exc
+        _settle_reports(config, live.staged, checked)
     if failed is not None:
-        sys.stderr.write(reporting.write_failed(failed) + "\n")
+        sys.stderr.write(reporting.write_failed(failed, live.staged if live else None) + "\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    if controller:
+        live.exitstatus = session.exitstatus

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import tempfile
+import traceback
 from pathlib import Path
 
 from antenna_invariants.connection import ConfigError
@@ -23,10 +26,47 @@ def ensure_writable(directory: Path, option: str = "--reports"):
         raise ConfigError(f"{option} {directory}: cannot write there ({exc.strerror or exc})") from None
 
 
-def write_failed(exc: OSError) -> str:
-    """The one line for a report that could not be written (disk full, permissions): exit 4."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"ERROR: reports: cannot write{where}: {exc.strerror or exc}"
+def write_failed(exc: OSError, staged: dict[str, str] | None = None) -> str:
+    """The one line for a report that could not be written (disk full, permissions), naming the file: exit 4."""
+    where = exc.filename or _file_being_written(exc)
+    finals = {os.path.abspath(temp): final for final, temp in (staged or {}).items()}
+    where = finals.get(os.path.abspath(where), where) if where else None
+    return f"ERROR: reports: cannot write{f' {where}' if where else ''}: {exc.strerror or exc}"
+
+
+def _file_being_written(exc: OSError) -> str | None:
+    """The file open in the innermost frame that raised ``exc`` (a full disk fails at write or close, and
+    then the error carries no file name)."""
+    names = [
+        value.name
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+        for value in frame.f_locals.values()
+        if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str)
+    ]
+    return names[-1] if names else None
+
+
+def stage(config) -> dict[str, str]:
+    """Point JUnit and HTML at a file beside each report (``{final: staged}``): ``publish`` renames them into
+    place only when the run checked something, so a run that checked nothing (exit 4 or 5) or a full disk
+    leaves the previous reports as they were.  A path that is not a regular file (a device) is written as is."""
+    staged = {}
+    for option in ("xmlpath", "htmlpath"):
+        final = getattr(config.option, option, None)
+        if final and (not os.path.exists(final) or os.path.isfile(final)):
+            directory, name = os.path.split(final)
+            staged[final] = os.path.join(directory, f".{name}.{os.getpid()}.partial")
+            setattr(config.option, option, staged[final])
+    return staged
+
+
+def publish(staged: dict[str, str], checked: bool):
+    """Rename the staged reports into place (``checked``), or remove them."""
+    for final, temp in staged.items():
+        if checked and os.path.exists(temp):
+            os.replace(temp, final)
+        else:
+            Path(temp).unlink(missing_ok=True)
 
 
 def default_report_paths(config, reports: Path):
@@ -100,14 +140,16 @@ def totals() -> dict[str, int]:
 STATUSES = ("passed", "failed", "warned", "repaired", "baselined", "error", "skipped")
 
 
-def verdict(t: dict[str, int]) -> str:
-    """The last line of a run: do violations remain?"""
+def verdict(t: dict[str, int], exitstatus: int = 0) -> str:
+    """The last line of a run: do violations remain?  Never all clear when the run did not end cleanly."""
     if t["failing"]:
         errors = f", {t['error']} could not run" if t["error"] else ""
         return (
             f"VIOLATIONS REMAIN: {t['failing']} failing rule x project case(s){errors}; "
             f"{t['violations']} violating rows in all (run failed)"
         )
+    if exitstatus != 0:
+        return f"NOT ALL CLEAR: no case failed, but the run ended with exit code {int(exitstatus)} (see above)"
     tolerated = sum(o["violations"] for o in OUTCOMES if o["status"] != "repaired")
     if tolerated:
         return (
@@ -121,7 +163,7 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
-def terminal_summary(terminal, reports: Path, detailed: bool):
+def terminal_summary(terminal, reports: Path, detailed: bool, exitstatus: int = 0):
     """One ranked table of rules and the first failures in full; ``detailed`` (-v, -rA): one line per case,
     pytest printing every failure as well."""
     from antenna_invariants import summary
@@ -144,7 +186,8 @@ def terminal_summary(terminal, reports: Path, detailed: bool):
         terminal.section("after this repair, in Antenna")
         for line in todo:
             terminal.write_line(f"- {line}")
-    terminal.write_line(verdict(t), bold=True, red=bool(t["failing"]), green=not t["failing"])
+    clear = not t["failing"] and exitstatus == 0
+    terminal.write_line(verdict(t, exitstatus), bold=True, red=not clear, green=clear)
 
 
 def details(entry, o: dict) -> str:
@@ -193,4 +236,11 @@ def write_json(path: Path, run: dict):
             for o in sorted(OUTCOMES, key=lambda o: (o["rule"], o["project"]))
         ],
     }
-    path.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        temp.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+        os.replace(temp, path)  # a full disk leaves the previous report whole
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        exc.filename = str(path)
+        raise

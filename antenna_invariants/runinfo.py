@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from antenna_invariants.connection import MASK, mask
+
 MIGRATIONS = Path(__file__).resolve().parent / "mirror" / "migrations"
-MASK = "****"
 SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|dsn|database_url", re.IGNORECASE)
-URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*(@)")
-KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
 def database_label(entry: dict) -> str:
@@ -27,25 +26,20 @@ def database_label(entry: dict) -> str:
     return f"{host}{port}/{entry.get('NAME', '')}"
 
 
-def mask_url(text: str) -> str:
-    """The password of any ``scheme://user:password@host`` URL or ``password=...`` keyword, masked."""
-    return KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", text))
-
-
 def redact(mapping: dict, secrets: tuple[str, ...] = ()) -> dict:
     """Mask, in place and recursively, values under secret-sounding names, URL passwords and known secrets."""
     for key, value in mapping.items():
         if isinstance(value, dict):
             redact(value, secrets)
         elif SECRET_NAME.search(str(key)) and not isinstance(value, (bool, int, float)):
-            mapping[key] = mask_url(str(value)) if "://" in str(value) else MASK
+            mapping[key] = mask(str(value)) if "://" in str(value) else MASK
         elif isinstance(value, str):
             mapping[key] = scrub(value, secrets)
     return mapping
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    text = mask_url(text)
+    text = mask(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)

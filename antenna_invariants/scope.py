@@ -149,6 +149,19 @@ def parse_since(value: str | None) -> datetime | None:
     return since
 
 
+TIMEOUT = re.compile(r"(\d+)(us|ms|s|min|h|d)?")  # PostgreSQL's units; no space: it goes into a -c option
+TIMEOUT_MS = {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_timeout(value: str) -> str:
+    """``--statement-timeout``: a PostgreSQL duration (``500ms``, ``30s``, ``5min``; ``0`` for none) that the
+    server accepts (at most 2147483647 ms), refused here, naming the option, rather than at connect."""
+    duration = TIMEOUT.fullmatch(value)
+    if duration is None or int(duration[1]) * TIMEOUT_MS[duration[2]] > 2**31 - 1:
+        raise ConfigError(f"--statement-timeout {value!r}: give a duration like 500ms, 30s or 5min (no space, under 24 days)")
+    return value
+
+
 def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:
     """``["5", "7,9"]`` -> ``(5, 7, 9)``; a non-integer is a one-line usage error."""
     values = [v for v in values or () if v is not None]

@@ -5,6 +5,7 @@ filled from a small world (two projects, a job and an occurrence in the first).
 """
 
 import gzip
+import json
 
 import psycopg
 import pytest
@@ -40,12 +41,20 @@ CASES = [
     ("negative sample size", ["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
     ("text sample size", ["--sample-size", "many"], "ERROR: usage:"),
     ("bad timeout", ["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration"),
+    ("timeout with a space", ["--statement-timeout", "5 min"], "ERROR: --statement-timeout '5 min': give a duration"),
+    ("timeout beyond the server's", ["--statement-timeout", "30d"], "ERROR: --statement-timeout '30d': give a duration"),
     ("zero repair limit", ["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1"),
     ("repair under xdist", ["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
     ("bad max share", ["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots'"),
     ("bad since", ["--since", "yesterday"], "ERROR: --since 'yesterday': give a date"),
     ("future since", ["--since", "2999-01-01"], "ERROR: --since 2999-01-01 is in the future"),
     ("missing baseline", ["--baseline", "{tmp}/none.json"], "ERROR: --baseline {tmp}/none.json: no such file"),
+    ("compare: results of the wrong shape", ["--compare", "{tmp}/shape-list.json"],
+     "ERROR: --compare {tmp}/shape-list.json: not an invariants.json report"),
+    ("compare: results not a list", ["--compare", "{tmp}/shape-dict.json"],
+     "ERROR: --compare {tmp}/shape-dict.json: not an invariants.json report"),
+    ("baseline: cases of the wrong shape", ["--baseline", "{tmp}/shape-baseline.json"],
+     "ERROR: --baseline {tmp}/shape-baseline.json: not a baseline"),
     ("missing journal", ["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
     ("not a journal", ["README.md"], "ERROR: undo failed, nothing written: README.md:1: not a journal line"),
     # the database
@@ -65,8 +74,8 @@ CASES = [
     # reports: permissions, disk full
     ("reports not a directory", ["--reports", "/dev/full"], "ERROR: --reports /dev/full: cannot write there"),
     ("reports under a file", ["--reports", "/dev/full/reports"], "ERROR: --reports /dev/full/reports: cannot write"),
-    ("disk full: junit", ["-k", "D1", "--junitxml", "/dev/full"], "ERROR: reports: cannot write"),
-    ("disk full: html", ["-k", "D1", "--html", "/dev/full"], "ERROR: reports: cannot write"),
+    ("disk full: junit", ["-k", "D1", "--junitxml", "/dev/full"], "ERROR: reports: cannot write /dev/full: "),
+    ("disk full: html", ["-k", "D1", "--html", "/dev/full"], "ERROR: reports: cannot write /dev/full: "),
 ]
 AFTER_THE_RUN = {"disk full: junit", "disk full: html"}  # the rules ran: JSON written, the JUnit or HTML not
 
@@ -81,6 +90,10 @@ def world(tmp_path):
     (tmp_path / "corrupt.dump").write_bytes(b"PGDMP" + b"\0" * 64)
     with gzip.open(tmp_path / "other.sql.gz", "wt") as dump:
         dump.write("CREATE TABLE notes (id integer);\n")
+    shapes = {"list": {"results": [1, 2]}, "dict": {"results": {"D1/project1": 3}},
+              "baseline": {"kind": "baseline", "cases": {"D1/project1": [3]}}}
+    for name, document in shapes.items():
+        (tmp_path / f"shape-{name}.json").write_text(json.dumps({"schema_version": 1, **document}))
     settings = connection.settings_dict
     server = {k: settings[k] for k in ("HOST", "PORT", "USER", "PASSWORD", "OPTIONS")}
     return {
@@ -139,3 +152,74 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
     if name not in AFTER_THE_RUN:
         assert not (run.reports / "invariants.json").exists(), output
         assert not (run.reports / "junit.xml").exists(), output
+
+
+NOTHING_CHECKED = [
+    ("bad -k expression", ["-k", "D1 and"], 4),
+    ("mistyped test path", ["invariants/test_no_such_rules.py"], 4),
+    ("no rule selected", ["-m", "no_such_marker"], 5),
+]
+
+
+@pytest.mark.parametrize("args, code", [c[1:] for c in NOTHING_CHECKED], ids=[c[0] for c in NOTHING_CHECKED])
+def test_a_run_that_checks_nothing_claims_nothing_and_keeps_the_previous_reports(run, args, code):
+    occurrences.partial_save(f.DeploymentFactory())
+    first, output = run("-k", "D1")
+    assert first == 1, output
+    reports = ("invariants.json", "junit.xml", "report.html")
+    before = {name: (run.reports / name).read_bytes() for name in reports}
+
+    exit_code, output = run(*args)
+
+    assert exit_code == code, output
+    assert "NO VIOLATIONS REMAIN" not in output and "NO FAILING VIOLATIONS" not in output, output
+    assert "nothing was checked" in output, output
+    assert "Traceback" not in output, output
+    assert {name: (run.reports / name).read_bytes() for name in reports} == before
+    assert not [p.name for p in run.reports.iterdir() if p.name.endswith(".partial")]
+
+
+
+SECRET = "Pw-7he-l3aks"
+MALFORMED_URLS = {
+    "misspelt scheme": f"postgress://reader:{SECRET}@db.example.org/antenna",
+    "one slash": f"postgres:/reader:{SECRET}@db.example.org/antenna",
+    "unencoded space": f"postgres://reader:{SECRET} x@db.example.org/antenna",
+    "bad percent escape": f"postgres://reader:{SECRET}%zz@db.example.org/antenna",
+    "unclosed bracket": f"postgres://reader:{SECRET}@[::1/antenna",
+    "keywords, one without =": f"host=db.example.org password={SECRET} dbname",
+    "keywords, unclosed quote": f"host=db.example.org password='{SECRET} dbname=antenna",
+    "unknown query parameter": f"postgres://reader:{SECRET}@db.example.org/antenna?bogus=1",
+}
+
+
+def _everything_written(output: str, reports) -> str:
+    files = [p for p in reports.rglob("*") if p.is_file()] if reports.exists() else []
+    return output + "".join(p.read_text(errors="replace") for p in files)
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS.values(), ids=MALFORMED_URLS.keys())
+def test_a_malformed_database_url_never_shows_its_password(run, url):
+    code, output = run(env={DATABASE_URL: url})
+    undo_code, undo_output = run("README.md", module=UNDO, env={DATABASE_URL: url})
+
+    written = _everything_written(output + undo_output, run.reports)
+    assert SECRET not in written and SECRET.replace("-", "%2D") not in written, written
+    assert code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in output, output
+    assert undo_code != 0, undo_output
+
+
+def test_credentials_reach_no_output_and_no_report(run):
+    """A password in a working DATABASE_URL (libpq keywords) and credentials in --antenna-url: the run goes on,
+    and neither the terminal nor invariants.json, junit.xml or report.html shows them; links carry no user."""
+    occurrences.partial_save(f.DeploymentFactory())
+    env = {DATABASE_URL: f"{url_for(connection.settings_dict)} password={SECRET}"}
+    antenna = f"https://editor:{SECRET}@antenna.example.org"
+
+    code, output = run("-k", "D1", "--antenna-url", antenna, "--write-baseline", env=env)
+
+    assert code == 1, output
+    written = _everything_written(output, run.reports)
+    assert {p.name for p in run.reports.iterdir()} >= {"invariants.json", "junit.xml", "report.html"}
+    assert SECRET not in written and "editor:" not in written and "editor@" not in written
+    assert 'href=https://antenna.example.org/projects/' in (run.reports / "report.html").read_text()
