@@ -53,6 +53,9 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert any(line.startswith("VIOLATIONS REMAIN: ") for line in output.splitlines())
     assert (d1["title"], d1["table"], d1["risk"], d1["docs"]) == (
         "occurrence with evidence has a determination", "main_occurrence", "medium", "docs/invariants.md#d1")
+    import jsonschema
+
+    jsonschema.validate(doc, documented_schema())  # the schema docs/reports.md ships
     summary = (run.reports / "summary.md").read_text()
     assert "| **D1** | occurrence with evidence has a determination | error | 1 | " + project in summary
 
@@ -94,6 +97,46 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     href = detail.find_element("link text", str(partial.pk)).get_attribute("href")
     assert href == f"https://antenna.example.org/projects/{station.project_id}/occurrences/{partial.pk}"
     assert page.console_errors() == []
+
+
+def documented_schema() -> dict:
+    text = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
+    return json.loads(text.split("### JSON Schema", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+
+
+def test_the_documented_json_schema_rejects_what_it_should():
+    import jsonschema
+
+    schema = documented_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    record = {"rule": "D1", "project": "project5", "severity": "error", "status": "failed", "fails_run": True,
+              "violations": 1, "checked": 3, "sample": [7], "sql": "SELECT 1", "fixed": 0, "unfixable": 0,
+              "remaining": None, "title": "occurrence with evidence has a determination", "table": "main_occurrence",
+              "risk": "medium", "repairable": True, "deletes": False, "threshold": None, "baseline": None,
+              "new": None, "new_case": None, "new_ids": None, "delta": None, "docs": "docs/invariants.md#d1"}
+    run = {"started": "2026-01-31T02:00:00+00:00", "duration": 1.0, "mode": "check", "scope": "projects 5",
+           "database": {"label": "h:5432/antenna", "name": "antenna", "demo": False}, "provenance": {}}
+    document = {"schema_version": 1, "run": run, "totals": {"cases": 1}, "violations_remain": True, "results": [record]}
+    jsonschema.validate(document, schema)
+    for broken in ({"status": "fine"}, {"violations": -1}, {"project": "5"}, {"new_ids": [None]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(document | {"results": [record | broken]}, schema)
+
+
+def test_store_failures_writes_every_violating_id_with_allowlisted_columns_per_case(run):  # noqa: F811
+    import csv
+
+    station = f.DeploymentFactory()
+    partials = [occurrences.partial_save(station) for _ in range(3)]
+    stored = run.reports / "failures"
+    code, output = run("-m", "D1 or D6", f"--project={station.project_id}", "--sample-size", "1",
+                       "--store-failures", str(stored))
+    assert code == 1, output
+    assert sorted(p.name for p in stored.iterdir()) == [f"D1-project{station.project_id}.csv"]  # D6 holds
+    rows = list(csv.DictReader((stored / f"D1-project{station.project_id}.csv").open()))
+    assert [int(r["id"]) for r in rows] == sorted(p.pk for p in partials)  # all of them, not the 1-id sample
+    assert set(rows[0]) == {"id", "project_id", "deployment_id", "event_id", "determination_id", "determination_score"}
+    assert rows[0]["project_id"] == str(station.project_id) and rows[0]["determination_id"] == ""
 
 
 def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa: F811
