@@ -192,7 +192,9 @@ def terminal_summary(terminal, reports: Path, detailed: bool, exitstatus: int = 
 
 def details(entry, o: dict) -> str:
     """A case's full text: the failure message, or why it could not run."""
-    return f"{entry.id} could not run: {o['message']}" if o["status"] == "error" else failure_message(entry, o)
+    if o["status"] == "error":
+        return f"{entry.id} could not run: {o['message']}"
+    return "\n".join(filter(None, [failure_message(entry, o), o.get("message")]))  # the message: a refused repair
 
 
 def case_lines(terminal):

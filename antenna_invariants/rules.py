@@ -137,7 +137,7 @@ class Rule:
 def exceeds(threshold: str | None, violations: int, checked: int) -> bool:
     limit = (threshold or ">0").lstrip(">").strip()
     if limit.endswith("%"):
-        return violations > 0 and checked > 0 and 100.0 * violations / checked > float(limit[:-1])
+        return violations > 0 and (checked == 0 or 100.0 * violations / checked > float(limit[:-1]))
     return violations > int(limit)
 
 

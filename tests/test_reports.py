@@ -73,15 +73,6 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert case.find("failure").get("message").startswith("1 violating occurrences of ")
     assert f"ids: {partial.pk}" in case.find("system-out").text
 
-    code, output = run("-m", "D1", "-o", "junit_family=xunit1")  # annotations: file and the rule's def line
-    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")
-    case = next(c for c in ET.parse(run.reports / "junit.xml").getroot().iter("testcase") if project in c.get("name"))
-    source = (Path(__file__).parents[1] / case.get("file")).read_text().splitlines()
-    assert source[int(case.get("line")) - 1].startswith("def test_occurrence_with_evidence_has_a_determination(")
-    props = {p.get("name"): p.get("value") for p in case.find("properties")}
-    assert props | {"checked": None} == {"rule": "D1", "project": project, "status": "failed", "violations": "1",
-                                          "checked": None, "fixed": "0", "unfixable": "0"}
-
     page = browser(run.reports / "report.html")
     assert page.console_errors() == []
     driver = page.driver
@@ -97,6 +88,15 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     href = detail.find_element("link text", str(partial.pk)).get_attribute("href")
     assert href == f"https://antenna.example.org/projects/{station.project_id}/occurrences/{partial.pk}"
     assert page.console_errors() == []
+
+    code, output = run("-m", "D1", "-o", "junit_family=xunit1")  # annotations: file and the rule's def line
+    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")
+    case = next(c for c in ET.parse(run.reports / "junit.xml").getroot().iter("testcase") if project in c.get("name"))
+    source = (Path(__file__).parents[1] / case.get("file")).read_text().splitlines()
+    assert source[int(case.get("line")) - 1].startswith("def test_occurrence_with_evidence_has_a_determination(")
+    props = {p.get("name"): p.get("value") for p in case.find("properties")}
+    assert props | {"checked": None} == {"rule": "D1", "project": project, "status": "failed", "violations": "1",
+                                          "checked": None, "fixed": "0", "unfixable": "0"}
 
 
 def documented_schema() -> dict:
