@@ -114,6 +114,7 @@ class HtmlReport:
             *delta,
             ("fixed", "Fixed", False),
             ("unfixable", "Unfixable", False),
+            ("changed_under_repair", "Changed under repair", False),
         ]
 
     def pytest_html_results_table_header(self, cells):
@@ -139,6 +140,7 @@ class HtmlReport:
             "delta": padded(data.get("delta")),
             "fixed": data["fixed"],
             "unfixable": data["unfixable"],
+            "changed_under_repair": data.get("changed_under_repair", 0),
         }
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 

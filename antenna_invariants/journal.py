@@ -1,24 +1,30 @@
 """The journal: one JSON Lines file per repair run, a line per row a repair changed, deleted or (an undo)
 re-inserted, written and fsynced before the transaction that made the change can commit.
 
+    {"op": "header", "journal": 2, "run": "20261125T223001Z-3f9a", "database": {"name": "antenna", "oid": "16384",
+     "system_identifier": "7345..."}, "sum": "9f2c..."}
     {"run": "20261125T223001Z-3f9a", "rule": "D1", "scope": "project5", "op": "update",
-     "table": "main_occurrence", "pk": 12, "changed": ["determination_id", ...], "old": {...}, "new": {...}}
+     "table": "main_occurrence", "pk": 12, "changed": ["determination_id", ...], "old": {...}, "new": {...},
+     "batch": 1, "lines": 3, "sum": "40d1..."}
 
-``old`` and ``new`` are whole rows as PostgreSQL renders them (``to_jsonb``), so columns the mirror does not
-know are kept too; ``op`` is ``update``, ``delete`` (new is null) or ``insert`` (old is null).
+The first line says which database the journal belongs to (``database_identity``).  ``old`` and ``new`` are
+whole rows as PostgreSQL renders them (``to_jsonb``), so columns the mirror does not know are kept too; ``op``
+is ``update``, ``delete`` (new is null), ``insert`` (old is null) or ``purge`` (rows deleted for good, counted
+and not kept: ``Journal.purge``).  Each line names its batch and the batch's number of lines, and ends with a
+``sum``: the SHA-256 of the previous line's sum and this line's text.  A batch is written in one go and fsynced
+before its transaction commits, so a batch cut short (SIGKILL, disk full) never committed; an edited line
+breaks the chain (``read``).  The sums detect damage and edits, not a forger who runs this code.
 
 How a batch is journaled (``Journal.batch``): the rows a repair may touch are locked (``FOR UPDATE``) and their
 images staged in a temporary table before the repair's statement runs; afterwards PostgreSQL itself compares
 them with the rows as they now are and builds the lines.  Staging lives in the repair's transaction: a batch
 that fails leaves nothing behind, and a process killed before the commit leaves lines whose change never
-landed, which ``undo`` recognises (the row still equals ``old``) and skips.
-
-``undo`` walks a journal backwards and restores ``old`` only where the row is still exactly ``new``: a row
-changed since the repair is refused and reported, never overwritten.  An undo writes its own journal.
+landed, which ``undo`` recognises (the row still equals ``old``) and skips.  Undo is ``antenna_invariants.undo``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,12 +34,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from django.db import connection, models, transaction
+from django.db import connection, models
 
 ACTIVE: "Journal | None" = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
+VERSION = 2  # the journal format: 2 has a header line, batches and sums (1: bare lines)
 
 
 def new_run_id() -> str:
@@ -46,6 +53,10 @@ class Journal:
         self.path = Path(directory) / f"journal-{self.run}.jsonl"
         self.counts: dict[tuple[str, str], dict[str, int]] = {}  # (rule, scope) -> {"op table": rows}
         self.columns: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (rule, scope) -> {(table, column)}
+        self.batches = 0  # batches written
+        self.created = False  # whether this journal created its file
+        self.size = 0  # bytes of the file written and fsynced (what a failed write leaves beyond is cut off)
+        self.sum = ""  # the last line's sum: the next line's chains to it
 
     def path_if_written(self) -> str | None:
         return str(self.path) if self.path.exists() else None
@@ -139,18 +150,89 @@ class Journal:
             cursor.execute(f"TRUNCATE {STAGE}")
         self._append(rule, scope, lines)
 
+    def purge(self, rule: str, scope: str, table: str, count: int, first_id: int | None, last_id: int | None) -> None:
+        """Journal ``count`` rows of ``table`` (ids ``first_id``..``last_id``) that a repair deletes for good,
+        as one line (op ``purge``) instead of a line per row: for bulk deletes whose rows are not worth keeping
+        (old job logs).  Call it inside the transaction that deletes them, before it commits, like every line.
+        Undo cannot restore them: it reports "not restorable: N rows of T purged (ids a-b)" and goes on."""
+        line = json.dumps({
+            "run": self.run, "rule": rule, "scope": scope, "op": "purge", "table": table, "pk": None,
+            "count": count, "first_id": first_id, "last_id": last_id,
+        })
+        self._write([line])
+        counts = self.counts.setdefault((rule, scope), {})
+        counts[f"purge {table}"] = counts.get(f"purge {table}", 0) + count
+        self.columns.setdefault((rule, scope), set()).add((table, DELETED))
+
     def _append(self, rule: str, scope: str, lines: list[tuple]) -> None:
-        """Append ``(op, table, ..., line)`` rows to the file and fsync."""
+        """Append ``(op, table, ..., line)`` rows to the file as one batch and fsync."""
         if not lines:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("".join(row[-1] + "\n" for row in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._write([row[-1] for row in lines])
         counts = self.counts.setdefault((rule, scope), {})
         for op, table, *_ in lines:
             counts[f"{op} {table}"] = counts.get(f"{op} {table}", 0) + 1
+
+    def _write(self, texts: list[str]) -> None:
+        """Write one batch of lines (JSON objects' text), each with the batch's number and size and its sum,
+        in one go, and fsync; a new file starts with the header.  A write that failed part way (disk full)
+        is cut off before the next one, so a torn line can only be the file's last."""
+        number = self.batches + 1
+        lines = [] if self.size else [self._header()]
+        lines += [text[:-1] + f', "batch": {number}, "lines": {len(texts)}}}' for text in texts]
+        text, chain = seal(lines, self.sum)
+        data = text.encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "r+b" if self.created else "xb") as handle:  # "x": never into another run's journal
+            if not self.created:
+                self.created = True
+                _fsync_directory(self.path.parent)
+            handle.truncate(self.size)
+            handle.seek(self.size)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.size, self.sum, self.batches = self.size + len(data), chain, number
+
+    def _header(self) -> str:
+        return json.dumps({"op": "header", "journal": VERSION, "run": self.run, "database": database_identity()})
+
+
+def database_identity() -> dict[str, str | None]:
+    """Which database this is: its name and oid, and the server's system identifier (unique per cluster
+    since initdb; ``pg_control_system()``, which a role may be denied: then None, and name and oid decide)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database(), oid::text FROM pg_database WHERE datname = current_database()")
+        name, oid = cursor.fetchone()
+        cursor.execute("SELECT has_function_privilege('pg_control_system()', 'EXECUTE')")
+        system = None
+        if cursor.fetchone()[0]:
+            cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
+            system = cursor.fetchone()[0]
+    return {"name": name, "oid": oid, "system_identifier": system}
+
+
+def seal(texts: list[str], previous: str = "") -> tuple[str, str]:
+    """Lines (JSON objects' text) with their sums, chained from ``previous``: (the lines' text, the last sum)."""
+    sealed = []
+    for text in texts:
+        previous = line_sum(previous, text)
+        sealed.append(f'{text[:-1]}, "sum": "{previous}"}}\n')
+    return "".join(sealed), previous
+
+
+def line_sum(previous: str, text: str) -> str:
+    """A line's sum: SHA-256 of the previous line's sum and the line's text without its own sum."""
+    return hashlib.sha256(f"{previous}\n{text}".encode()).hexdigest()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A new file's name is durable once its directory is synced."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _changed(op: str, new: str, old: str) -> str:
@@ -185,139 +267,94 @@ def delete_journaled(queryset) -> int:
     return ACTIVE.delete(queryset)
 
 
-# --- undo -------------------------------------------------------------------------------------------------
+# --- reading ----------------------------------------------------------------------------------------------
 
-# What the row must look like now for each op to be undone, and what undoing it writes.
-#   op      undo applies when       already not applied when   undo does
-#   update  row = new               row = old                  set the row back to old
-#   delete  row is absent           row = old                  insert old
-#   insert  row = new               row is absent              delete the row
-TABLE = re.compile(r"[a-z_][a-z0-9_]*")  # a journal is input: its table names must be plain identifiers
-INVERSE = {"update": "update", "delete": "insert", "insert": "delete"}
+
+class JournalError(ValueError):
+    """A file undo must not act on: not a journal, an edited line, another database's (one line, exit 4)."""
 
 
 @dataclass
-class UndoResult:
-    journal: str | None = None
-    restored: dict[str, int] = field(default_factory=dict)  # "op table" -> rows undone
-    not_applied: int = 0  # lines whose change is not in the database: never committed (a killed run), or undone
-    refused: list[tuple[str, int, str]] = field(default_factory=list)  # (table, pk, why)
+class Reading:
+    """A journal as read: ``header`` (None for a version-1 journal), the lines of its whole batches as
+    (line number, parsed line, text), and the line numbers of a batch cut off while being written."""
+
+    header: dict | None
+    lines: list[tuple[int, dict, str]] = field(default_factory=list)
+    torn: tuple[int, int] | None = None
 
 
-def undo(path: Path, directory: Path | None = None, dry_run: bool = False) -> UndoResult:
-    """Undo a journal, newest line first, in one transaction; journal the undo itself (unless dry_run)."""
-    entries = [(number, _parse(path, number, line), line) for number, line in _lines(path)]
-    origin = entries[0][1]["run"] if entries else "empty"
-    journal = Journal(directory or Path(path).parent, f"undo-{origin}-{new_run_id()}")
-    result = UndoResult()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-            # every row's history in this journal: a row found in an earlier state was never changed further
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {HISTORY} (n int, tbl text, pk bigint, old jsonb) ON COMMIT DROP"
-            )
-            cursor.execute(f"TRUNCATE {HISTORY}")
-            for start in range(0, len(entries), 5000):
-                part = entries[start : start + 5000]
-                cursor.execute(
-                    f"""INSERT INTO {HISTORY} SELECT u.n, u.l ->> 'table', (u.l ->> 'pk')::bigint, u.l -> 'old'
-                          FROM unnest(%s::int[], %s::jsonb[]) u(n, l)""",
-                    [[n for n, _, _ in part], [line for _, _, line in part]],
-                )
-        for chunk in _chunks(list(reversed(entries))):
-            _undo_chunk(chunk, journal, result, dry_run)
-        if dry_run:
-            transaction.set_rollback(True)
-    result.journal = journal.path_if_written()
-    return result
+SUM = re.compile(r', "sum": "([0-9a-f]{64})"}\n?$')
 
 
-def _lines(path: Path):
-    with open(path, encoding="utf-8") as handle:
-        yield from ((number, line.strip()) for number, line in enumerate(handle, 1) if line.strip())
+def read(path: Path, version_1: bool = False) -> Reading:
+    """Read and verify a journal.  Every line must be whole and carry the sum that chains it to the line
+    before (an edited, inserted, dropped or reordered line breaks the chain: ``JournalError``).  Only the
+    last batch may be incomplete, cut off by a crash or a full disk while it was written: it was written
+    before its transaction could commit, so it never committed, and it is reported in ``torn``, not read.
+    A version-1 journal (no header, no sums) is read only when ``version_1`` says to trust it; its torn last
+    line is skipped the same way."""
+    with open(path, "rb") as handle:
+        raw = [(number, line) for number, line in enumerate(handle, 1) if line.strip()]
+    if not raw:
+        return Reading(header=None, torn=(1, 1))  # created, then killed before its first batch was written
+    last = raw[-1][0]
+    first = _json(raw[0][1])
+    if first is None and len(raw) == 1 and not raw[0][1].endswith(b"\n"):
+        return Reading(header=None, torn=(1, 1))
+    if isinstance(first, dict) and first.get("op") in ("update", "delete", "insert") and "sum" not in first:
+        return _read_version_1(path, raw, version_1)
+    if not isinstance(first, dict) or first.get("journal") != VERSION:
+        raise JournalError(f"{path}:1: not a journal (no version {VERSION} header)")
+    reading, chain, batch = Reading(header=first), "", []
+    for number, line in raw:
+        meta = _json(line)
+        found = SUM.search(line.decode("utf-8", "replace"))
+        if meta is None or found is None:
+            if number == last and not line.endswith(b"\n"):  # a torn write: the batch never committed
+                reading.torn = ((batch[0][0] if batch else number), number)
+                return reading
+            raise JournalError(f"{path}:{number}: not a journal line")
+        text = line.decode().rstrip("\n")
+        body = text[: found.start()] + "}"
+        if line_sum(chain, body) != found.group(1):
+            raise JournalError(f"{path}:{number}: the line does not match its checksum: the journal was edited")
+        chain = found.group(1)
+        if number == raw[0][0]:
+            continue
+        if not isinstance(meta.get("batch"), int) or not isinstance(meta.get("lines"), int):
+            raise JournalError(f"{path}:{number}: not a journal line")
+        if batch and meta["batch"] != batch[0][1]["batch"]:
+            raise JournalError(f"{path}:{number}: batch {batch[0][1]['batch']} ends early: the journal was edited")
+        batch.append((number, meta, text))
+        if len(batch) == meta["lines"]:
+            reading.lines += batch
+            batch = []
+    if batch:  # cut off at a line's end
+        reading.torn = (batch[0][0], last)
+    return reading
 
 
-def _parse(path: Path, number: int, line: str) -> dict:
-    """A journal is input: every line must be a journal line, with a plain identifier for a table."""
-    try:
-        meta = json.loads(line)
-        valid = meta["op"] in INVERSE and isinstance(meta["pk"], int) and TABLE.fullmatch(meta["table"])
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise ValueError(f"{path}:{number}: not a journal line")
-    return meta
-
-
-def _chunks(entries, size: int = 5000):
-    """Consecutive lines of one table and op, each row at most once: one set-based statement each."""
-    chunk, seen = [], set()
-    for number, meta, line in entries:
-        key = (meta["table"], meta["op"])
-        if chunk and (key != (chunk[0][1]["table"], chunk[0][1]["op"]) or meta["pk"] in seen or len(chunk) >= size):
-            yield chunk
-            chunk, seen = [], set()
-        chunk.append((number, meta, line))
-        seen.add(meta["pk"])
-    if chunk:
-        yield chunk
-
-
-def _undo_chunk(chunk, journal: Journal, result: UndoResult, dry_run: bool) -> None:
-    table, op = chunk[0][1]["table"], chunk[0][1]["op"]
-    with connection.cursor() as cursor:
-        cursor.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s) FOR UPDATE', [[m["pk"] for _, m, _ in chunk]])
-        cursor.execute(
-            f"""SELECT (l ->> 'pk')::bigint, CASE
-                  WHEN t.id IS NULL THEN CASE %s WHEN 'delete' THEN 'apply' WHEN 'insert' THEN 'done'
-                                                 ELSE 'deleted since' END
-                  WHEN %s <> 'delete' AND to_jsonb(t) = l -> 'new' THEN 'apply'
-                  WHEN EXISTS (SELECT FROM {HISTORY} h WHERE h.tbl = %s AND h.pk = t.id AND h.n <= u.n
-                                                         AND h.old = to_jsonb(t)) THEN 'done'
-                  ELSE CASE %s WHEN 'delete' THEN 'present again' ELSE 'changed since' END END
-                  FROM unnest(%s::int[], %s::jsonb[]) u(n, l) LEFT JOIN "{table}" t ON t.id = (l ->> 'pk')::bigint""",
-            [op, op, table, op, [n for n, _, _ in chunk], [line for _, _, line in chunk]],
+def _read_version_1(path: Path, raw: list[tuple[int, bytes]], trusted: bool) -> Reading:
+    if not trusted:
+        raise JournalError(
+            f"{path}: a journal from before version {VERSION} (no header, no checksums): undo cannot tell "
+            "whether it was edited or which database it belongs to; add --version-1 to undo it anyway"
         )
-        states = dict(cursor.fetchall())
-        result.not_applied += sum(1 for s in states.values() if s == "done")
-        result.refused += [(table, pk, why) for pk, why in states.items() if why not in ("apply", "done")]
-        apply = [line for _, meta, line in chunk if states[meta["pk"]] == "apply"]
-        if not apply:
-            return
-        key = f"{INVERSE[op]} {table}"
-        result.restored[key] = result.restored.get(key, 0) + len(apply)
-        if dry_run:
-            return
-        origin = chunk[0][1]["run"]
-        inverse = _line("%s", "'undo'", "%s", f"'{INVERSE[op]}'", "%s", "l -> 'pk'", "l -> 'new'", "l -> 'old'")
-        cursor.execute(
-            f"SELECT %s, %s, {inverse} FROM unnest(%s::jsonb[]) l", [INVERSE[op], table, journal.run, origin, table, apply]
-        )
-        journal._append("undo", origin, cursor.fetchall())
-        if op == "update":
-            columns = [c for c in _columns(cursor, table) if c != "id"]
-            cursor.execute(
-                f"""UPDATE "{table}" t SET ({", ".join(f'"{c}"' for c in columns)}) =
-                           ({", ".join(f'r."{c}"' for c in columns)})
-                      FROM unnest(%s::jsonb[]) l, jsonb_populate_record(NULL::"{table}", l -> 'old') r
-                     WHERE t.id = r.id""",
-                [apply],
-            )
-        elif op == "delete":
-            cursor.execute(
-                f"""INSERT INTO "{table}" SELECT r.* FROM unnest(%s::jsonb[]) l,
-                           jsonb_populate_record(NULL::"{table}", l -> 'old') r""",
-                [apply],
-            )
+    reading = Reading(header=None)
+    for number, line in raw:
+        meta = _json(line)
+        if meta is None and number == raw[-1][0] and not line.endswith(b"\n"):
+            reading.torn = (number, number)
+        elif meta is None:
+            raise JournalError(f"{path}:{number}: not a journal line")
         else:
-            cursor.execute(f'DELETE FROM "{table}" WHERE id = ANY(%s)', [[json.loads(x)["pk"] for x in apply]])
+            reading.lines.append((number, meta, line.decode().rstrip("\n")))
+    return reading
 
 
-def _columns(cursor, table: str) -> list[str]:
-    cursor.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-        "ORDER BY attnum",
-        [f'"{table}"'],
-    )
-    return [name for (name,) in cursor.fetchall()]
+def _json(line: bytes):
+    try:
+        return json.loads(line)
+    except ValueError:  # UnicodeDecodeError is one
+        return None

@@ -82,6 +82,7 @@ class LiveDatabase:
 
         self.config = config
         self.repair = config.getoption("repair")
+        self.all_projects = config.getoption("all_projects")  # also what lets a repair write global tables
         self.sample_size = config.getoption("sample_size")
         self.strict = _strict(config)
         self.projects = parse_ids(config.getoption("project"), "--project")
@@ -161,6 +162,11 @@ class LiveDatabase:
         self.database = database
         try:
             self._connect()
+        except ConfigError as exc:
+            self.drop_snapshot()
+            if self.snapshot is not None and self.keep_snapshot:
+                raise ConfigError(f"{exc} (kept: {self.snapshot.name}; drop it with: {self.snapshot.drop_statements})") from None
+            raise
         except BaseException:
             self.drop_snapshot()
             raise
@@ -468,13 +474,18 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Remember which rule x scope cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    """Run the rules in dependency order (``rules.RUN_ORDER``: structure and determinations before the
+    cached counts, so one --repair pass leaves nothing a second could fix), and remember which rule x scope
+    cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    from antenna_invariants.rules import run_order
+
     live = config.stash.get(LIVE, None)
     if live is not None and _leaves_out_global(config):
         kept = [i for i in items if i.get_closest_marker("global") is None]
         config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("global") is not None])
         items[:] = kept
     if live is not None:
+        items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
         live.selected = {
             (item.function.rule.id, item.callspec.params["invariant_case"].label)
             for item in items
@@ -497,7 +508,10 @@ class Case:
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
             outcome = retried(lambda: self.live.check(entry, self.scope))
-            if outcome.status == "failed" and self.live.repair and entry.repair_func is not None:
+            repairable = outcome.status == "failed" and self.live.repair and entry.repair_func is not None
+            if repairable and entry.is_global and not self.live.all_projects:  # scope means scope
+                outcome.message = f"not repaired: {entry.id}'s table is global and this repair run is scoped"
+            elif repairable:
                 self.live.checks.forget_counts()
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
@@ -509,7 +523,8 @@ class Case:
         except DatabaseError as exc:
             outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
-        for key in ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "baseline", "new"):
+        for key in ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "changed_under_repair",
+                    "baseline", "new"):
             if getattr(outcome, key) is not None:
                 self.request.node.user_properties.append((key, getattr(outcome, key)))
         if outcome.status == "skipped":
@@ -610,7 +625,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     live = config.stash.get(LIVE, None)
     if live is not None and not hasattr(config, "workerinput"):
         if live.snapshot is not None:
-            kept = f"kept: {conn.mask(live.snapshot.url)}" if live.keep_snapshot else "dropped at the end of the run"
+            kept = "dropped at the end of the run"
+            if live.keep_snapshot:
+                kept = f"kept: {conn.mask(live.snapshot.url)} (drop it with: {live.snapshot.drop_statements})"
             terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
         exitstatus = live.exitstatus if live.exitstatus is not None else exitstatus
         if not checked_anything(exitstatus):  # exit 4 or 5 before any case ran: no summary, no verdict

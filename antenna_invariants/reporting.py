@@ -82,6 +82,8 @@ def failure_message(entry, o: dict) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
     sample = o["sample"]
+    described = {r["id"]: ", ".join(f"{k} {v}" for k, v in r.items() if k != "id") for r in o.get("sample_rows") or ()}
+    shown = ", ".join(f"{pk} ({described[pk]})" if described.get(pk) else str(pk) for pk in sample)
     more = f" (first {len(sample)})" if len(sample) < o["violations"] else ""
     first = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
     if o.get("new") is not None:
@@ -93,7 +95,7 @@ def failure_message(entry, o: dict) -> str:
         lines.append(f"journal: {o['journal']} ({journaled(o['journaled'])})")
     if o.get("new_ids"):
         lines.append(f"new ids: {', '.join(map(str, o['new_ids']))}")
-    lines.append(f"ids{more}: {', '.join(map(str, sample))}")
+    lines.append(f"ids{more}: {shown}")
     lines.append(f"reproduce: {o['sql']};")
     return "\n".join(lines)
 
@@ -117,13 +119,22 @@ def repair_command(rule_id: str, project: str) -> str:
 def what_to_do(entry, o: dict) -> str:
     if o.get("remaining") is not None:
         limited = f" ({o['beyond_limit']} left alone by --repair-limit)" if o.get("beyond_limit") else ""
-        return f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o['remaining']} remaining{limited}"
+        return (f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o.get('changed_under_repair', 0)} changed "
+                f"under the repair, {o['remaining']} remaining{limited}")
     if entry.repair_func is None:
         return f"no automatic repair: {entry.hint or 'investigate the rows below'}"
+    if entry.is_global:
+        return global_repair(entry)
     run = repair_command(entry.id, o["project"])
     if entry.deletes:
         return f"repair DELETES the violating {entry.table} (journaled, undoable): {run}"
     return f"repair (journaled, undoable): {run}"
+
+
+def global_repair(entry) -> str:
+    """Why a global rule's repair waits for --all-projects, and the command that runs it."""
+    return (f"a repair exists; {entry.model._meta.db_table} is shared by every project, so only an unscoped run "
+            f"repairs it: {command()} -m {entry.id} --all-projects --repair")
 
 
 def journaled(tally: dict[str, int]) -> str:
@@ -131,7 +142,7 @@ def journaled(tally: dict[str, int]) -> str:
 
 
 def totals() -> dict[str, int]:
-    keys = ("checked", "violations", "fixed", "unfixable")
+    keys = ("checked", "violations", "fixed", "unfixable", "changed_under_repair")
     sums = {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
     statuses = {s: sum(o["status"] == s for o in OUTCOMES) for s in STATUSES}
     return {"cases": len(OUTCOMES), "failing": sum(o["fails_run"] for o in OUTCOMES)} | statuses | sums
@@ -178,7 +189,7 @@ def terminal_summary(terminal, reports: Path, detailed: bool, exitstatus: int = 
     t = totals()
     terminal.write_line(
         f"rules x scopes: {t['cases']}; rows checked {t['checked']}, violating {t['violations']}, "
-        f"fixed {t['fixed']}, unfixable {t['unfixable']}"
+        f"fixed {t['fixed']}, unfixable {t['unfixable']}, changed under the repair {t['changed_under_repair']}"
     )
     terminal.write_line(f"reports: {reports / 'invariants.json'}, {reports / 'summary.md'}")
     todo = followups(OUTCOMES)
@@ -200,7 +211,8 @@ def details(entry, o: dict) -> str:
 def case_lines(terminal):
     interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped") or o["violations"]]
     for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
-        extra = f"  fixed {o['fixed']}, unfixable {o['unfixable']}" if o["remaining"] is not None else ""
+        extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
+                 f"{o['changed_under_repair']}") if o["remaining"] is not None else ""
         if o.get("journaled"):
             extra += f"  (journal: {journaled(o['journaled'])})"
         if o.get("new") is not None:

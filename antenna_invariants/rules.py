@@ -26,6 +26,7 @@ from django.db.models import Count, Q
 from django.db.models.expressions import RawSQL
 
 from antenna_invariants import journal as journal_module
+from antenna_invariants import locks
 from antenna_invariants.connection import ConfigError
 from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
 from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``field__any=ids``, used by the repairs)
@@ -46,6 +47,7 @@ def tables() -> dict:
         "events": m.Event,
         "deployments": m.Deployment,
         "collections": m.SourceImageCollection,
+        "collection_images": m.CollectionImage,
         "taxa": m.Taxon,
         "algorithms": m.Algorithm,
         "jobs": m.Job,
@@ -67,6 +69,9 @@ class Rule:
     # --since: None, the rule runs in full; else the lookup paths of the related rows whose change (beside the
     # row's own) can make a row violate, () for a rule that reads only its own row's columns
     incremental: tuple[str, ...] | None = None
+    # the repair's lock set: lookup paths from the row to the other rows its violation condition reads
+    # (antenna_invariants.locks), () when it reads only the row itself; None for a rule without a repair
+    depends_on: tuple | None = None
 
     @property
     def name(self) -> str:
@@ -141,6 +146,23 @@ def exceeds(threshold: str | None, violations: int, checked: int) -> bool:
     return violations > int(limit)
 
 
+# The order a run takes the rules in, so that one --repair pass converges: a repair may change what a later
+# rule reads, never what an earlier one reads.  Unlisted rules (structure, copied links, null markers, events,
+# jobs, the taxon tree) come first, in collection order; then the taxa caches the default filters read, the
+# occurrences' validity (after N1 has unlinked null markers), the classifications' flags the determinations
+# read, the determinations (D7's withdrawals first), and last the cached counts, which depend on all of it.
+RUN_ORDER = (("K4", "K4b"), ("F1", "F2"), ("G1", "G2", "G3", "G4", "G5", "G6"),
+             ("D7", "D1", "D2", "D3", "D4", "D5", "D6"), ("K1", "K2", "K3"))
+
+
+def run_order(entry: "Rule | None") -> tuple[int, int]:
+    """Sort key of a rule's cases in a run (a stable sort: unlisted rules keep their collection order)."""
+    for phase, ids in enumerate(RUN_ORDER, start=1):
+        if entry is not None and entry.id in ids:
+            return phase, ids.index(entry.id)
+    return 0, 0
+
+
 THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
 
 
@@ -171,19 +193,25 @@ def _rule_lines(lines: list[str], option: str):
 def rule(
     rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None,
     warn_if: str | None = None, hint: str = "", incremental: bool | tuple[str, ...] = False,
+    depends_on: tuple | None = None,
 ):
     """Register a rule under its catalogue id and return the pytest test that runs it.
 
     ``incremental``: whether ``--since`` may limit the rule to rows changed since: ``True`` when a violation
     depends only on the row's own columns, a tuple of lookup paths when it also depends on those related rows
     (their change counts too), ``False`` (the default) when deletions, aggregates, other rows of the table or
-    the passing of time can make an unchanged row violate: the rule then runs in full and says so."""
+    the passing of time can make an unchanged row violate: the rule then runs in full and says so.
+
+    ``depends_on``: for a rule with a repair, the rows besides the row itself that its violation condition
+    reads, as lookup paths (``("detections__classifications",)``); a repair locks them before it re-checks
+    (``antenna_invariants.locks``).  ``()`` when the condition reads only the row's own columns."""
 
     def decorate(func: Callable):
         (table,) = func.__code__.co_varnames[: func.__code__.co_argcount]
         domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
         entry = Rule(rule_id, func, table, domain, severity, risk, error_if, warn_if, hint)
         entry.incremental = None if incremental is False else () if incremental is True else tuple(incremental)
+        entry.depends_on = None if depends_on is None else tuple(depends_on)
         if rule_id in RULES and RULES[rule_id].func.__qualname__ != func.__qualname__:
             raise ValueError(f"rule id {rule_id} is declared twice")
         RULES[rule_id] = entry
@@ -217,6 +245,7 @@ class Outcome:
     sample: list[int] = field(default_factory=list)
     fixed: int = 0
     unfixable: int = 0
+    changed_under_repair: int = 0  # violators a concurrent writer changed so that they no longer violate
     beyond_limit: int = 0  # violators left alone because of --repair-limit
     remaining: int | None = None
     sql: str = ""
@@ -458,7 +487,9 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
     journaled before the transaction can commit), then re-check.
 
     A batch whose statement fails is split in two until the failing rows are isolated; those are counted
-    as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades.
+    as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades;
+    ``changed_under_repair`` the violators that no longer violated once their rows were locked (a concurrent
+    writer's change, which stands).
     """
     if entry.repair_func is None:
         raise ValueError(f"{entry.id} has no repair")
@@ -472,7 +503,8 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
             ids = found[: limits.rows] if limits.rows is not None else found
             limits.check(entry, len(ids))
             for start in range(0, len(ids), batch_size):
-                outcome.fixed += _repair_batch(entry, scope, ids[start : start + batch_size], journal)
+                fixed, changed = _repair_batch(entry, scope, ids[start : start + batch_size], journal)
+                outcome.fixed, outcome.changed_under_repair = outcome.fixed + fixed, outcome.changed_under_repair + changed
             outcome.remaining = entry.violations(scope).count()
     finally:
         journal_module.ACTIVE = None
@@ -485,13 +517,20 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
     return outcome
 
 
-def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> int:
+def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[int, int]:
+    """(rows fixed, rows changed under the repair) of one batch.  Its rows and the rows their condition reads
+    are locked first (Antenna's writes to them wait for our commit, and we for its); the condition is then
+    evaluated in a later statement, which sees whatever a writer committed while we waited."""
     try:
         with transaction.atomic(), journal.batch(entry.id, scope.label):
-            journal.watch(entry.model, ids)  # lock the rows: Antenna's writes to them wait for our commit
-            return entry.repair_func(entry.violations(scope).filter(pk__any=ids)) or 0  # the condition, re-checked
+            journal.watch(entry.model, ids)
+            locks.lock(entry.model, entry.depends_on or (), ids)
+            still = list(entry.violations(scope).filter(pk__any=ids).values_list("pk", flat=True))
+            fixed = entry.repair_func(entry.violations(scope).filter(pk__any=still)) if still else 0
+            return fixed or 0, len(ids) - len(still)
     except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
         if len(ids) == 1:
-            return 0
+            return 0, 0
         middle = len(ids) // 2
-        return _repair_batch(entry, scope, ids[:middle], journal) + _repair_batch(entry, scope, ids[middle:], journal)
+        halves = _repair_batch(entry, scope, ids[:middle], journal), _repair_batch(entry, scope, ids[middle:], journal)
+        return halves[0][0] + halves[1][0], halves[0][1] + halves[1][1]

@@ -48,7 +48,7 @@ def test_classification_has_a_taxon_and_an_algorithm(classifications):
     return classifications.filter(Q(taxon__isnull=True) | Q(algorithm__isnull=True))
 
 
-@rule("C8", incremental=("algorithm",), risk="L")
+@rule("C8", incremental=("algorithm",), risk="L", depends_on=("algorithm",))
 def test_classification_category_map_is_its_algorithms(classifications):
     """When the algorithm has a category map, the classification carries that same map (NULL-safe: a
     missing copy is a violation); the scores are aligned with it."""
@@ -98,7 +98,7 @@ def test_classification_taxon_is_the_top_label(classifications):
     return classifications.filter(NotEqual("taxon__name", TopLabel("category_map__labels", "scores")))
 
 
-@rule("G4", risk="M")
+@rule("G4", risk="M", depends_on=("derived",))
 def test_masked_source_is_not_terminal(classifications):
     """A classification that a terminal derived classification was applied to (class masking) is no
     longer terminal: masking demotes its source (#1368).  The violators are the sources."""
@@ -115,7 +115,7 @@ def demote_the_masked_source(violators):
     return violators.update(terminal=False)
 
 
-@rule("G5", incremental=("taxon",), risk="M")
+@rule("G5", incremental=("taxon",), risk="M", depends_on=("taxon",))
 def test_binary_moth_classification_is_not_terminal(classifications):
     """Binary moth / non-moth classifications (taxon named moth, non-moth or nonmoth, any case) are
     intermediate results, never terminal (migration ml/0015)."""

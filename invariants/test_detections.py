@@ -60,7 +60,7 @@ def test_detection_has_a_detection_algorithm(detections):
     return detections.filter(detection_algorithm__isnull=True)
 
 
-@rule("N1", incremental=True, risk="L")
+@rule("N1", incremental=True, risk="L", depends_on=())
 def test_null_marker_has_no_occurrence(detections):
     """A null marker (bbox IS NULL: "this algorithm ran and found nothing") belongs to no occurrence;
     before #1312 every null marker got an occurrence of its own."""
@@ -81,7 +81,7 @@ def test_null_marker_has_no_classifications(detections):
     return null_markers(detections).filter(classified)
 
 
-@rule("N3", risk="H")
+@rule("N3", risk="H", depends_on=("source_image__detections",))
 def test_one_null_marker_per_capture_and_algorithm(detections):
     """At most one null marker per (capture, detection algorithm); the oldest is the one kept, every later
     one is a violator.  A NULL algorithm forms one group of its own (NULLs group together, as in GROUP BY)."""
@@ -155,7 +155,7 @@ def test_detection_algorithm_is_a_detector(detections):
     return detections.filter(detection_algorithm__isnull=False).exclude(detector)
 
 
-@rule("C7", incremental=("source_image",), risk="L")
+@rule("C7", incremental=("source_image",), risk="L", depends_on=("source_image",))
 def test_detection_timestamp_is_its_capture_timestamp(detections):
     """A detection's timestamp is a copy of its capture's timestamp, NULL-safe: set on one side and NULL on
     the other is a violation, NULL on both is not (the processing-time stamp bug, #360)."""

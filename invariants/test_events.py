@@ -30,7 +30,7 @@ def test_event_has_a_deployment(events):
     return events.filter(deployment__isnull=True)
 
 
-@rule("C2", incremental=("deployment",), risk="L")
+@rule("C2", incremental=("deployment",), risk="L", depends_on=("deployment",))
 def test_event_project_is_its_deployment_project(events):
     """An event's project equals its deployment's project (NULL-safe).  Events without a deployment are
     S4's."""
@@ -40,7 +40,7 @@ def test_event_project_is_its_deployment_project(events):
 test_event_project_is_its_deployment_project.repair(copy_deployment_project)
 
 
-@rule("E1", incremental=True, risk="L")
+@rule("E1", incremental=True, risk="L", depends_on=("captures",))
 def test_event_starts_before_it_ends(events):
     """An event's start is not after its end (an open end, NULL, is allowed)."""
     return events.filter(end__lt=F("start"))

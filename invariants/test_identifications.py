@@ -3,7 +3,7 @@ identification per person (D7)."""
 
 from django.db.models import Exists, OuterRef, Q
 
-from antenna_invariants.determination import rewrite_expected
+from antenna_invariants.determination import EVIDENCE, rewrite_expected
 from antenna_invariants.mirror.models import Classification, Identification
 from antenna_invariants.rules import rule
 
@@ -35,7 +35,7 @@ def newer_by_the_same_person():
     return Exists(same.filter(newer))
 
 
-@rule("D7", risk="M")
+@rule("D7", risk="M", depends_on=("occurrence__identifications", *(f"occurrence__{path}" for path in EVIDENCE)))
 def test_person_has_one_active_identification_per_occurrence(identifications):
     """A person has at most one active identification per occurrence (creating one withdraws their others;
     paths that skip that leave several).  The violators are all but the newest; NULL users are not compared."""

@@ -24,7 +24,7 @@ REQUIRED_LINK = {
 PROJECT_LINKS = ["deployment", "source_image_collection", "source_image_single"]
 
 
-@rule("J1", risk="M")
+@rule("J1", risk="M", depends_on=())
 def test_running_job_is_not_stale(jobs):
     """No job sits in a running state (PENDING, STARTED, RETRY, CANCELING, UNKNOWN) with updated_at more than
     STALE_AFTER_MINUTES before the database's now().  A CREATED job has not started and is never stale
@@ -50,7 +50,7 @@ def mark_the_job_failed(violators):
     )
 
 
-@rule("J2", incremental=True, risk="L")
+@rule("J2", incremental=True, risk="L", depends_on=())
 def test_final_job_has_finished_at(jobs):
     """A job in a final state (SUCCESS, FAILURE, REVOKED) has finished_at set."""
     return jobs.filter(status__in=FINAL, finished_at__isnull=True)

@@ -3,6 +3,7 @@
 from django.db import connection
 from django.db.models.expressions import RawSQL
 
+from antenna_invariants.mirror.models import Taxon
 from antenna_invariants.rules import rule
 
 RANKS = ["KINGDOM", "PHYLUM", "CLASS", "ORDER", "SUPERFAMILY", "FAMILY", "SUBFAMILY", "TRIBE", "SUBTRIBE", "GENUS",
@@ -42,6 +43,22 @@ expected AS (
 """
 
 
+ANCESTORS_SQL = """
+WITH RECURSIVE up(id, seen) AS (
+    SELECT t.parent_id, ARRAY[t.id] FROM main_taxon t WHERE t.id = ANY(%s) AND t.parent_id IS NOT NULL
+    UNION ALL
+    SELECT a.parent_id, up.seen || a.id
+      FROM up JOIN main_taxon a ON a.id = up.id
+     WHERE a.parent_id IS NOT NULL AND a.id <> ALL (up.seen)
+)
+SELECT id FROM up"""
+
+
+def ancestors(ids):
+    """The taxa above ``ids`` (their names, ranks and parents are what K4's expected chain is made of)."""
+    return Taxon.objects.filter(pk__in=RawSQL(ANCESTORS_SQL, [ids]))
+
+
 def expected(taxa) -> tuple[str, list]:
     target, params = taxa.order_by().values("pk").query.sql_with_params()
     ranks = ", ".join(f"'{rank}'" for rank in RANKS)
@@ -55,7 +72,7 @@ def where_expected(taxa, condition: str):
     return taxa.filter(pk__in=RawSQL(matching, params))
 
 
-@rule("K4", risk="L")
+@rule("K4", risk="L", depends_on=(ancestors,))
 def test_taxon_caches_follow_its_parent_chain(taxa):
     """A taxon's parents_json is its ancestor chain from parent_id, each {id, name, rank}, root first (sorted
     by rank, as Antenna sorts it: the same order for a well-ranked chain), and its display_name is its name

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from antenna_invariants.connection import url_for
+from antenna_invariants.journal import Journal, seal
 from fixtures import factories as f
 from fixtures.scenarios import jobs, occurrences
 
@@ -55,8 +56,16 @@ CASES = [
      "ERROR: --compare {tmp}/shape-dict.json: not an invariants.json report"),
     ("baseline: cases of the wrong shape", ["--baseline", "{tmp}/shape-baseline.json"],
      "ERROR: --baseline {tmp}/shape-baseline.json: not a baseline"),
-    ("missing journal", ["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
-    ("not a journal", ["README.md"], "ERROR: undo failed, nothing written: README.md:1: not a journal line"),
+    # python -m antenna_invariants undo
+    ("undo: missing argument", [], "ERROR: the following arguments are required: journal (usage: python -m"),
+    ("undo: missing journal", ["missing.jsonl"], "ERROR: missing.jsonl: no such journal"),
+    ("undo: not a journal", ["README.md"], "ERROR: undo refused, nothing written: README.md:1: not a journal"),
+    ("undo: edited journal", ["{tmp}/edited.jsonl"], "edited.jsonl:2: the line does not match its checksum"),
+    ("undo: journal of another database", ["{tmp}/foreign.jsonl"], "the journal belongs to another database"),
+    ("undo: journal from before checksums", ["{tmp}/old.jsonl"], "a journal from before version 2"),
+    ("undo: malformed url", [DATABASE_URL, "postgress://u:s3cret@h/db", "{tmp}/journal.jsonl"],
+     "ERROR: DATABASE_URL is not a PostgreSQL URL"),
+    ("undo: unreachable database", [DATABASE_URL, "{closed}", "{tmp}/journal.jsonl"], "Connection refused"),
     # the database
     ("malformed url", [DATABASE_URL, "not a url"], "ERROR: DATABASE_URL is not a PostgreSQL URL"),
     ("unreachable database", [DATABASE_URL, "{closed}"], "Connection refused"),
@@ -86,6 +95,7 @@ def world(tmp_path):
     station, other = f.DeploymentFactory(), f.ProjectFactory()
     job = jobs.job(station)
     occurrence = occurrences.partial_save(station)
+    _journals(tmp_path)
     (tmp_path / "corrupt.sql.gz").write_bytes(b"\x1f\x8b this was a backup once")
     (tmp_path / "corrupt.dump").write_bytes(b"PGDMP" + b"\0" * 64)
     with gzip.open(tmp_path / "other.sql.gz", "wt") as dump:
@@ -102,6 +112,21 @@ def world(tmp_path):
         "nosuchdb": url_for(server, "wt7_no_such_db"),
         "empty": url_for(server, "postgres"),
     }
+
+
+def _journals(directory):
+    """journal.jsonl (of this database), and copies edited, of another database, and of the old format."""
+    journal = Journal(directory, run="bad-input")
+    journal.purge("JL1", "global", "jobs_joblog", 3, 1, 3)
+    journal.path.rename(directory / "journal.jsonl")
+    text = (directory / "journal.jsonl").read_text()
+    (directory / "edited.jsonl").write_text(text.replace('"count": 3', '"count": 2'))
+    header, line = (json.loads(line) for line in text.splitlines())
+    header["database"]["name"] = "another"
+    (directory / "foreign.jsonl").write_text(
+        seal([json.dumps({k: v for k, v in entry.items() if k != "sum"}) for entry in (header, line)])[0]
+    )
+    (directory / "old.jsonl").write_text('{"run": "r", "op": "update", "table": "main_occurrence", "pk": 1}\n')
 
 
 def _password_required() -> str:
@@ -126,7 +151,7 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
     fill = {**world, **{token: "{" + token + "}" for token in ("badpassword", "drift", "readonly")}}
     args = [a.format(**fill) for a in args]
     message = message.format(**fill)
-    env, undo = {}, args[0].endswith((".jsonl", ".md"))
+    env, undo = {}, name.startswith("undo:")
     if args and args[0] == DATABASE_URL:
         env[DATABASE_URL] = _password_required() if args[1] == "{badpassword}" else args[1]
         args = args[2:]
@@ -139,7 +164,7 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
         _alter(f'ALTER DATABASE "{table_name}" SET default_transaction_read_only = on')
         restore, args = f'ALTER DATABASE "{table_name}" RESET default_transaction_read_only', args[1:]
     try:
-        code, output = run(*args, module=UNDO) if undo else run(*args, env=env)
+        code, output = run(*args, module=UNDO, env=env) if undo else run(*args, env=env)
     finally:
         if restore:
             _alter(restore)
@@ -148,6 +173,7 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
     errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and message in errors[0], output
     assert "Traceback" not in output and "INTERNALERROR" not in output, output
+    assert "s3cret" not in output, output
     assert invariants.snapshot() == before
     if name not in AFTER_THE_RUN:
         assert not (run.reports / "invariants.json").exists(), output
@@ -206,7 +232,7 @@ def test_a_malformed_database_url_never_shows_its_password(run, url):
     written = _everything_written(output + undo_output, run.reports)
     assert SECRET not in written and SECRET.replace("-", "%2D") not in written, written
     assert code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in output, output
-    assert undo_code != 0, undo_output
+    assert undo_code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in undo_output, undo_output
 
 
 def test_credentials_reach_no_output_and_no_report(run):

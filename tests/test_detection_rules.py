@@ -1,11 +1,11 @@
 """Detections and null markers: S3, N1-N9 and C7."""
 
-import json
 from datetime import timedelta
 
 import pytest
 from django.db.models.functions import Now
 
+from antenna_invariants.journal import read
 from antenna_invariants.mirror.models import Classification, Detection, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
@@ -160,7 +160,7 @@ def test_n3_repair_journals_and_deletes_exactly_the_extras(invariants):
     assert not Detection.objects.filter(pk__in=ids(extras)).exists()
     assert Detection.objects.filter(pk__in={kept.pk} | ids(near_misses)).count() == 3
     assert Classification.objects.get(pk=misplaced.pk).detection_id is None
-    lines = [json.loads(line) for line in invariants.journal.path.read_text().splitlines()]
+    lines = [meta for _, meta, _ in read(invariants.journal.path).lines]
     assert {(e["table"], e["pk"]) for e in lines if e["op"] == "delete"} == {
         ("main_detection", pk) for pk in ids(extras)
     }

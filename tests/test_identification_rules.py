@@ -3,10 +3,10 @@ occurrence), D7 (one active identification per person and occurrence)."""
 
 import pytest
 
-from antenna_invariants.journal import undo
 from antenna_invariants.mirror.models import Classification, Identification, Occurrence
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
+from antenna_invariants.undo import undo
 from fixtures import factories as f
 from fixtures.scenarios import identifications as scenarios
 from fixtures.scenarios import occurrences

@@ -3,7 +3,6 @@
 Every test here commits its data (a repair is its own transaction; a subprocess must see the rows).
 """
 
-import json
 
 import psycopg
 import pytest
@@ -11,8 +10,9 @@ from django.db import connection
 
 from antenna_invariants import rules
 from antenna_invariants.connection import ROOT, url_for
-from antenna_invariants.journal import Journal, undo
+from antenna_invariants.journal import Journal, read
 from antenna_invariants.mirror.models import Occurrence, SourceImage
+from antenna_invariants.undo import undo
 from fixtures import factories as f
 from fixtures.scenarios import counts
 from fixtures.scenarios import occurrences as scenarios
@@ -46,11 +46,11 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
     monkeypatch.setattr(rules, "_repair_batch", antenna_writes_between_check_and_repair)
     outcome = invariants.repair("D1", project=mine.project_id)
 
-    assert (outcome.status, outcome.violations, outcome.fixed) == ("repaired", 3, 1)
+    assert (outcome.status, outcome.violations, outcome.fixed, outcome.changed_under_repair) == ("repaired", 3, 1, 2)
     assert Occurrence.objects.get(pk=fixed_by_antenna.pk).determination_id == person_choice.pk
     assert Occurrence.objects.get(pk=moved_by_antenna.pk).determination_id is None  # out of scope now: not ours
     assert Occurrence.objects.get(pk=ours.pk).determination_id is not None
-    journaled = [json.loads(line)["pk"] for line in invariants.journal.path.read_text().splitlines()]
+    journaled = [meta["pk"] for _, meta, _ in read(invariants.journal.path).lines]
     assert journaled == [ours.pk]
 
 
@@ -78,13 +78,14 @@ def test_a_row_being_repaired_is_locked_until_the_repair_commits(invariants, mon
 # --- crash safety ------------------------------------------------------------------------------------------
 
 # (where the process is killed, which (rule, project index) cases have landed by then); batches of one row,
-# two violators per rule and project: D1 in project A (journal lines 1-2), D1 in B (3-4), F1 in A, F1 in B.
+# two violators per rule and project, F1 before D1 (rules.RUN_ORDER: phantoms go before determinations):
+# F1 in project A (journal appends 1-2), F1 in B (3-4), D1 in A, D1 in B.
 CRASHES = [
     ("locked:1", set()),
     ("journaled:1", set()),
-    ("journaled:3", {("D1", 0)}),
-    ("committed:1", {("D1", 0)}),
-    ("committed:3", {("D1", 0), ("D1", 1), ("F1", 0)}),
+    ("journaled:3", {("F1", 0)}),
+    ("committed:1", {("F1", 0)}),
+    ("committed:3", {("F1", 0), ("F1", 1), ("D1", 0)}),
 ]
 
 
@@ -112,6 +113,31 @@ def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(
     assert invariants.snapshot() == before
 
 
+@pytest.mark.parametrize("batch_size", ["1", "2"])
+def test_a_repair_killed_while_writing_its_journal_is_undone_up_to_the_torn_batch(batch_size, run, invariants):
+    stations = [f.DeploymentFactory(), f.DeploymentFactory()]
+    planted = [{scenarios.partial_save(station).pk for _ in range(2)} for station in stations]
+    before = invariants.snapshot()
+    torn_batch = "3" if batch_size == "1" else "2"  # the first batch of the second project
+
+    code, output = run(
+        "--repair", "--all-projects", "-m", "D1", "-p", "plugins.crashpoint",
+        env={"INVARIANTS_CRASH": f"torn:{torn_batch}", "INVARIANTS_BATCH_SIZE": batch_size,
+             "PYTHONPATH": str(ROOT / "tests")},
+    )
+
+    assert code == -9, output
+    assert invariants.violators("D1", project=stations[0].project_id) == set()  # committed
+    assert invariants.violators("D1", project=stations[1].project_id) == planted[1]  # died with its batch
+    (journal,) = run.reports.glob("journal-*.jsonl")
+    assert not journal.read_bytes().endswith(b"\n")  # cut inside the batch's last line
+    code, output = run(str(journal), module=("-m", "antenna_invariants", "undo"))
+    assert code == 0, output
+    assert "restored: 2 update main_occurrence;" in output
+    assert f"skipped lines 4-{3 + int(batch_size)}: a batch cut off while it was written" in output
+    assert invariants.snapshot() == before
+
+
 # --- blast radius ------------------------------------------------------------------------------------------
 
 
@@ -122,7 +148,7 @@ def test_repair_limit_caps_the_rows_changed_and_reports_the_rest(run, invariants
     code, output = run("--repair", f"--project={station.project_id}", "-m", "D1", "--repair-limit", "2")
 
     assert code == 1, output
-    assert "repair: 2 fixed, 0 unfixable, 1 remaining (1 left alone by --repair-limit)" in output
+    assert "repair: 2 fixed, 0 unfixable, 0 changed under the repair, 1 remaining (1 left alone by --repair-limit)" in output
     assert invariants.violators("D1", project=station.project_id) == {max(planted)}  # the lowest ids go first
 
 
@@ -171,3 +197,24 @@ def test_after_a_repair_the_antenna_follow_ups_are_printed(run):
     for rule_id in ("K1", "K2", "K3"):  # a new determination changes what passes the default filters
         assert f"pytest invariants -m {rule_id} --repair --project {station.project_id}" in output
     assert "python -m antenna_invariants undo " in output
+
+
+def test_one_repair_pass_recounts_what_its_determination_repairs_changed(run, invariants):
+    """D1's repair gives a partial save its 0.8 score: it now passes the 0.5 threshold, so the counts of its
+    capture, event and deployment change.  The run takes the counts after the determinations, so one
+    --repair leaves nothing for a second, and the follow-ups no longer ask for a recount."""
+    station = f.DeploymentFactory()
+    partial = scenarios.partial_save(station)
+    counts.refresh_all()  # every cached count true before the repair: 0 detections counted
+
+    code, output = run("--repair", f"--project={station.project_id}", "-m", "D1 or K1 or K2 or K3")
+
+    assert code == 0, output
+    results = run.results()
+    assert results["D1", f"project{station.project_id}"]["status"] == "repaired"
+    assert {results[k, f"project{station.project_id}"]["status"] for k in ("K1", "K2", "K3")} == {"repaired"}
+    assert "pytest invariants -m K" not in output  # nothing left for a person to recount
+    assert "python manage.py invalidate_cachalot" in output
+    for rule_id in ("D1", "K1", "K2", "K3"):
+        assert invariants.violators(rule_id, project=station.project_id) == set(), rule_id
+    assert SourceImage.objects.get(detections__occurrence=partial).detections_count == 1

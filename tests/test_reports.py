@@ -96,7 +96,8 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert source[int(case.get("line")) - 1].startswith("def test_occurrence_with_evidence_has_a_determination(")
     props = {p.get("name"): p.get("value") for p in case.find("properties")}
     assert props | {"checked": None} == {"rule": "D1", "project": project, "status": "failed", "violations": "1",
-                                          "checked": None, "fixed": "0", "unfixable": "0"}
+                                          "checked": None, "fixed": "0", "unfixable": "0",
+                                          "changed_under_repair": "0"}
 
 
 def documented_schema() -> dict:
@@ -268,7 +269,7 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         rule, project = item.callspec.params["rule"], item.callspec.params["project"]
         report.invariant = dict(rule=rule, project=f"project{project}", severity="error", status="failed",
-            violations=12345, checked=99999, sample=list(range(1000000, 1000020)), fixed=0, unfixable=0,
+            violations=12345, checked=99999, sample=list(range(1000000, 1000020)), fixed=0, unfixable=0, changed_under_repair=0,
             remaining=None, sql=SQL + str(project), sample_rows=[], new=None, baseline=None, delta=7,
             fails_run=True)
 
