@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -442,9 +443,13 @@ def rule_marks(entry) -> list:
 
 
 def _leaves_out_global(config) -> bool:
-    """A --project run checks that project's rows: rules on global tables stay out unless ``-m`` names them."""
+    """A --project run checks that project's rows: rules on global tables stay out unless asked for, by ``-m``
+    or ``-k`` naming ``global`` or one of those rules."""
+    from antenna_invariants.rules import RULES
+
     live = config.stash.get(LIVE, None)
-    return bool(live and live.projects and "global" not in (config.option.markexpr or ""))
+    asked = set(re.findall(r"\w+", f"{config.option.markexpr or ''} {config.option.keyword or ''}"))
+    return bool(live and live.projects and not asked & ({"global"} | {r.id for r in RULES.values() if r.is_global}))
 
 
 def pytest_report_header(config):

@@ -134,7 +134,7 @@ def what_to_do(entry, o: dict) -> str:
 def global_repair(entry) -> str:
     """Why a global rule's repair waits for --all-projects, and the command that runs it."""
     return (f"a repair exists; {entry.model._meta.db_table} is shared by every project, so only an unscoped run "
-            f"repairs it: {command()} -m {entry.id} --all-projects --repair")
+            f"repairs it: {command()} -m {entry.id} --repair --all-projects")
 
 
 def journaled(tally: dict[str, int]) -> str:
