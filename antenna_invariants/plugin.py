@@ -145,6 +145,11 @@ class LiveDatabase:
         self.database = database
         try:
             self._connect()
+        except ConfigError as exc:
+            self.drop_snapshot()
+            if self.snapshot is not None and self.keep_snapshot:
+                raise ConfigError(f"{exc} (kept: {self.snapshot.name}; drop it with: {self.snapshot.drop_statements})") from None
+            raise
         except BaseException:
             self.drop_snapshot()
             raise
@@ -401,9 +406,14 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Remember which rule x scope cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    """Run the rules in dependency order (``rules.RUN_ORDER``: structure and determinations before the
+    cached counts, so one --repair pass leaves nothing a second could fix), and remember which rule x scope
+    cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    from antenna_invariants.rules import run_order
+
     live = config.stash.get(LIVE, None)
     if live is not None:
+        items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
         live.selected = {
             (item.function.rule.id, item.callspec.params["invariant_case"].label)
             for item in items
@@ -532,7 +542,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     live = config.stash.get(LIVE, None)
     if live is not None and not hasattr(config, "workerinput"):
         if live.snapshot is not None:
-            kept = f"kept: {conn.mask(live.snapshot.url)}" if live.keep_snapshot else "dropped at the end of the run"
+            kept = "dropped at the end of the run"
+            if live.keep_snapshot:
+                kept = f"kept: {conn.mask(live.snapshot.url)} (drop it with: {live.snapshot.drop_statements})"
             terminalreporter.write_line(f"snapshot database {live.snapshot.name}: {kept}")
         exitstatus = live.exitstatus if live.exitstatus is not None else exitstatus
         if not checked_anything(exitstatus):  # exit 4 or 5 before any case ran: no summary, no verdict
