@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Q
 from django.db.models.expressions import RawSQL
 
@@ -421,6 +421,12 @@ def _judge(entry: Rule, outcome: Outcome) -> None:
     outcome.threshold = entry.threshold
 
 
+def deadlocked(exc) -> bool:
+    from psycopg.errors import DeadlockDetected
+
+    return isinstance(exc.__cause__, DeadlockDetected)
+
+
 def timed_out(exc) -> bool:
     """A query cancelled by ``statement_timeout``."""
     from psycopg.errors import QueryCanceled
@@ -517,10 +523,15 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
     return outcome
 
 
-def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[int, int]:
+DEADLOCK_RETRIES = 3  # a batch chosen as a deadlock's victim is tried this many more times
+
+
+def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal, attempt: int = 0) -> tuple[int, int]:
     """(rows fixed, rows changed under the repair) of one batch.  Its rows and the rows their condition reads
     are locked first (Antenna's writes to them wait for our commit, and we for its); the condition is then
-    evaluated in a later statement, which sees whatever a writer committed while we waited."""
+    evaluated in a later statement, which sees whatever a writer committed while we waited.  A writer that
+    locks the same rows in the other order deadlocks with us: when PostgreSQL cancels our side, the batch's
+    savepoint is rolled back (its locks released, the writer goes on) and the batch starts again."""
     try:
         with transaction.atomic(), journal.batch(entry.id, scope.label):
             journal.watch(entry.model, ids)
@@ -528,6 +539,10 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[i
             still = list(entry.violations(scope).filter(pk__any=ids).values_list("pk", flat=True))
             fixed = entry.repair_func(entry.violations(scope).filter(pk__any=still)) if still else 0
             return fixed or 0, len(ids) - len(still)
+    except OperationalError as exc:
+        if not deadlocked(exc) or attempt == DEADLOCK_RETRIES:
+            raise
+        return _repair_batch(entry, scope, ids, journal, attempt + 1)
     except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
         if len(ids) == 1:
             return 0, 0
