@@ -81,8 +81,9 @@ HOSTILE = {
         "line 2: a psql meta-command (\\connect)",
     ),
     "unrestrict with a guessed key": (["\\unrestrict abc", "\\! touch {marker}"], "line 3: a psql meta-command (\\!)"),
-    "copy to program": (["COPY (SELECT 1) TO PROGRAM 'touch {marker}';"], "permission denied to COPY to or from an external program"),
-    "alter system": (["ALTER SYSTEM SET work_mem = '77MB';"], 'permission denied to set parameter "work_mem"'),
+    "copy to program": (["COPY (SELECT 1) TO PROGRAM 'touch {marker}';"], "to COPY to or from an external program"),
+    "alter system": (["ALTER SYSTEM SET work_mem = '77MB';"],  # PostgreSQL 16+ / 15
+                     re.compile('permission denied to set parameter "work_mem"|must be superuser to execute ALTER SYSTEM')),
     "drop another database": (['DROP DATABASE "{victim}";'], "must be owner of database"),
     "untrusted extension": (["CREATE EXTENSION IF NOT EXISTS plpython3u;"], "restore failed: "),
 }
@@ -101,7 +102,8 @@ def test_a_hostile_backup_touches_nothing_but_its_scratch_database(tmp_path, vic
 
     assert code == 4, output
     errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and message.format(**fill) in errors[0], output
+    expected = message.search(errors[0]) if isinstance(message, re.Pattern) else message.format(**fill) in errors[0]
+    assert len(errors) == 1 and expected, output
     assert "Traceback" not in output, output
     time.sleep(0.5)  # a shell command psql had started would have run by now
     assert not marker.exists()
