@@ -10,8 +10,16 @@ repairs of other tables that change the evidence (D7) recompute through ``rewrit
   detections that carry a taxon and a score, keep those whose score equals one of the per-algorithm maxima
   (a NULL algorithm is one group), then terminal first, higher score, higher id.
   Deviations from Antenna's code, on purpose: classifications on null markers and classifications without
-  a taxon are not evidence (Antenna's seed tool counted both); ties break by higher id (as the API does);
-  a 0.0 score is written as 0.0 (Antenna's truthiness test leaves it NULL).
+  a taxon are not evidence (Antenna's seed tool counted both); ties break by higher id (as the API does).
+- A winning score of 0.0 is written as NULL, as Antenna writes it: ``update_occurrence_determination`` sets
+  the score only ``if new_score`` (ami/main/models.py at 731cc2a2), so "determination set, score NULL" is
+  what Antenna leaves when the winner scored 0.0.  A stored 0.0 is accepted as well (``SCORE_IS_EXPECTED``).
+- Without evidence the expected pair is (NULL, NULL), but a determination is never cleared here (Antenna never
+  sets it back to NULL; clearing it is a person's call, D5): only a stray score beside no determination is.
+
+Every determination rule states its sentence with ``TAXON_IS_EXPECTED`` / ``SCORE_IS_EXPECTED`` and repairs
+through ``write_expected``, which writes the whole expected pair: repairs of overlapping rules (D1-D4) write
+the same values, in any order.
 """
 
 from __future__ import annotations
@@ -55,6 +63,13 @@ LEFT JOIN best_prediction bp ON bp.occurrence_id = target.id
 """
 
 
+TAXON_IS_EXPECTED = "o.determination_id IS NOT DISTINCT FROM e.taxon_id"
+SCORE_IS_EXPECTED = (
+    "(o.determination_score IS NOT DISTINCT FROM e.score OR (e.score = 0 AND o.determination_score IS NULL))"
+)
+WRITTEN_SCORE = "NULLIF(e.score, 0)"  # what Antenna writes: a falsy score never
+
+
 def _evidence():
     from django.db.models import Exists, OuterRef
 
@@ -90,7 +105,9 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
     """Set determination and score to the expected value for ``occurrences`` (one UPDATE).
 
     ``only_where`` is an extra SQL condition on ``o`` (the occurrence) and ``e`` (the expected row), so a
-    rule can re-check its own violation inside the statement.  Blocked rows are never touched.
+    rule can re-check its own violation inside the statement.  Blocked rows are never touched, rows already
+    at the expected pair are not rewritten, and a determination is never cleared: without evidence only a
+    score beside no determination is (set to NULL).
 
     The occurrences' ids are read first and handed over as a list: the planner then knows how many rows it
     joins (a re-checked violation condition looks like a handful to it, and it would join the evidence to
@@ -110,10 +127,11 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
         cursor.execute(
             f"""
             UPDATE main_occurrence o
-               SET determination_id = e.taxon_id, determination_score = e.score, updated_at = now()
+               SET determination_id = e.taxon_id, determination_score = {WRITTEN_SCORE}, updated_at = now()
               FROM ({sql}) e
-             WHERE o.id = e.occurrence_id AND o.id = ANY(%s) AND e.taxon_id IS NOT NULL AND NOT e.blocked
-               AND (o.determination_id, o.determination_score) IS DISTINCT FROM (e.taxon_id, e.score)
+             WHERE o.id = e.occurrence_id AND o.id = ANY(%s) AND NOT e.blocked
+               AND (e.taxon_id IS NOT NULL OR o.determination_id IS NULL)
+               AND NOT ({TAXON_IS_EXPECTED} AND {SCORE_IS_EXPECTED})
                AND ({only_where})
             """,
             [*params, ids],

@@ -50,7 +50,10 @@ def stale_counts(touched: set[tuple[str, str]]) -> list[str]:
 
 
 def followups(outcomes: list[dict]) -> list[str]:
-    """The lines to print after a run that wrote: cache invalidation, stale counts per scope, how to undo."""
+    """The lines to print after a run that wrote: what a person must still do.  Cache invalidation, the
+    counts a repair made stale that no later case of the run recounted (``outcomes`` in run order: the run
+    takes the count rules last, so they are only left when they were not selected or not in scope), and
+    how to undo."""
     wrote = [o for o in outcomes if o.get("journal")]
     if not wrote:
         return []
@@ -59,9 +62,12 @@ def followups(outcomes: list[dict]) -> list[str]:
         "`python manage.py invalidate_cachalot` in Antenna",
     ]
     stale: dict[str, set[str]] = {}
-    for o in wrote:
-        for rule in o.get("stale") or ():
-            stale.setdefault(rule, set()).add(o["project"])
+    for index, o in enumerate(outcomes):
+        # a count rule checked (and repaired) later in the run, in the same scope, saw the write already
+        recounted = {(x["rule"], x["project"]) for x in outcomes[index + 1 :] if x["status"] not in ("skipped", "error")}
+        for rule in (o.get("stale") or ()) if o.get("journal") else ():
+            if (rule, o["project"]) not in recounted:
+                stale.setdefault(rule, set()).add(o["project"])
     for rule, scopes in sorted(stale.items()):
         projects = sorted(scopes)
         options = " ".join(f"--project {p.removeprefix('project')}" for p in projects if p.startswith("project"))

@@ -406,9 +406,14 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Remember which rule x scope cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    """Run the rules in dependency order (``rules.RUN_ORDER``: structure and determinations before the
+    cached counts, so one --repair pass leaves nothing a second could fix), and remember which rule x scope
+    cases survived -k, -m and --deselect (trylast: after pytest deselects)."""
+    from antenna_invariants.rules import run_order
+
     live = config.stash.get(LIVE, None)
     if live is not None:
+        items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
         live.selected = {
             (item.function.rule.id, item.callspec.params["invariant_case"].label)
             for item in items

@@ -81,7 +81,8 @@ def default_report_paths(config, reports: Path):
 def failure_message(entry, outcome) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
-    shown = ", ".join(map(str, outcome.sample))
+    described = {r["id"]: ", ".join(f"{k} {v}" for k, v in r.items() if k != "id") for r in outcome.sample_rows}
+    shown = ", ".join(f"{pk} ({described[pk]})" if described.get(pk) else str(pk) for pk in outcome.sample)
     more = f" (first {len(outcome.sample)})" if len(outcome.sample) < outcome.violations else ""
     first = f"{outcome.violations} violating {entry.table} of {outcome.checked} checked"
     if outcome.new is not None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, Q
 from django.db.models.expressions import RawSQL
 
@@ -46,6 +46,7 @@ def tables() -> dict:
         "events": m.Event,
         "deployments": m.Deployment,
         "collections": m.SourceImageCollection,
+        "collection_images": m.CollectionImage,
         "taxa": m.Taxon,
         "algorithms": m.Algorithm,
         "jobs": m.Job,
@@ -108,6 +109,23 @@ class Rule:
         if limit.endswith("%"):
             return checked > 0 and 100.0 * violations / checked <= float(limit[:-1])
         return violations <= int(limit)
+
+
+# The order a run takes the rules in, so that one --repair pass converges: a repair may change what a later
+# rule reads, never what an earlier one reads.  Unlisted rules (structure, copied links, null markers, events,
+# jobs, the taxon tree) come first, in collection order; then the taxa caches the default filters read, the
+# occurrences' validity (after N1 has unlinked null markers), the classifications' flags the determinations
+# read, the determinations (D7's withdrawals first), and last the cached counts, which depend on all of it.
+RUN_ORDER = (("K4", "K4b"), ("F1", "F2"), ("G1", "G2", "G3", "G4", "G5", "G6"),
+             ("D7", "D1", "D2", "D3", "D4", "D5", "D6"), ("K1", "K2", "K3"))
+
+
+def run_order(entry: "Rule | None") -> tuple[int, int]:
+    """Sort key of a rule's cases in a run (a stable sort: unlisted rules keep their collection order)."""
+    for phase, ids in enumerate(RUN_ORDER, start=1):
+        if entry is not None and entry.id in ids:
+            return phase, ids.index(entry.id)
+    return 0, 0
 
 
 THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
@@ -353,6 +371,12 @@ def _judge(entry: Rule, outcome: Outcome) -> None:
         outcome.status = "warned"
 
 
+def deadlocked(exc) -> bool:
+    from psycopg.errors import DeadlockDetected
+
+    return isinstance(exc.__cause__, DeadlockDetected)
+
+
 def timed_out(exc) -> bool:
     """A query cancelled by ``statement_timeout``."""
     from psycopg.errors import QueryCanceled
@@ -449,10 +473,15 @@ def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits 
     return outcome
 
 
-def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[int, int]:
+DEADLOCK_RETRIES = 3  # a batch chosen as a deadlock's victim is tried this many more times
+
+
+def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal, attempt: int = 0) -> tuple[int, int]:
     """(rows fixed, rows changed under the repair) of one batch.  Its rows and the rows their condition reads
     are locked first (Antenna's writes to them wait for our commit, and we for its); the condition is then
-    evaluated in a later statement, which sees whatever a writer committed while we waited."""
+    evaluated in a later statement, which sees whatever a writer committed while we waited.  A writer that
+    locks the same rows in the other order deadlocks with us: when PostgreSQL cancels our side, the batch's
+    savepoint is rolled back (its locks released, the writer goes on) and the batch starts again."""
     try:
         with transaction.atomic(), journal.batch(entry.id, scope.label):
             journal.watch(entry.model, ids)
@@ -460,6 +489,10 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal) -> tuple[i
             still = list(entry.violations(scope).filter(pk__any=ids).values_list("pk", flat=True))
             fixed = entry.repair_func(entry.violations(scope).filter(pk__any=still)) if still else 0
             return fixed or 0, len(ids) - len(still)
+    except OperationalError as exc:
+        if not deadlocked(exc) or attempt == DEADLOCK_RETRIES:
+            raise
+        return _repair_batch(entry, scope, ids, journal, attempt + 1)
     except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
         if len(ids) == 1:
             return 0, 0

@@ -17,10 +17,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "events": ("project_id", "deployment_id", "start", "end"),
     "deployments": ("project_id",),
     "collections": ("project_id",),
+    "collection_images": ("sourceimagecollection_id", "sourceimage_id"),
     "taxa": ("parent_id", "rank"),
     "algorithms": ("task_type", "version"),
     "jobs": ("project_id", "status", "job_type_key", "started_at", "finished_at"),
 }
+
+
+# tables whose rows mean nothing by their id alone (a pair of links): these columns always come with the sample
+SHOWN: dict[str, tuple[str, ...]] = {"collection_images": ("sourceimagecollection_id", "sourceimage_id")}
 
 
 def parse_columns(values: list[str] | None) -> tuple[str, ...]:
@@ -34,8 +39,10 @@ def parse_columns(values: list[str] | None) -> tuple[str, ...]:
 
 
 def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict]:
-    """The sample's rows with the requested columns this rule's table allows (primary key first)."""
-    wanted = [c for c in columns if c in ALLOWED.get(entry.table, ())]
+    """The sample's rows with the requested columns this rule's table allows, and those it always shows
+    (primary key first)."""
+    shown = SHOWN.get(entry.table, ())
+    wanted = [*shown, *(c for c in columns if c in ALLOWED.get(entry.table, ()) and c not in shown)]
     if not sample or not wanted:
         return []
     from antenna_invariants.rules import read_only

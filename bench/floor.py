@@ -1,7 +1,7 @@
 """The floor: one hand-written COUNT per rule over the whole database, the least work any tool could do.
 
 Each query counts the same violators as the rule (the self-test tests/test_bench.py checks that they agree
-with the engine and with what the generator planted).  Six rules are defined by one shared statement (the
+with the engine and with what the generator planted).  Seven rules are defined by one shared statement (the
 expected determination, the recounts, the taxon chain); their floor is that statement run once, unscoped.
 """
 
@@ -30,9 +30,9 @@ FLOOR = {
              WHERE (e.id IS NOT NULL AND e.deployment_id IS DISTINCT FROM s.deployment_id)
                 OR (s."timestamp" IS NOT NULL AND s.event_id IS NULL)
                 OR s."timestamp" < e.start OR s."timestamp" > e."end\"""",
-    "C11": """SELECT count(*) FROM main_sourceimagecollection c WHERE EXISTS (
-                SELECT 1 FROM main_sourceimagecollection_images m JOIN main_sourceimage s ON s.id = m.sourceimage_id
-                 WHERE m.sourceimagecollection_id = c.id AND s.project_id IS DISTINCT FROM c.project_id)""",
+    "C11": """SELECT count(*) FROM main_sourceimagecollection_images m
+             JOIN main_sourceimagecollection c ON c.id = m.sourceimagecollection_id
+             JOIN main_sourceimage s ON s.id = m.sourceimage_id WHERE s.project_id IS DISTINCT FROM c.project_id""",
     "S1": "SELECT count(*) FROM main_classification WHERE detection_id IS NULL",
     "S2": "SELECT count(*) FROM main_classification WHERE taxon_id IS NULL OR algorithm_id IS NULL",
     "C8": """SELECT count(*) FROM main_classification c JOIN ml_algorithm a ON a.id = c.algorithm_id
@@ -107,7 +107,8 @@ FLOOR = {
     "D1": f"SELECT count(*) FROM main_occurrence o WHERE o.determination_id IS NULL AND ({MACHINE} OR {HUMAN})",
     "F1": """SELECT count(*) FROM main_occurrence o WHERE NOT EXISTS (
                 SELECT 1 FROM main_detection d WHERE d.occurrence_id = o.id AND d.bbox IS NOT NULL)""",
-    "D4": """SELECT count(*) FROM main_occurrence WHERE (determination_id IS NULL) <> (determination_score IS NULL)""",
+    "F2": """SELECT count(*) FROM (SELECT occurrence_id FROM main_detection WHERE bbox IS NOT NULL
+             AND occurrence_id IS NOT NULL GROUP BY occurrence_id HAVING count(*) > 1) f""",
     "D5": f"SELECT count(*) FROM main_occurrence o WHERE o.determination_id IS NOT NULL AND NOT {MACHINE} AND NOT {HUMAN}",
     "D6": "SELECT count(*) FROM main_occurrence WHERE determination_score < 0 OR determination_score > 1",
     "S5": "SELECT count(*) FROM main_occurrence WHERE project_id IS NULL OR deployment_id IS NULL OR event_id IS NULL",
@@ -128,10 +129,10 @@ FLOOR = {
 
 
 def shared_statement_floors() -> dict[str, str]:
-    """D2, D3, K2, K3, K4, K4b: the rule's own defining statement, over the whole table, counted once."""
+    """D2, D3, D4, K2, K3, K4, K4b: the rule's own defining statement, over the whole table, counted once."""
     from antenna_invariants.determination import EXPECTED_SQL
     from invariants.test_counts import DEPLOYMENTS, EVENTS
-    from invariants.test_occurrences import STALE_SCORE, WRONG_TAXON
+    from invariants.test_occurrences import HALF_SET, WRONG_SCORE, WRONG_TAXON, ZERO_LEFT_NULL
     from invariants.test_taxa import EXPECTED_SQL as TAXA_SQL
     from invariants.test_taxa import RANKS
 
@@ -140,7 +141,9 @@ def shared_statement_floors() -> dict[str, str]:
     taxa = TAXA_SQL.format(target="SELECT id FROM main_taxon", ranks=ranks)
     floors = {
         "D2": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {WRONG_TAXON}",
-        "D3": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {STALE_SCORE}",
+        "D3": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {WRONG_SCORE}",
+        "D4": f"""SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id
+                  WHERE {HALF_SET} AND NOT ({ZERO_LEFT_NULL})""",
         "K4": f"""{taxa} SELECT count(*) FROM expected e JOIN main_taxon t ON t.id = e.id WHERE NOT e.cyclic
                   AND (t.parents_json, t.display_name) IS DISTINCT FROM (e.parents_json, e.display_name)""",
         "K4b": f"{taxa} SELECT count(*) FROM expected e WHERE e.cyclic",

@@ -101,6 +101,8 @@ FROM generate_series(2, %(n)s, 2) g
 JOIN main_sourceimage here ON here.id = g / 2
 JOIN main_sourceimage s ON s.id = g / 2 + %(next_capture)s AND s.event_id = here.event_id AND s.id <= %(h)s;
 
+INSERT INTO bench_planted SELECT 'F2', occurrence_id FROM main_detection WHERE id > %(n)s;
+
 INSERT INTO main_detection (id, created_at, updated_at, source_image_id, bbox, "timestamp", path, occurrence_id,
     detection_algorithm_id)
 SELECT 2 * %(n)s + c, now() - interval '30 days', now(), %(h)s + c, NULL, s."timestamp", NULL, NULL, 1
@@ -202,12 +204,15 @@ CLS = "UPDATE main_classification c SET {set} FROM slot WHERE c.detection_id = g
 
 # rule -> the statements that plant it (``{slot}`` is the rule's own slot; ``{offset}`` a free id range)
 PLANTS: dict[str, list[str]] = {
-    "D1": with_slot(record("D1", fill(OCC, set="determination_id = NULL, determination_score = NULL"))),
+    "D1": with_slot(record("D1", fill(OCC, set="determination_id = NULL, determination_score = NULL")),
+                    *(f"INSERT INTO bench_planted SELECT '{also}', g FROM slot" for also in ("D2", "D3"))),
     "D2": with_slot(record("D2", fill(OCC, set="determination_id = 101 + (g + 7) % 1000"))),
     "D3": with_slot(record("D3", fill(OCC, set="determination_score = determination_score - 0.05"))),
-    "D4": with_slot(record("D4", fill(OCC, set="determination_score = NULL"))),
+    "D4": with_slot(record("D4", fill(OCC, set="determination_score = NULL")),
+                    "INSERT INTO bench_planted SELECT 'D3', g FROM slot"),
     "D5": with_slot("DELETE FROM main_classification c USING slot WHERE c.detection_id = g",
-                    record("D5", fill(OCC, set="updated_at = now()"))),
+                    record("D5", fill(OCC, set="updated_at = now()")),
+                    *(f"INSERT INTO bench_planted SELECT '{also}', g FROM slot" for also in ("D2", "D3"))),
     "D6": with_slot(record("D6", fill(OCC, set="determination_score = 1.5")),
                     "INSERT INTO bench_planted SELECT 'D3', g FROM slot"),
     "S5": with_slot(record("S5", fill(OCC, set="deployment_id = NULL"))),
@@ -216,7 +221,7 @@ PLANTS: dict[str, list[str]] = {
                                        event="(s.event_id - 1 + {nights}) % ({deployments} * {nights}) + 1")
                     .replace("s.project_id, s.deployment_id", "s.deployment_id % {projects} + 1, s.deployment_id % {deployments} + 1"),
                     fill(REAL_DETECTION, offset="{offset}", capture="{offset} + g", bbox="'[1, 1, 9, 9]'", occurrence="g"),
-                    "INSERT INTO bench_planted SELECT 'C4', g FROM slot"),
+                    *(f"INSERT INTO bench_planted SELECT '{rule}', g FROM slot" for rule in ("C4", "F2"))),
     "C5": with_slot(fill(NEW_EVENT, offset="{offset}", end="st + interval '1 hour'", deployment="s.deployment_id",
                                      project="s.project_id"),
                     record("C5", fill(OCC, set="event_id = {offset} + g"))),
@@ -252,7 +257,8 @@ PLANTS: dict[str, list[str]] = {
     "N6": with_slot(record("N6", fill(REAL_DETECTION, offset="{offset}", capture="(g + 1) / 2", bbox="'[1, 2, 3, 4]'",
                                                        occurrence="NULL"))),
     "N7": with_slot(record("N7", fill(REAL_DETECTION, offset="{offset}", capture="(g + 1) / 2",
-                                                       bbox="'[10, 10, 50, 50]'", occurrence="g"))),
+                                                       bbox="'[10, 10, 50, 50]'", occurrence="g")),
+                    "INSERT INTO bench_planted SELECT 'F2', g FROM slot"),
     "N8": with_slot(record("N8", fill(DET, set="path = NULL"))),
     "N9": with_slot(record("N9", fill(DET, set="detection_algorithm_id = 6"))),
     "S3": with_slot(record("S3", fill(DET, set="detection_algorithm_id = NULL"))),
@@ -275,16 +281,15 @@ PLANTS: dict[str, list[str]] = {
     "G3": with_slot(record("G3", classify(taxon="1105", score="0.7", algorithm="7", map="1",
                                           scores="ARRAY[0.7, 0.2, 0.1]", logits="ARRAY[7, 2, 1]::float8[]"))),
     "C1": with_slot(record("C1", fill(CAP, set="project_id = s.project_id % {projects} + 1"))),
-    "C6": with_slot(record("C6", fill(CAP, set="\"timestamp\" = s.\"timestamp\" - interval '1 day'")),
-                    "UPDATE main_detection d SET \"timestamp\" = d.\"timestamp\" - interval '1 day' FROM slot WHERE d.id = " + MARKER),
+    # an ungrouped capture (before the recount: the bounds Antenna's refresh would give its event do not move)
+    "C6": with_slot(record("C6", fill(CAP, set="event_id = NULL"))),
     "S6": with_slot(record("S6", fill(CAP, set="deployment_id = NULL, event_id = NULL, \"timestamp\" = NULL")),
                     "UPDATE main_detection d SET \"timestamp\" = NULL FROM slot WHERE d.id = " + MARKER),
-    "C11": with_slot(record("C11", """INSERT INTO main_sourceimagecollection (id, created_at, updated_at, name,
+    "C11": with_slot("""INSERT INTO main_sourceimagecollection (id, created_at, updated_at, name,
                         description, project_id, method) SELECT {offset} + g, now(), now(), 'mixed', '',
-                        s.project_id % {projects} + 1, 'random' FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2
-                        RETURNING id"""),
-                     """INSERT INTO main_sourceimagecollection_images (sourceimagecollection_id, sourceimage_id)
-                        SELECT {offset} + g, (g + 1) / 2 FROM slot"""),
+                        s.project_id % {projects} + 1, 'random' FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2""",
+                     record("C11", """INSERT INTO main_sourceimagecollection_images (sourceimagecollection_id,
+                        sourceimage_id) SELECT {offset} + g, (g + 1) / 2 FROM slot RETURNING id""")),
     "S6b": with_slot(record("S6b", """INSERT INTO main_deployment (id, created_at, updated_at, name, description, project_id)
                         SELECT {offset} + g, now(), now(), 'orphan', '', NULL FROM slot RETURNING id""")),
     "E2": with_slot(record("E2", fill(NEW_EVENT, offset="{offset}", end="st", deployment="s.deployment_id",
@@ -330,6 +335,13 @@ STALE = {
     "K3": "UPDATE main_deployment d SET taxa_count = taxa_count + 1 WHERE d.id <= LEAST({v}, {deployments}) RETURNING d.id",
     "K4": "UPDATE main_taxon t SET parents_json = '[]' FROM slot WHERE t.id = 101 + g % 1000 RETURNING t.id",
 }
+# E1 and E3 bounds set after the recount (which gives an event with an untimed capture an open end, as Antenna's
+# refresh does): the same events are then also K2's
+REBOUND = {
+    rule: [f"""WITH x AS (UPDATE main_event e SET "end" = e.start + interval '{shift}' FROM bench_planted p
+               WHERE p.rule = '{rule}' AND p.id = e.id RETURNING e.id) INSERT INTO bench_planted SELECT 'K2', id FROM x"""]
+    for rule, shift in (("E1", "-1 hour"), ("E3", "30 hours"))
+}
 SLOT_RULES = sorted(PLANTS) + ["K1", "K2", "K4"]
 
 
@@ -374,6 +386,9 @@ def generate(cursor, occurrences: int, violations: int, projects: int = 20, log=
         (sql,) = with_slot(record(rule_id, statement))
         index = SLOT_RULES.index(rule_id) if rule_id in SLOT_RULES else 0
         cursor.execute(sql.format(slot=slot(index, stride, shape["n"], violations), v=violations, **shape))
+    for statements in REBOUND.values():
+        for sql in statements:
+            cursor.execute(sql)
     cursor.execute("ANALYZE")
     return shape
 

@@ -130,7 +130,7 @@ SAVE_TRUTH = """
 DROP TABLE IF EXISTS bench_truth;
 CREATE TABLE bench_truth AS
 SELECT o.id, o.determination_id, o.determination_score FROM main_occurrence o
- WHERE o.determination_id IS NOT NULL AND o.id NOT IN (SELECT id FROM bench_planted)
+ WHERE o.determination_id IS NOT NULL AND o.id NOT IN (SELECT id FROM bench_planted WHERE rule <> 'F2')
    AND NOT EXISTS (SELECT 1 FROM main_identification i WHERE i.occurrence_id = o.id AND i.taxon_id IS NULL)
  ORDER BY o.id;
 ALTER TABLE bench_truth ADD PRIMARY KEY (id);

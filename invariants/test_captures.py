@@ -1,8 +1,7 @@
 """Captures (source images) and their deployment, project, event and collections: S6, S6b, C1, C6, C11."""
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 
-from antenna_invariants.mirror.models import SourceImage
 from antenna_invariants.rules import rule
 from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
 
@@ -43,9 +42,10 @@ def test_capture_sits_in_the_right_event(captures):
 
 
 @rule("C11", hint="a person decides: remove the foreign captures from the collection, or clone the collection")
-def test_collection_holds_only_its_project_captures(collections):
+def test_collection_holds_only_its_project_captures(collection_images):
     """Every capture in a collection belongs to the collection's project (a capture without a project does
-    not).  Collections sampled before #587 could hold any project's captures.  The job half of the
-    catalogue entry (a job's deployment and collection are in the job's project) is J4."""
-    members = SourceImage.objects.filter(collections=OuterRef("pk"))
-    return collections.filter(Exists(members.filter(IsDistinctFrom("project", OuterRef("project")))))
+    not).  Collections sampled before #587 could hold any project's captures.  One violation per foreign
+    capture in a collection: the main_sourceimagecollection_images row, shown with its collection id and
+    capture id (sourceimagecollection_id, sourceimage_id).  The job half of the catalogue entry (a job's
+    deployment and collection are in the job's project) is J4."""
+    return collection_images.filter(IsDistinctFrom("sourceimage__project", "sourceimagecollection__project"))

@@ -79,9 +79,8 @@ EVENTS = Recount(
     f"""
     WITH target AS (SELECT e.id, e.project_id, e."start", e."end" FROM main_event e WHERE e.id IN ({{target}})),
     captures AS (
-        SELECT s.event_id, count(*) AS n, min(s."timestamp") AS first_seen, max(s."timestamp") AS last_seen,
-               bool_and(s."timestamp" IS NULL OR (s."timestamp" >= target."start"
-                        AND (target."end" IS NULL OR s."timestamp" <= target."end"))) AS all_inside
+        SELECT s.event_id, count(*) AS n, min(s."timestamp") AS first_seen,
+               CASE WHEN bool_or(s."timestamp" IS NULL) THEN NULL ELSE max(s."timestamp") END AS last_seen
           FROM main_sourceimage s JOIN target ON target.id = s.event_id
          GROUP BY s.event_id),
     detections AS (
@@ -97,10 +96,8 @@ EVENTS = Recount(
          WHERE {passes_default_filters("o", "target.project_id")}
          GROUP BY o.event_id)
     SELECT target.id,
-           CASE WHEN captures.first_seen IS NULL OR NOT captures.all_inside THEN target."start"
-                ELSE captures.first_seen END AS "start",
-           CASE WHEN captures.first_seen IS NULL OR NOT captures.all_inside THEN target."end"
-                ELSE captures.last_seen END AS "end",
+           coalesce(captures.first_seen, target."start") AS "start",
+           CASE WHEN captures.n IS NULL THEN target."end" ELSE captures.last_seen END AS "end",
            coalesce(captures.n, 0) AS captures_count,
            coalesce(detections.n, 0) AS detections_count,
            coalesce(occurrences.n, 0) AS occurrences_count
@@ -144,7 +141,8 @@ DEPLOYMENTS = Recount(
          WHERE {passes_default_filters("o", "target.project_id")}
          GROUP BY s.deployment_id),
     occurrences AS (
-        SELECT o.deployment_id, count(*) AS n, count(DISTINCT o.determination_id) AS taxa
+        SELECT o.deployment_id, count(*) AS n,
+               count(DISTINCT o.determination_id) + bool_or(o.determination_id IS NULL)::int AS taxa
           FROM main_occurrence o JOIN target ON target.id = o.deployment_id
          WHERE o.event_id IS NOT NULL AND {passes_default_filters("o", "target.project_id")}
          GROUP BY o.deployment_id)
@@ -185,12 +183,14 @@ def recount_the_capture(violators):
 def test_event_cached_fields_match_a_recount(events):
     """An event's captures_count, detections_count (real detections on its captures whose occurrence passes
     the event project's default filters) and occurrences_count (occurrences of the event passing them,
-    real detection or not: a phantom with a score counts) equal a recount, and start / end are the first
-    and last timestamps of its captures.  Start and end are left unchecked (the counts are still checked)
-    for an event with no timestamped capture (Antenna recomputes only events that still have captures;
-    an empty event is E2's business) and for an event with a capture outside [start, end] or with
-    start > end: widening it could swallow a misplaced capture, which is a regroup (C6, E1), not a
-    recompute.  What K2 reports are bounds left too wide, e.g. after captures were deleted or moved."""
+    real detection or not: a phantom with a score counts) equal a recount, and start / end are what
+    update_calculated_fields_for_events writes (K2 flags the bounds and counts Antenna's own refresh would change).
+    For an event with captures, start is the earliest capture timestamp and end the latest, or NULL when
+    any capture has none (Antenna takes the first row ordered by -timestamp, and PostgreSQL sorts NULL
+    first).  Start stays as it is for an event without a timestamped capture (start is NOT NULL, Antenna's
+    write would fail), and both stay for an event without captures (E2's business).  It deliberately
+    overlaps C6 and E1: an event with start > end or with a capture outside [start, end] gets the bounds
+    of its captures, as Antenna's refresh would give it."""
     return EVENTS.stale(events)
 
 
@@ -206,8 +206,9 @@ def test_deployment_cached_fields_match_a_recount(deployments):
     """A deployment's data_source_total_files and captures_count (its captures), data_source_total_size (sum
     of their sizes, NULL without captures), events_count, detections_count (real detections on its captures
     passing its project's default filters), occurrences_count and taxa_count (occurrences of the deployment
-    that have an event and pass the filters; distinct non-NULL determinations) and first / last capture
-    timestamps equal a recount.  A sync in progress may briefly hold the storage file count."""
+    that have an event and pass the filters) and first / last capture timestamps equal a recount.  taxa_count
+    is Antenna's occ_qs.values("determination_id").distinct().count() (Deployment.update_calculated_fields):
+    the distinct determinations of those occurrences, a NULL one counting as one value.  A sync in progress may briefly hold the storage file count."""
     return DEPLOYMENTS.stale(deployments)
 
 

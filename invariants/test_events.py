@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from django.db.models import CharField, Exists, F, Func, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Case, CharField, Exists, F, Func, Max, Min, OuterRef, Q, Subquery, When
 from django.db.models.functions import Now
 
 from antenna_invariants.mirror.models import Occurrence, SourceImage
@@ -42,17 +42,21 @@ test_event_project_is_its_deployment_project.repair(copy_deployment_project)
 
 @rule("E1", incremental=True, risk="L", depends_on=("captures",))
 def test_event_starts_before_it_ends(events):
-    """An event's start is not after its end (an open end, NULL, is allowed)."""
+    """An event's start is not after its end (an open end, NULL, is allowed).  Such an event with captures is
+    also K2's (Antenna's refresh gives it the bounds of its captures)."""
     return events.filter(end__lt=F("start"))
 
 
 @test_event_starts_before_it_ends.repair
 def recompute_start_and_end(violators):
-    """Set start and end to the first and last timestamps of the event's captures, as Antenna's recompute
-    does.  An event without timestamped captures has nothing to recompute from: unfixable (see E2)."""
+    """Set start and end to what Antenna's recompute (update_calculated_fields_for_events) writes, the same
+    bounds K2's repair writes: the first and last timestamps of the event's captures, and an open end when
+    one of them has no timestamp.  An event without timestamped captures has nothing to recompute from:
+    unfixable (see E2)."""
     timestamps = captures_with_timestamps()
+    untimed = SourceImage.objects.filter(event=OuterRef("pk"), timestamp__isnull=True)
     first = Subquery(timestamps.annotate(first=Min("timestamp")).values("first"))
-    last = Subquery(timestamps.annotate(last=Max("timestamp")).values("last"))
+    last = Case(When(Exists(untimed), then=None), default=Subquery(timestamps.annotate(last=Max("timestamp")).values("last")))
     return violators.filter(Exists(timestamps)).update(start=first, end=last, updated_at=Now())
 
 

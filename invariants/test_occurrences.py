@@ -1,10 +1,18 @@
-"""Occurrences: determination (D1-D6), validity (F1), structure (S5) and copied links (C3-C5)."""
+"""Occurrences: determination (D1-D6), validity (F1, F2), structure (S5) and copied links (C3-C5)."""
 
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
-from django.db.models.lookups import IsNull
+from django.db.models.lookups import GreaterThan, IsNull
 
-from antenna_invariants.determination import EVIDENCE, has_evidence, has_no_evidence, where_expected, write_expected
+from antenna_invariants.determination import (
+    EVIDENCE,
+    SCORE_IS_EXPECTED,
+    TAXON_IS_EXPECTED,
+    has_evidence,
+    has_no_evidence,
+    where_expected,
+    write_expected,
+)
 from antenna_invariants.journal import delete_journaled
 from antenna_invariants.mirror.models import Detection
 from antenna_invariants.rules import rule
@@ -14,7 +22,8 @@ from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, proj
 @rule("D1", risk="M", depends_on=EVIDENCE)
 def test_occurrence_with_evidence_has_a_determination(occurrences):
     """An occurrence whose real detections carry a classification with a taxon, or that has an active
-    identification with a taxon, has a determination (the partial-save bug)."""
+    identification with a taxon, has a determination (the partial-save bug).  Such an occurrence is also
+    D2's and D3's (its determination and score are not the expected ones)."""
     return occurrences.filter(has_evidence(), determination__isnull=True)
 
 
@@ -41,60 +50,87 @@ def delete_the_phantom(violators):
     return delete_journaled(violators)
 
 
-WRONG_TAXON = "NOT e.blocked AND o.determination_id <> e.taxon_id"
-STALE_SCORE = "NOT e.blocked AND o.determination_id = e.taxon_id AND o.determination_score <> e.score"
+def real_detections():
+    """The number of the occurrence's real detections (bbox set)."""
+    real = Detection.objects.filter(occurrence=OuterRef("pk"), bbox__isnull=False).order_by().values("occurrence")
+    return Subquery(real.annotate(n=Count("pk")).values("n"))
+
+
+@rule("F2", severity="warn", hint="Antenna makes one detection per occurrence (no tracking yet): find what merged "
+      "these (a manual merge, a tracking experiment) and split them if it was not meant")
+def test_occurrence_has_one_real_detection(occurrences):
+    """(informational) An occurrence has at most one real detection (bbox set): Antenna's pipeline creates
+    exactly one detection per occurrence and there is no tracking yet (catalogue F2), so more than one means
+    some other path grouped them.  Null markers do not count; an occurrence without a real one is F1's."""
+    return occurrences.filter(GreaterThan(real_detections(), 1))
+
+
+WRONG_TAXON = f"NOT e.blocked AND NOT {TAXON_IS_EXPECTED}"
+WRONG_SCORE = f"NOT e.blocked AND NOT {SCORE_IS_EXPECTED}"
 HALF_SET = "(o.determination_id IS NULL) <> (o.determination_score IS NULL)"
+ZERO_LEFT_NULL = f"o.determination_score IS NULL AND NOT e.blocked AND {TAXON_IS_EXPECTED} AND e.score = 0"
 
 
 @rule("D2", risk="M", depends_on=EVIDENCE)
 def test_occurrence_determination_is_the_expected_taxon(occurrences):
-    """A determined occurrence's determination is the expected taxon: the newest active identification's,
-    else the best machine prediction's (stale after a withdrawal, a deletion or class masking).  A missing
-    determination is D1's, one without any evidence D5's, a blocked occurrence S7's."""
+    """An occurrence's determination is the expected taxon (NULL-safe): the newest active identification's,
+    else the best machine prediction's, else NULL (stale after a withdrawal, a deletion or class masking).
+    Exactly where this sentence is false, so it overlaps on purpose: a missing determination with evidence
+    is also D1, a determination without evidence also D5.  Only a blocked occurrence (S7: no expected
+    value) is left out."""
     return where_expected(occurrences, WRONG_TAXON)
 
 
 @test_occurrence_determination_is_the_expected_taxon.repair
 def write_the_expected_taxon(violators):
-    """Write the expected determination and its score."""
+    """Write the expected determination and its score.  A determination without evidence stays (clearing
+    it is D5's, a person's call): unfixable here."""
     return write_expected(violators, only_where=WRONG_TAXON)
 
 
 @rule("D3", risk="M", depends_on=EVIDENCE)
 def test_occurrence_score_is_the_expected_score(occurrences):
-    """A correctly determined occurrence's score is the expected one: exactly 1.0 when a person decided,
-    else the winning classification's score (Antenna only rewrites it when the taxon changes)."""
-    return where_expected(occurrences, STALE_SCORE)
+    """An occurrence's score is the expected one (NULL-safe): exactly 1.0 when a person decided, else the
+    winning classification's score, NULL without evidence; where the winner scored 0.0, NULL is expected too
+    (Antenna writes a score only if it is truthy, update_occurrence_determination).  Antenna rewrites the
+    score only when the taxon changes, so a stale score is routine.  Checked whatever the taxon, so it
+    overlaps on purpose with D1 (no determination, so no score), D2 (a wrong taxon's score), D4 and D5;
+    only a blocked occurrence (S7) is left out."""
+    return where_expected(occurrences, WRONG_SCORE)
 
 
 @test_occurrence_score_is_the_expected_score.repair
 def write_the_expected_score(violators):
-    """Write the expected score (the taxon is already right, so only the score changes)."""
-    return write_expected(violators, only_where=STALE_SCORE)
+    """Write the expected determination and score (the same pair every determination repair writes, so
+    the order of D1-D4's repairs does not matter).  A score beside a determination without evidence stays
+    (D5)."""
+    return write_expected(violators, only_where=WRONG_SCORE)
 
 
-@rule("D4", incremental=True, risk="L", depends_on=EVIDENCE)
+@rule("D4", risk="L", depends_on=EVIDENCE)
 def test_occurrence_determination_and_score_are_set_together(occurrences):
     """An occurrence's determination and score are both NULL or both set (a deleted taxon leaves the score
-    behind; a 0.0 score is never written by Antenna).  A score of 0.0 is a score."""
+    behind), with one exception Antenna's code decides: a determination with a NULL score where the winner
+    is that taxon's classification scoring 0.0, since update_occurrence_determination writes the score only
+    if it is truthy.  A stored 0.0 is a score.  Runs in full under --since (the exception reads the
+    evidence)."""
     only_a_score = Q(determination__isnull=True, determination_score__isnull=False)
     only_a_taxon = Q(determination__isnull=False, determination_score__isnull=True)
-    return occurrences.filter(only_a_score | only_a_taxon)
+    return where_expected(occurrences.filter(only_a_score | only_a_taxon), f"NOT ({ZERO_LEFT_NULL})")
 
 
 @test_occurrence_determination_and_score_are_set_together.repair
 def recompute_the_pair(violators):
     """Write the expected determination and score; a stray score with no evidence behind it is cleared.  A
     determination without evidence stays (D5), and so does a blocked occurrence (S7)."""
-    determined = write_expected(violators, only_where=HALF_SET)
-    stray = where_expected(violators, "e.taxon_id IS NULL AND NOT e.blocked AND o.determination_id IS NULL")
-    return determined + stray.update(determination_score=None, updated_at=Now())
+    return write_expected(violators, only_where=HALF_SET)
 
 
 @rule("D5", hint="check the occurrence: clear its determination, or re-run classification on its detections")
 def test_occurrence_determination_has_evidence(occurrences):
     """A determined occurrence has evidence for it: a classification with a taxon on a real detection, or an
-    active identification with a taxon (deleted classifications and withdrawn identifications leave it)."""
+    active identification with a taxon (deleted classifications and withdrawn identifications leave it).
+    Also D2's (the expected taxon is NULL), and D3's when it has a score."""
     return occurrences.filter(has_no_evidence(), determination__isnull=False)
 
 

@@ -1,7 +1,7 @@
 """S6/S6b (capture and deployment have a project), C1 (capture project = deployment project), C6 (capture in
-the right event), C11 (collections hold their project's captures)."""
+the right event), C11 (collections hold their project's captures, one row per capture)."""
 
-from antenna_invariants.mirror.models import SourceImage
+from antenna_invariants.mirror.models import CollectionImage, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
@@ -137,15 +137,47 @@ def test_c6_respects_project_scope_and_is_report_only(invariants):
     assert RULES["C6"].repair_func is None and "regroup" in RULES["C6"].hint
 
 
-def test_c11_flags_collections_with_foreign_or_projectless_captures(invariants):
+def memberships(collection, captures=None):
+    """The main_sourceimagecollection_images rows of ``collection`` (of ``captures`` only, when given)."""
+    rows = CollectionImage.objects.filter(sourceimagecollection=collection)
+    if captures is not None:
+        rows = rows.filter(sourceimage__in=captures)
+    return set(rows.values_list("pk", flat=True))
+
+
+def test_c11_flags_each_foreign_or_projectless_capture_of_a_collection(invariants):
     station = f.DeploymentFactory()
     contaminated = scenarios.collection_with_foreign_captures(station)
+    own = contaminated.images.filter(project=station.project)
     only_projectless = f.CollectionFactory(project=station.project, images=[scenarios.capture_without_project(station)])
     clean = scenarios.collection_of_own_captures(station)
     empty = f.CollectionFactory(project=station.project)
+    shared = scenarios.capture(station)  # in two collections: foreign to one of them only
+    elsewhere = f.CollectionFactory(project=f.ProjectFactory(), images=[shared])
+    f.CollectionFactory(project=station.project, images=[shared])
 
-    assert invariants.violators("C11", project=station.project) == {contaminated.pk, only_projectless.pk}
-    assert not {clean.pk, empty.pk} & invariants.violators("C11")
+    foreign = memberships(contaminated) - memberships(contaminated, own)
+    assert len(foreign) == 2  # another project's capture and a capture without a project: one row each
+    assert invariants.violators("C11", project=station.project) == foreign | memberships(only_projectless)
+    assert invariants.violators("C11", project=elsewhere.project) == memberships(elsewhere)
+    assert not (memberships(clean) | memberships(contaminated, own)) & invariants.violators("C11")
+    assert not memberships(empty)
+
+
+def test_c11_names_the_collection_and_the_capture_of_each_row(invariants):
+    from antenna_invariants import reporting, samples
+
+    station = f.DeploymentFactory()
+    foreign = scenarios.capture(f.DeploymentFactory())
+    collection = f.CollectionFactory(project=station.project, images=[foreign])
+    outcome = invariants.check("C11", project=station.project)
+    outcome.sample_rows = samples.sample_rows(RULES["C11"], outcome.sample, ())
+
+    (row,) = memberships(collection)
+    assert outcome.sample_rows == [{"id": row, "sourceimagecollection_id": collection.pk, "sourceimage_id": foreign.pk}]
+    message = reporting.failure_message(RULES["C11"], outcome)
+    assert message.startswith("1 violating collection_images of 1 checked")
+    assert f"ids: {row} (sourceimagecollection_id {collection.pk}, sourceimage_id {foreign.pk})" in message
 
 
 def test_c11_respects_project_scope_and_is_report_only(invariants):
@@ -154,7 +186,9 @@ def test_c11_respects_project_scope_and_is_report_only(invariants):
     theirs = scenarios.collection_with_foreign_captures(other, foreign_deployment=mine)
     before = invariants.snapshot()
 
-    assert invariants.violators("C11", project=mine.project) == {contaminated.pk}
-    assert invariants.violators("C11", project=other.project) == {theirs.pk}
+    assert invariants.violators("C11", project=mine.project) == memberships(contaminated) - memberships(
+        contaminated, contaminated.images.filter(project=mine.project))
+    assert invariants.violators("C11", project=other.project) == memberships(theirs) - memberships(
+        theirs, theirs.images.filter(project=other.project))
     assert invariants.snapshot() == before
     assert RULES["C11"].repair_func is None

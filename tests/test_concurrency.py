@@ -27,10 +27,11 @@ pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_in
 WAIT = 30  # seconds the writer waits for the repair to block on it before it commits anyway
 
 
-def race(invariants, rule_id, project, *statements):
+def race(invariants, rule_id, project, *statements, then=()):
     """Run ``statements`` (SQL, params) in a writer's open transaction, repair ``rule_id`` in ``project`` here,
-    and commit the writer as soon as the repair is blocked on one of its locks.  Returns the repair's outcome
-    and whether the repair waited for the writer (a repair that does not wait decided on a stale read)."""
+    and commit the writer as soon as the repair is blocked on one of its locks (after running ``then``, the
+    writer's next statements).  Returns the repair's outcome and whether the repair waited for the writer (a
+    repair that does not wait decided on a stale read)."""
     url = url_for(connection.settings_dict)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -49,6 +50,8 @@ def race(invariants, rule_id, project, *statements):
             ).fetchone()
             if blocked and blocked[0]:
                 waited.append(True)
+                for sql, params in then:
+                    writer.execute(sql, params)
                 break
             time.sleep(0.005)  # polls what PostgreSQL reports; the order of events never depends on it
         writer.commit()
@@ -148,6 +151,30 @@ def test_d7_keeps_active_the_identification_left_alone_when_the_newer_was_withdr
 
     assert_changed_under_the_repair(outcome, waited)
     assert dict(m.Identification.objects.values_list("pk", "withdrawn")) == {older.pk: False, newer.pk: True}
+
+
+def test_a_repair_that_deadlocks_with_a_writer_gives_way_and_starts_the_batch_again(invariants):
+    """The writer changes the phantom's detection, then (while the repair waits for it) the occurrence the
+    repair has locked: a deadlock.  The repair's side is cancelled (its deadlock check runs first), its batch
+    rolls back to its savepoint, the writer finishes, and the batch, run again, sees the writer's change."""
+    station = f.DeploymentFactory()
+    phantom = occurrence_scenarios.phantom_occurrence(station)
+    marker = m.Detection.objects.get(occurrence=phantom)
+    with connection.cursor() as cursor:
+        cursor.execute("SET deadlock_timeout = '2s'")  # the writer's is 60s: this side is the victim
+    try:
+        outcome, waited = race(
+            invariants, "F1", station.project_id,
+            ("SET deadlock_timeout = '60s'", []),
+            ("UPDATE main_detection SET bbox = '[10, 10, 50, 50]' WHERE id = %s", [marker.pk]),
+            then=[("UPDATE main_occurrence SET updated_at = now() WHERE id = %s", [phantom.pk])],
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET deadlock_timeout")
+
+    assert_changed_under_the_repair(outcome, waited)
+    assert m.Detection.objects.filter(pk=marker.pk, occurrence=phantom, bbox__isnull=False).exists()
 
 
 def test_every_repair_declares_what_its_condition_reads_and_the_locks_follow(invariants):

@@ -7,7 +7,7 @@ Near-miss tests pin the recount to numbers worked out by hand, so a naive COUNT(
 
 from datetime import timedelta
 
-from antenna_invariants.mirror.models import Deployment, Event, SourceImage
+from antenna_invariants.mirror.models import Deployment, Event, Occurrence, SourceImage
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
 from fixtures.scenarios import counts as scenarios
@@ -214,28 +214,50 @@ def test_k2_counts_under_the_event_project_filters(invariants):
     assert invariants.violators("K2", project=including.project) == {event.pk}
 
 
-def test_k2_start_and_end_follow_the_captures_only_when_they_can(invariants):
+def antenna_refreshes_the_bounds(event):
+    """What update_calculated_fields_for_events writes for start and end, computed the way its code does: the
+    first row by timestamp and the first by -timestamp (PostgreSQL sorts NULL last, then first), when the
+    event has captures; a NULL start would break the NOT NULL column, so the row keeps its start."""
+    first = event.captures.order_by("timestamp").values("timestamp").first()
+    last = event.captures.order_by("-timestamp").values("timestamp").first()
+    values = {}
+    if first and first["timestamp"] is not None:
+        values["start"] = first["timestamp"]
+    if last:
+        values["end"] = last["timestamp"]
+    set_cached(event, **values)
+
+
+def test_k2_start_and_end_are_what_antennas_refresh_writes(invariants):
     station = f.DeploymentFactory()
     first, last = scenarios.empty_captures(station)
     event = first.event
-    empty = new_event(station)  # no capture: start and end are not checked
+    empty = new_event(station)  # no capture: Antenna leaves start and end alone
     untimed = f.SourceImageFactory(event=new_event(station), timestamp=None)
-    outside = f.SourceImageFactory(event=new_event(station))  # a capture outside the bounds is C6's
-    reversed_ = f.SourceImageFactory(event=new_event(station))  # start after end is E1's
+    partly = scenarios.empty_captures(station)[0]
+    f.SourceImageFactory(event=partly.event, timestamp=None)  # one untimed capture: Antenna writes end NULL
+    outside = f.SourceImageFactory(event=new_event(station))  # a capture outside the bounds (also C6)
+    reversed_ = f.SourceImageFactory(event=new_event(station))  # start after end (also E1)
     scenarios.refresh_all()
     assert (cached(Event, event, K2_FIELDS)["start"], cached(Event, event, K2_FIELDS)["end"]) == (
         first.timestamp, last.timestamp
     )
+    assert cached(Event, partly.event, K2_FIELDS)["end"] is None
 
     set_cached(empty, start=empty.start - timedelta(days=3))
-    set_cached(untimed.event, end=None)
     seen = outside.timestamp
     set_cached(outside.event, start=seen - timedelta(hours=2), end=seen - timedelta(minutes=5))
     set_cached(reversed_.event, end=reversed_.timestamp - timedelta(minutes=1))
-    assert invariants.violators("K2", project=station.project) == set()
-
+    set_cached(untimed.event, end=untimed.event.start)
+    set_cached(partly.event, end=partly.timestamp)
     set_cached(event, end=last.timestamp + timedelta(hours=1))  # too wide: stale
-    assert invariants.violators("K2", project=station.project) == {event.pk}
+    assert invariants.violators("K2", project=station.project) == {
+        event.pk, outside.event_id, reversed_.event_id, untimed.event_id, partly.event_id
+    }
+
+    for row in (event, empty, untimed.event, partly.event, outside.event, reversed_.event):
+        antenna_refreshes_the_bounds(row)
+    assert invariants.violators("K2", project=station.project) == set()
     set_cached(event, end=None)  # open end although the captures are known
     assert invariants.violators("K2", project=station.project) == {event.pk}
 
@@ -318,7 +340,7 @@ def test_k3_counts_under_the_deployment_project_filters(invariants):
     type(phantom).objects.filter(pk=phantom.pk).update(determination=f.TaxonFactory(), determination_score=0.7)
     SourceImage.objects.filter(deployment=station).update(size=1000)
     f.OccurrenceFactory(event=new_event(unassigned), detections__score=0.1)
-    f.OccurrenceFactory(event=new_event(unassigned), partial_save=True)  # no determination: not a taxon
+    f.OccurrenceFactory(event=new_event(unassigned), partial_save=True)  # NULL determination: one more value
     scenarios.refresh_all()
 
     captures = SourceImage.objects.filter(deployment=station)
@@ -330,13 +352,40 @@ def test_k3_counts_under_the_deployment_project_filters(invariants):
         "last_capture_timestamp": max(c.timestamp for c in captures),
     }
     values = cached(Deployment, unassigned, K3_FIELDS)
-    assert (values["detections_count"], values["occurrences_count"], values["taxa_count"]) == (2, 2, 1)
+    assert (values["detections_count"], values["occurrences_count"], values["taxa_count"]) == (2, 2, 2)
     assert values["data_source_total_size"] is None  # captures without a size
     assert invariants.violators("K3", project=station.project) == set()
     assert invariants.violators("K3", project=NO_PROJECT) == set()
 
     set_cached(station, occurrences_count=6, taxa_count=5, detections_count=6)  # what a COUNT(*) would say
     assert invariants.violators("K3", project=station.project) == {station.pk}
+
+
+def antennas_taxa_count(deployment):
+    """Deployment.update_calculated_fields' formula: occ_qs.values("determination_id").distinct().count() over
+    the deployment's occurrences that have an event and pass the default filters (here: the threshold)."""
+    threshold = deployment.project.default_filters_score_threshold
+    occurrences = Occurrence.objects.filter(deployment=deployment, event__isnull=False,
+                                            determination_score__gte=threshold)
+    return occurrences.values("determination_id").distinct().count()
+
+
+def test_k3_counts_a_null_determination_as_one_taxon_as_antenna_does(invariants):
+    station = f.DeploymentFactory()
+    shared = f.TaxonFactory()
+    scenarios.occurrence(station, detections__taxon=shared)
+    scenarios.occurrence(station, detections__taxon=shared)
+    scenarios.occurrence(station)
+    for _ in range(2):  # the determining taxon was deleted: NULL determination, the score stays (also D4)
+        lost = scenarios.occurrence(station)
+        Occurrence.objects.filter(pk=lost.pk).update(determination=None)
+    scenarios.occurrence(station, partial_save=True)  # NULL score: filtered out
+    scenarios.refresh_all()  # every other count true
+    set_cached(station, taxa_count=antennas_taxa_count(station))  # Antenna's own refresh
+
+    assert antennas_taxa_count(station) == 3  # shared, the other taxon, and NULL once
+    assert invariants.violators("K3", project=station.project) == set()
+    assert scenarios.refresh_all() == 0  # the recount writes what Antenna wrote
 
 
 def test_k3_respects_scope_and_repairs_exactly_the_violators(invariants):

@@ -104,6 +104,34 @@ def test_e1_repair_recomputes_from_captures_and_leaves_empty_events(invariants):
     assert invariants.repair("E1", project=station.project).fixed == 0  # idempotent
 
 
+def test_e1_and_k2_repairs_write_the_same_bounds_in_either_order(invariants):
+    from django.db import transaction
+
+    from fixtures.scenarios import counts
+
+    station = f.DeploymentFactory()
+    reversed_ = scenarios.event_ending_before_it_starts(station)
+    partly_untimed = scenarios.event_ending_before_it_starts(station)
+    f.SourceImageFactory(event=partly_untimed, deployment=station, project=station.project, timestamp=None)
+    counts.refresh_all()
+    for event in (reversed_, partly_untimed):  # reversed again after the recount: E1's and K2's
+        Event.objects.filter(pk=event.pk).update(end=event.start - timedelta(hours=1))
+
+    bounds = []
+    for order in (("E1", "K2"), ("K2", "E1")):
+        savepoint = transaction.savepoint()
+        for rule_id in order:
+            invariants.repair(rule_id, project=station.project)
+            if rule_id == "E1":  # E1's repair alone already gives Antenna's bounds: nothing left for K2
+                assert invariants.violators("K2", project=station.project) == set()
+        bounds.append(sorted(Event.objects.filter(deployment=station).values_list("pk", "start", "end")))
+        assert invariants.violators("E1", project=station.project) == set()
+        assert invariants.violators("K2", project=station.project) == set()
+        transaction.savepoint_rollback(savepoint)
+    assert bounds[0] == bounds[1]
+    assert dict((pk, end) for pk, _, end in bounds[0])[partly_untimed.pk] is None  # what Antenna writes
+
+
 def test_e1_check_mode_writes_nothing(invariants):
     station = f.DeploymentFactory()
     scenarios.event_ending_before_it_starts(station)

@@ -2,6 +2,7 @@
 
 
 import pytest
+from django.db import transaction
 
 from antenna_invariants.journal import read
 from antenna_invariants.mirror.models import Classification, Detection, Identification, Occurrence, SourceImage
@@ -169,9 +170,29 @@ def test_f1_journal_restores_what_the_repair_deleted(invariants):
     assert Identification.objects.get(pk=agreeing.pk).agreed_with_identification_id == identification.pk
 
 
+def test_f2_warns_on_occurrences_with_more_than_one_real_detection(invariants):
+    station = f.DeploymentFactory()
+    grouped = [scenarios.two_real_detections(station), f.OccurrenceFactory(event__deployment=station, detections=3)]
+    one_and_a_marker = f.OccurrenceFactory(event__deployment=station)
+    marker = f.DetectionFactory(source_image=f.SourceImageFactory(event=one_and_a_marker.event), null_marker=True)
+    Detection.objects.filter(pk=marker.pk).update(occurrence=one_and_a_marker)
+    near_misses = [
+        one_and_a_marker,  # a null marker is not a detection of the occurrence
+        f.OccurrenceFactory(event__deployment=station),
+        scenarios.phantom_occurrence(station),  # no real detection: F1's
+        f.OccurrenceFactory(event__deployment=station, detections=0),
+    ]
+
+    outcome = invariants.check("F2", project=station.project)
+    assert set(outcome.sample) == {o.pk for o in grouped}
+    assert outcome.status == "warned" and RULES["F2"].severity == "warn"
+    assert not {o.pk for o in near_misses} & set(outcome.sample)
+    assert RULES["F2"].repair_func is None and RULES["F2"].hint
+
+
 # --- S5, C3, C4, C5: links ---------------------------------------------------------------------------------------
 
-MY_RULES = ["S5", "C3", "C4", "C5", "D2", "D3", "D4", "D5", "D6"]
+MY_RULES = ["S5", "C3", "C4", "C5", "D2", "D3", "D4", "D5", "D6", "F2"]
 
 
 def test_s5_flags_missing_links_only(invariants):
@@ -335,86 +356,129 @@ def test_c5_repair_realigns_the_event(invariants):
 # --- D2-D6: the determination and its score ------------------------------------------------------------------------
 
 
-def test_d2_flags_a_wrong_taxon_only(invariants):
+def test_d2_flags_every_occurrence_whose_taxon_is_not_the_expected_one(invariants):
     station = f.DeploymentFactory()
     withdrawn = scenarios.withdrawn_but_still_determined(station)
     masked = scenarios.masked_but_not_redetermined(station)
+    partial = scenarios.partial_save(station)  # no determination although there is evidence: also D1
+    unsupported = scenarios.classifications_deleted(station)  # a determination without evidence: also D5
     near_misses = [
         f.OccurrenceFactory(event__deployment=station),
         scenarios.human_determined(station),
         scenarios.identified_unclassifiable(station),
         scenarios.stale_score(station),  # right taxon, wrong score: D3
-        scenarios.partial_save(station),  # no determination: D1
-        scenarios.classifications_deleted(station),  # no evidence: D5
+        scenarios.zero_score_never_written(station),
+        scenarios.unclassifiable_occurrence(station),  # nothing to determine from, and nothing determined
         identifications.identified_taxon_deleted(station).occurrence,  # blocked: S7
     ]
     blocked = scenarios.human_determined(station)
     f.IdentificationFactory(occurrence=blocked, taxon=None)  # blocked with a determination still set
 
-    assert invariants.violators("D2", project=station.project) == {withdrawn.pk, masked.pk}
-    assert not {o.pk for o in near_misses} & invariants.violators("D2", project=station.project)
+    expected = {withdrawn.pk, masked.pk, partial.pk, unsupported.pk}
+    assert invariants.violators("D2", project=station.project) == expected
+    assert not {o.pk for o in [*near_misses, blocked]} & invariants.violators("D2", project=station.project)
+    assert invariants.violators("D2", project=station.project, occurrences=[partial]) == {partial.pk}
 
 
 def test_d2_repair_writes_the_expected_taxon_and_score(invariants):
     station = f.DeploymentFactory()
     withdrawn = scenarios.withdrawn_but_still_determined(station)
     masked = scenarios.masked_but_not_redetermined(station, score=0.6)
+    partial = scenarios.partial_save(station, detections__score=0.55)
+    unsupported = scenarios.classifications_deleted(station)  # D5's: a person decides whether to clear it
     stale = scenarios.stale_score(station)  # D3's: left alone by D2's repair
-    before = Occurrence.objects.filter(pk=stale.pk).values().get()
+    before = Occurrence.objects.filter(pk__in=[stale.pk, unsupported.pk]).order_by("pk").values()
+    before = list(before)
 
     outcome = invariants.repair("D2", project=station.project)
 
-    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 3, 1)
     machine = withdrawn.detections.get().classifications.get()
     withdrawn.refresh_from_db()
     assert (withdrawn.determination_id, withdrawn.determination_score) == (machine.taxon_id, 0.8)
     masking = Classification.objects.get(detection__occurrence=masked, terminal=True)
     masked.refresh_from_db()
     assert (masked.determination_id, masked.determination_score) == (masking.taxon_id, 0.6)
-    assert Occurrence.objects.filter(pk=stale.pk).values().get() == before
+    partial.refresh_from_db()
+    assert partial.determination_score == 0.55
+    assert list(Occurrence.objects.filter(pk__in=[stale.pk, unsupported.pk]).order_by("pk").values()) == before
+    assert invariants.violators("D2", project=station.project) == {unsupported.pk}
     assert invariants.repair("D2", project=station.project).fixed == 0  # idempotent
 
 
-def test_d3_flags_a_stale_score_not_a_human_one(invariants):
+def test_d3_flags_every_occurrence_whose_score_is_not_the_expected_one(invariants):
     station = f.DeploymentFactory()
     stale = scenarios.stale_score(station)
     kept = scenarios.agreement_deleted_score_stays(station)
+    masked = scenarios.masked_but_not_redetermined(station)  # wrong taxon, and so the wrong score: also D2
+    partial = scenarios.partial_save(station)  # no score where 0.8 is expected: also D1
+    outscored = scenarios.zero_score_outscored(station)  # NULL where 0.7 is expected: also D4
+    unsupported = scenarios.classifications_deleted(station)  # a score without evidence: also D5
     near_misses = [
         f.OccurrenceFactory(event__deployment=station),
         scenarios.human_determined(station),  # a person decided: exactly 1.0 over a 0.4 machine score
-        scenarios.zero_score(station),
+        scenarios.zero_score(station),  # 0.0 where 0.0 wins
+        scenarios.zero_score_never_written(station),  # NULL where 0.0 wins: what Antenna writes
         scenarios.identified_unclassifiable(station),
-        scenarios.masked_but_not_redetermined(station),  # wrong taxon: D2
-        scenarios.zero_score_never_written(station),  # no score: D4
+        scenarios.unclassifiable_occurrence(station),
+        identifications.identified_taxon_deleted(station).occurrence,  # blocked: S7
     ]
 
-    assert invariants.violators("D3", project=station.project) == {stale.pk, kept.pk}
+    expected = {stale.pk, kept.pk, masked.pk, partial.pk, outscored.pk, unsupported.pk}
+    assert invariants.violators("D3", project=station.project) == expected
     assert not {o.pk for o in near_misses} & invariants.violators("D3", project=station.project)
 
 
-def test_d3_repair_changes_only_the_score(invariants):
+def test_d3_repair_writes_the_expected_pair(invariants):
     station = f.DeploymentFactory()
     stale = scenarios.stale_score(station)
     kept = scenarios.agreement_deleted_score_stays(station)
+    masked = scenarios.masked_but_not_redetermined(station, score=0.6)
+    unsupported = scenarios.classifications_deleted(station)  # D5's: left as it is
     taxa = {stale.pk: stale.determination_id, kept.pk: kept.determination_id}
 
     outcome = invariants.repair("D3", project=station.project)
 
-    assert (outcome.status, outcome.fixed) == ("repaired", 2)
+    assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 3, 1)
     rows = Occurrence.objects.filter(pk__in=taxa).values_list("pk", "determination_id", "determination_score")
     assert set(rows) == {(stale.pk, taxa[stale.pk], 0.9), (kept.pk, taxa[kept.pk], 0.6)}
+    masking = Classification.objects.get(detection__occurrence=masked, terminal=True)
+    masked.refresh_from_db()
+    assert (masked.determination_id, masked.determination_score) == (masking.taxon_id, 0.6)
+    assert invariants.violators("D3", project=station.project) == {unsupported.pk}
     assert invariants.repair("D3", project=station.project).fixed == 0  # idempotent
+
+
+def test_a_winning_zero_is_written_as_antenna_writes_it(invariants):
+    """Antenna writes the score only ``if new_score``: where the winner scored 0.0 it sets the determination
+    and leaves the score NULL.  D3 and D4 accept that row, and every determination repair writes it."""
+    station = f.DeploymentFactory()
+    antenna_wrote = scenarios.zero_score_never_written(station)
+    assert Occurrence.objects.get(pk=antenna_wrote.pk).determination_score is None
+    assert not {antenna_wrote.pk} & (invariants.violators("D3", project=station.project)
+                                     | invariants.violators("D4", project=station.project))
+    partial = scenarios.partial_save(station, detections__score=0.0)
+    winner = partial.detections.get().classifications.get()
+    assert invariants.repair("D1", project=station.project).fixed == 1
+    assert Occurrence.objects.filter(pk=partial.pk).values_list("determination_id", "determination_score").get() == (
+        winner.taxon_id, None)
+    for rule_id in ("D1", "D2", "D3", "D4"):
+        assert invariants.violators(rule_id, project=station.project) == set(), rule_id
 
 
 def test_d4_flags_a_half_set_pair_and_accepts_a_zero_score(invariants):
     station = f.DeploymentFactory()
     flagged = [
         scenarios.determining_taxon_deleted(station),
-        scenarios.zero_score_never_written(station),
+        scenarios.zero_score_outscored(station),  # NULL, but the winner now scores 0.7
         identifications.identified_taxon_deleted(station).occurrence,
     ]
+    wrong_zero = scenarios.zero_score_never_written(station)  # NULL beside a taxon that is not the 0.0 winner's
+    Occurrence.objects.filter(pk=wrong_zero.pk).update(determination=f.TaxonFactory())
+    flagged.append(wrong_zero)
     near_misses = [
         scenarios.zero_score(station),  # 0.0 is a score
+        scenarios.zero_score_never_written(station),  # the 0.0 winner, left NULL by Antenna
         scenarios.partial_save(station),  # both NULL: D1's
         f.OccurrenceFactory(event__deployment=station),
     ]
@@ -425,7 +489,7 @@ def test_d4_flags_a_half_set_pair_and_accepts_a_zero_score(invariants):
 
 def test_d4_repair_recomputes_the_pair(invariants):
     station = f.DeploymentFactory()
-    zero = scenarios.zero_score_never_written(station)
+    outscored = scenarios.zero_score_outscored(station)
     deleted = scenarios.determining_taxon_deleted(station)  # no evidence left: the stray score goes
     blocked = identifications.identified_taxon_deleted(station).occurrence  # S7's: left alone
     unsupported = scenarios.classifications_deleted(station)  # a determination without evidence: D5's
@@ -435,14 +499,38 @@ def test_d4_repair_recomputes_the_pair(invariants):
 
     assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 2, 2)
     assert invariants.violators("D4", project=station.project) == {blocked.pk, unsupported.pk}
-    zero.refresh_from_db()
-    machine = zero.detections.get().classifications.get()
-    assert (zero.determination_id, zero.determination_score) == (machine.taxon_id, 0.0)
+    outscored.refresh_from_db()
+    assert outscored.determination_score == 0.7
     deleted.refresh_from_db()
     assert (deleted.determination_id, deleted.determination_score) == (None, None)
     blocked.refresh_from_db()
     assert (blocked.determination_id, blocked.determination_score) == (None, 1.0)
     assert invariants.repair("D4", project=station.project).fixed == 0  # idempotent
+
+
+def determinations():
+    return sorted(Occurrence.objects.values_list("pk", "determination_id", "determination_score"))
+
+
+@pytest.mark.parametrize("first, second", [("D1", "D3"), ("D2", "D4"), ("D3", "D2"), ("D4", "D1")])
+def test_overlapping_determination_repairs_converge_in_any_order(invariants, first, second):
+    station = f.DeploymentFactory()
+    scenarios.seed(station)
+    identifications.seed(station)
+    scenarios.zero_score_outscored(station)
+    partial = scenarios.partial_save(station, detections__score=0.0)
+    f.ClassificationFactory(detection=partial.detections.get(), score=0.3, terminal=False)
+
+    results = []
+    for order in ((first, second), (second, first)):
+        savepoint = transaction.savepoint()
+        for rule_id in order:
+            invariants.repair(rule_id, project=station.project)
+        left = {rule_id: invariants.violators(rule_id, project=station.project) for rule_id in ("D1", "D2", "D3", "D4")}
+        results.append((determinations(), left))
+        transaction.savepoint_rollback(savepoint)
+    assert results[0] == results[1]
+    assert results[0][0] != determinations()  # the repairs did write
 
 
 def test_d5_flags_determinations_without_evidence(invariants):
@@ -491,7 +579,8 @@ DEFECTS = {
     "C5": scenarios.regrouped_without_realignment,
     "D2": scenarios.withdrawn_but_still_determined,
     "D3": scenarios.stale_score,
-    "D4": scenarios.zero_score_never_written,
+    "D4": scenarios.zero_score_outscored,
+    "F2": scenarios.two_real_detections,
     "D5": scenarios.classifications_deleted,
     "D6": scenarios.logit_as_score,
 }

@@ -78,13 +78,14 @@ def test_a_row_being_repaired_is_locked_until_the_repair_commits(invariants, mon
 # --- crash safety ------------------------------------------------------------------------------------------
 
 # (where the process is killed, which (rule, project index) cases have landed by then); batches of one row,
-# two violators per rule and project: D1 in project A (journal lines 1-2), D1 in B (3-4), F1 in A, F1 in B.
+# two violators per rule and project, F1 before D1 (rules.RUN_ORDER: phantoms go before determinations):
+# F1 in project A (journal appends 1-2), F1 in B (3-4), D1 in A, D1 in B.
 CRASHES = [
     ("locked:1", set()),
     ("journaled:1", set()),
-    ("journaled:3", {("D1", 0)}),
-    ("committed:1", {("D1", 0)}),
-    ("committed:3", {("D1", 0), ("D1", 1), ("F1", 0)}),
+    ("journaled:3", {("F1", 0)}),
+    ("committed:1", {("F1", 0)}),
+    ("committed:3", {("F1", 0), ("F1", 1), ("D1", 0)}),
 ]
 
 
@@ -196,3 +197,24 @@ def test_after_a_repair_the_antenna_follow_ups_are_printed(run):
     for rule_id in ("K1", "K2", "K3"):  # a new determination changes what passes the default filters
         assert f"pytest invariants -m {rule_id} --repair --project {station.project_id}" in output
     assert "python -m antenna_invariants undo " in output
+
+
+def test_one_repair_pass_recounts_what_its_determination_repairs_changed(run, invariants):
+    """D1's repair gives a partial save its 0.8 score: it now passes the 0.5 threshold, so the counts of its
+    capture, event and deployment change.  The run takes the counts after the determinations, so one
+    --repair leaves nothing for a second, and the follow-ups no longer ask for a recount."""
+    station = f.DeploymentFactory()
+    partial = scenarios.partial_save(station)
+    counts.refresh_all()  # every cached count true before the repair: 0 detections counted
+
+    code, output = run("--repair", f"--project={station.project_id}", "-m", "D1 or K1 or K2 or K3")
+
+    assert code == 0, output
+    results = run.results()
+    assert results["D1", f"project{station.project_id}"]["status"] == "repaired"
+    assert {results[k, f"project{station.project_id}"]["status"] for k in ("K1", "K2", "K3")} == {"repaired"}
+    assert "pytest invariants -m K" not in output  # nothing left for a person to recount
+    assert "python manage.py invalidate_cachalot" in output
+    for rule_id in ("D1", "K1", "K2", "K3"):
+        assert invariants.violators(rule_id, project=station.project_id) == set(), rule_id
+    assert SourceImage.objects.get(detections__occurrence=partial).detections_count == 1

@@ -286,6 +286,12 @@ class SourceImageCollection(Base):
         db_table = "main_sourceimagecollection"
 
 
+# One row per capture in a collection (main_sourceimagecollection_images, Django's own M2M table): C11 counts
+# these rows, so it needs them as a table of their own, reached through the collection.
+CollectionImage = SourceImageCollection.images.through
+CollectionImage.scope_paths = {"project": "sourceimagecollection__project", "images": "sourceimage"}
+
+
 class Job(Base):
     name = models.CharField(max_length=255)
     queue = models.CharField(max_length=255, default="default")
