@@ -152,7 +152,7 @@ class Snapshot:
                 # the role owns the public schema, as on PostgreSQL 15+ (pg_database_owner) whatever template1 says
                 scratch.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(name))
         except psycopg.Error as exc:
-            self.drop()
+            self.drop(failed=True)
             raise ConfigError(
                 f"--snapshot: cannot create a scratch database and its role (DATABASE_URL's role needs to be a "
                 f"superuser, or have CREATEDB and CREATEROLE): {_first_line(exc)}"
@@ -160,7 +160,7 @@ class Snapshot:
         try:
             self._load(psql)
         except BaseException:
-            self.drop()
+            self.drop(failed=True)  # a restore that failed is not kept, even with --keep-snapshot
             raise
         return self.database
 
@@ -229,11 +229,11 @@ class Snapshot:
             except BrokenPipeError:
                 pass
 
-    def drop(self):
-        """Drop the scratch database and its role (unless kept); safe to call twice."""
+    def drop(self, failed: bool = False):
+        """Drop the scratch database and its role (unless kept, and the restore did not fail); safe to call twice."""
         from psycopg import sql
 
-        if not self.created or self.keep:
+        if not self.created or (self.keep and not failed):
             return
         from django.db import connections
 

@@ -112,6 +112,18 @@ def test_a_hostile_backup_touches_nothing_but_its_scratch_database(tmp_path, vic
     assert _scratch(pid) == set()  # the scratch database and its role are dropped
 
 
+def test_a_refused_backup_is_not_kept_even_with_keep_snapshot(tmp_path):
+    marker = tmp_path / "pwned"
+    backup = tmp_path / "hostile.sql"
+    backup.write_text(f"CREATE TABLE notes (id integer);\n\\! touch {marker}\n")
+
+    code, output, pid = _snapshot_run(tmp_path, "--snapshot", str(backup), "--keep-snapshot")
+
+    assert code == 4 and "line 2: a psql meta-command (\\!), refused" in output, output
+    assert not marker.exists()
+    assert _scratch(pid) == set()
+
+
 def test_a_backup_is_restored_and_checked_by_a_role_without_privileges(tmp_path):
     """The kept scratch database belongs to a role of its own: no superuser, no CREATEDB or CREATEROLE, no
     membership; the tables the file created are that role's."""
