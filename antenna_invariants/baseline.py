@@ -52,11 +52,14 @@ class Baseline:
 
     def judge(self, outcome, ids: list[int] | None):
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
-        known = self.cases.get(f"{outcome.rule}/{outcome.project}", {"violations": 0, "ids": []})
+        case = f"{outcome.rule}/{outcome.project}"
+        outcome.new_case = case not in self.cases
+        known = self.cases.get(case, {"violations": 0, "ids": []})
         outcome.baseline = known["violations"]
         new = max(outcome.violations - known["violations"], 0)
         if ids is not None and known.get("ids") is not None:
-            new = max(new, len(set(ids) - set(known["ids"])))
+            outcome.new_ids = sorted(set(ids) - set(known["ids"]))
+            new = max(new, len(outcome.new_ids))
         outcome.new = new
         if new == 0:
             outcome.status = "baselined"

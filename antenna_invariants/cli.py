@@ -10,30 +10,52 @@ without it, the demo on the embedded PostgreSQL; reports go to ./reports.  Optio
 from __future__ import annotations
 
 import os
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
-from antenna_invariants.layout import INVARIANTS_DIR, PACKAGE_DIR
+from antenna_invariants.layout import INVARIANTS_DIR
 
 SETTINGS = "antenna_invariants.settings"
 # What the checkout's [tool.pytest.ini_options] sets for an invariants run.
 INI = {
-    "junit_family": "xunit1",
+    "junit_family": "xunit2",
     "render_collapsed": "passed",
     "filterwarnings": "ignore::DeprecationWarning:pgserver.*\nignore::UserWarning:platformdirs.*",
 }
 
 
+NODE = re.compile(r"invariants(/|::|$)")
+
+
 def pytest_arguments(argv: list[str]) -> list[str]:
-    fixed = [str(INVARIANTS_DIR), "-c", os.devnull, "--rootdir", str(PACKAGE_DIR.parent)]
-    fixed += ["-p", "antenna_invariants.plugin", "-p", "no:cacheprovider", f"--ds={SETTINGS}"]
+    """pytest's arguments.  The root is the rules' parent directory in a checkout and installed alike, so node
+    ids (``invariants/test_occurrences.py::test_…[D1-project5]``) and JUnit class names are the same in both,
+    and a node id printed by a run selects that case when given back.  pytest's cache (``--lf``, ``--ff``) is
+    ``./.pytest_cache``."""
+    root = INVARIANTS_DIR.parent
+    argv = [str(root / arg) if NODE.match(arg) else arg for arg in argv]
+    paths = [] if any(str(arg).startswith(str(INVARIANTS_DIR)) for arg in argv) else [str(INVARIANTS_DIR)]
+    fixed = [*paths, "-c", os.devnull, "--rootdir", str(root), "-p", "antenna_invariants.plugin", f"--ds={SETTINGS}"]
     fixed += [f"--override-ini={name}={value}" for name, value in INI.items()]
+    fixed += [f"--override-ini=cache_dir={Path.cwd() / '.pytest_cache'}"]
     return fixed + argv
 
 
+def version() -> str:
+    from importlib import metadata
+
+    return f"antenna-invariants {metadata.version('antenna-invariants')} (pytest {pytest.__version__})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return int(pytest.main(pytest_arguments(sys.argv[1:] if argv is None else argv)))
+    argv = sys.argv[1:] if argv is None else argv
+    if "--version" in argv or "-V" in argv:
+        print(version())
+        return 0
+    return int(pytest.main(pytest_arguments(argv)))
 
 
 if __name__ == "__main__":

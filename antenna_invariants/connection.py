@@ -118,7 +118,10 @@ def embedded_url() -> str:
     try:
         import pgserver
     except ImportError:
-        raise ConfigError("no DATABASE_URL and the embedded PostgreSQL (pip package pgserver) is not installed") from None
+        raise ConfigError(
+            "no DATABASE_URL, and the embedded PostgreSQL for the demo is not installed: "
+            "set DATABASE_URL, or pip install 'antenna-invariants[demo]'"
+        ) from None
     EMBEDDED_DIR.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(EMBEDDED_DIR, cleanup_mode="stop")
     embedded_url.server = server  # keep a reference: the server stops when the last user lets go

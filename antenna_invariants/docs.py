@@ -11,7 +11,7 @@ DOCS = CHECKOUT / "docs" / "invariants.md"
 RISKS = {"L": "low: pure recompute", "M": "medium: changes what users see", "H": "high: deletes rows", "-": "report only"}
 
 
-def _id_key(rule_id: str):
+def rule_order(rule_id: str):
     letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id).groups()
     return letters, int(number), suffix
 
@@ -32,14 +32,14 @@ def render() -> str:
         "| id | domain | severity | what it means | repair | risk |",
         "|---|---|---|---|---|---|",
     ]
-    for rule_id in sorted(RULES, key=_id_key):
+    for rule_id in sorted(RULES, key=rule_order):
         entry = RULES[rule_id]
         severity = entry.severity + (f" (tolerates {entry.error_if})" if entry.error_if else "")
         if entry.repair_func is not None:
             repair = "yes: " + " ".join((entry.repair_func.__doc__ or entry.repair_func.__name__).split())
         else:
             repair = "no" + (f": {entry.hint}" if entry.hint else "")
-        cells = [entry.id, entry.domain, severity, entry.doc, repair, RISKS.get(entry.risk, entry.risk)]
+        cells = [f'<a id="{entry.id.lower()}"></a>{entry.id}', entry.domain, severity, entry.doc, repair, RISKS.get(entry.risk, entry.risk)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -160,8 +160,7 @@ class HtmlReport:
         ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
-        hint = reporting.what_to_do(entry, o["remaining"], o["fixed"], o["unfixable"], o.get("beyond_limit", 0),
-                                    o.get("changed_under_repair", 0))
+        hint = reporting.what_to_do(entry, o)
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"

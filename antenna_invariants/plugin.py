@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def pytest_addoption(parser):
         type="linelist",
         help='tolerated violations per rule, one "RULE >N" or "RULE >P%" per line (dbt\'s error_if)',
     )
+    parser.addini(
+        "invariants_warn_if", type="linelist",
+        help='violations a rule lets pass without a warning, one "RULE >N" or "RULE >P%" per line (dbt\'s warn_if)',
+    )
+    parser.addini("invariants_severity", type="linelist", help='severity per rule, one "RULE warn" or "RULE error" per line')
     group.addoption("--reports", default=str(REPORTS_DIR), metavar="DIR", help="where reports and journals go")
     # reports (docs/reports.md)
     group.addoption("--antenna-url", metavar="URL", help="Antenna's web address: sample ids link into its UI")
@@ -70,6 +76,7 @@ def pytest_addoption(parser):
     group.addoption("--baseline", metavar="FILE", help="violations in this baseline do not fail; only new ones do")
     group.addoption("--compare", metavar="PREVIOUS.json", help="show each case's delta since this invariants.json")
     group.addoption("--sample-columns", action="append", metavar="COL[,COL]", help="allowlisted columns shown with sample ids")
+    group.addoption("--store-failures", metavar="DIR", help="write one CSV per failing rule x scope: ids and allowlisted columns")
 
 
 class LiveDatabase:
@@ -128,6 +135,17 @@ class LiveDatabase:
         self.write_baseline = config.getoption("write_baseline")
         self.baseline = baseline.Baseline(Path(config.getoption("baseline"))) if config.getoption("baseline") else None
         self.previous = baseline.previous_counts(Path(config.getoption("compare"))) if config.getoption("compare") else None
+        self.store_failures = Path(config.getoption("store_failures")) if config.getoption("store_failures") else None
+        if self.store_failures is not None:
+            reporting.ensure_writable(self.store_failures, "--store-failures")
+
+    def scope_option(self) -> str | None:
+        """The scope option that a rerun must repeat as given (a project case names its own project)."""
+        if self.job_id is not None:
+            return f"--job {self.job_id}"
+        if self.occurrence_ids:
+            return "--occurrence " + ",".join(map(str, self.occurrence_ids))
+        return None
 
     def review(self, entry, scope: Scope, outcome) -> list[int] | None:
         """Allowlisted sample columns; the baseline's verdict; the ids a baseline keeps (returned)."""
@@ -301,8 +319,12 @@ def use_database(entry: dict):
 
 def db_access(config):
     """Database access outside a test (pytest-django blocks it by default)."""
-    from pytest_django.plugin import blocking_manager_key
+    try:
+        from pytest_django.plugin import blocking_manager_key
+    except ImportError:  # pytest-django before 4.9 (Antenna pins 4.5.2): one blocker per process
+        from pytest_django.plugin import _blocking_manager
 
+        return _blocking_manager.unblock()
     return config.stash[blocking_manager_key].unblock()
 
 
@@ -319,7 +341,7 @@ def _is_invariants_session(config) -> bool:
 def pytest_configure(config):
     import os
 
-    from antenna_invariants.rules import RULES, SETTINGS, set_thresholds
+    from antenna_invariants.rules import RULES, SETTINGS, set_severities, set_thresholds
 
     try:
         if not _is_invariants_session(config):
@@ -328,6 +350,8 @@ def pytest_configure(config):
             return
         load_rules()
         set_thresholds(config.getini("invariants_error_if"))
+        set_thresholds(config.getini("invariants_warn_if"), "warn_if")
+        set_severities(config.getini("invariants_severity"))
         SETTINGS["joblog_max_age"] = parse_age(config.getini("invariants_joblog_max_age"), "invariants_joblog_max_age")
         live = LiveDatabase(config)
         worker_db = getattr(config, "workerinput", {}).get("invariants_database")
@@ -339,6 +363,9 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{domain}: invariants of the {domain} domain")
     for entry in RULES.values():
         config.addinivalue_line("markers", f"{entry.id}: {entry.doc[:80]}")
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+    reporting.SCOPE = live.scope_option()
     reporting.default_report_paths(config, live.reports)
     if not hasattr(config, "workerinput"):
         live.staged = reporting.stage(config)
@@ -360,10 +387,20 @@ def pytest_metadata(metadata, config):
     runinfo.redact(metadata, live.run.secrets if live is not None else ())
 
 
+def _detailed(config) -> bool:
+    """-v, -rA or an explicit --tb: pytest's full output; by default the terminal fits on a screen."""
+    return config.option.verbose > 0 or "A" in (config.option.reportchars or "") or config.option.tbstyle != "auto"
+
+
 def pytest_sessionstart(session):
     from _pytest.junitxml import xml_key
 
     live = session.config.stash.get(LIVE, None)
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    if live is not None and terminal is not None and not _detailed(session.config):
+        # the summary table and the first failures in full replace pytest's failure sections (reports: all)
+        terminal.summary_failures = terminal.summary_errors = lambda: None
+        terminal.reportchars = ""
     xml = session.config.stash.get(xml_key, None)
     if live is not None and xml is not None:  # the controller (workers write no JUnit)
         for name, value in live.run.junit_properties().items():
@@ -393,9 +430,45 @@ def pytest_configure_node(node):
         node.workerinput["invariants_database"] = json.dumps(live.database | {"_demo": live.demo})
 
 
+MARKERS = {
+    "error": "rules of severity error (they fail the run)",
+    "warn": "rules of severity warn (WARN; they fail only under --strict)",
+    "repairable": "rules that have a repair",
+    "risk_low": "rules whose repair is a pure recompute",
+    "risk_medium": "rules whose repair changes what users see",
+    "risk_high": "rules whose repair deletes rows",
+    "global": "rules on tables without a project (taxa): left out of a --project run unless -m global",
+}
+RISK_MARKS = {"L": "risk_low", "M": "risk_medium", "H": "risk_high"}
+
+
+def rule_marks(entry) -> list:
+    names = [entry.domain, entry.id, entry.severity]
+    names += ["repairable"] * (entry.repair_func is not None) + [RISK_MARKS.get(entry.risk)] + ["global"] * entry.is_global
+    return [getattr(pytest.mark, name) for name in names if name]
+
+
+def _leaves_out_global(config) -> bool:
+    """A --project run checks that project's rows: rules on global tables stay out unless asked for, by ``-m``
+    or ``-k`` naming ``global`` or one of those rules."""
+    from antenna_invariants.rules import RULES
+
+    live = config.stash.get(LIVE, None)
+    asked = set(re.findall(r"\w+", f"{config.option.markexpr or ''} {config.option.keyword or ''}"))
+    return bool(live and live.projects and not asked & ({"global"} | {r.id for r in RULES.values() if r.is_global}))
+
+
 def pytest_report_header(config):
     live = config.stash.get(LIVE, None)
-    return [live.description, live.run.header(), *live.run.incremental_header()] if live else None
+    if not live:
+        return None
+    lines = [live.description, live.run.header(), *live.run.incremental_header()]
+    if _leaves_out_global(config):
+        from antenna_invariants.rules import RULES
+
+        left_out = ", ".join(sorted(r.id for r in RULES.values() if r.is_global))
+        lines.append(f"global rules left out of this --project run: {left_out} (add -m global to check them)")
+    return lines
 
 
 def pytest_generate_tests(metafunc):
@@ -405,7 +478,7 @@ def pytest_generate_tests(metafunc):
         return
     if live is None:
         raise pytest.UsageError("rules run in an invariants session: pytest invariants [options]")
-    marks = [getattr(pytest.mark, entry.domain), getattr(pytest.mark, entry.id)]
+    marks = rule_marks(entry)
     params = [pytest.param(s, id=f"{entry.id}-{s.label}", marks=marks) for s in live.scopes_for(entry)]
     metafunc.parametrize("invariant_case", params, indirect=True)
 
@@ -418,6 +491,10 @@ def pytest_collection_modifyitems(config, items):
     from antenna_invariants.rules import run_order
 
     live = config.stash.get(LIVE, None)
+    if live is not None and _leaves_out_global(config):
+        kept = [i for i in items if i.get_closest_marker("global") is None]
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("global") is not None])
+        items[:] = kept
     if live is not None:
         items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
         live.selected = {
@@ -450,13 +527,15 @@ class Case:
                 repair(entry, self.scope, outcome, self.live.journal, self.live.limits)
                 outcome.stale = stale_counts(self.live.journal.touched(entry.id, self.scope.label))
             self.request.node.stash[FINGERPRINT] = self.live.review(entry, self.scope, outcome)
+            if self.live.store_failures is not None and outcome.status in ("failed", "warned", "baselined"):
+                samples.store_failures(self.live.store_failures, entry, self.scope, outcome.as_dict())
         except RepairRefused as exc:
             outcome.message = f"repair refused: {exc}"
         except DatabaseError as exc:
             outcome.status, outcome.message = "error", _database_error(exc, self.live.statement_timeout)
         self.request.node.stash[OUTCOME] = outcome
-        for key in ("rule", "project", "violations", "checked", "fixed", "unfixable", "changed_under_repair", "baseline",
-                    "new"):
+        for key in ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "changed_under_repair",
+                    "baseline", "new"):
             if getattr(outcome, key) is not None:
                 self.request.node.user_properties.append((key, getattr(outcome, key)))
         if outcome.status == "skipped":
@@ -464,7 +543,7 @@ class Case:
         if outcome.status == "error":
             pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
         if outcome.status == "failed" or (outcome.status == "warned" and self.live.strict):
-            lines = [reporting.failure_message(entry, outcome), outcome.message]  # the message: a refused repair
+            lines = [reporting.failure_message(entry, outcome.as_dict()), outcome.message]  # message: a refused repair
             pytest.fail("\n".join(filter(None, lines)), pytrace=False)
 
 
@@ -518,14 +597,23 @@ def pytest_runtest_makereport(item, call):
     report = result.get_result()
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
-        report.invariant = outcome.as_dict() | {"fingerprint": item.stash.get(FINGERPRINT, None)}
+        report.invariant = outcome.as_dict() | describe(item.function.rule) | {"fingerprint": item.stash.get(FINGERPRINT, None)}
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
 
 
+def describe(entry) -> dict:
+    """What a JSON record says about its rule (docs/reports.md)."""
+    risk = {"L": "low", "M": "medium", "H": "high"}.get(entry.risk)
+    return {"title": entry.title, "table": entry.model._meta.db_table, "risk": risk,
+            "repairable": entry.repair_func is not None, "deletes": entry.deletes, "docs": entry.anchor}
+
+
 def pytest_report_teststatus(report, config):
     status = (getattr(report, "invariant", None) or {}).get("status")
+    if report.when == "call" and report.failed and status == "error":
+        return "error", "E", "ERROR"  # could not run (a timeout, a database error): an error, not a failure
     if report.when != "call" or not report.passed:
         return None
     if status == "repaired":
@@ -559,13 +647,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 f"the reports of the previous run are left as they were"
             )
             return
-        reporting.terminal_summary(terminalreporter, live.reports, exitstatus)
+        reporting.terminal_summary(terminalreporter, live.reports, _detailed(config), exitstatus)
 
 
 def pytest_unconfigure(config):
     live = config.stash.get(LIVE, None)
     if live is not None:
         live.drop_snapshot()
+
+
+def _reshape_junit(config):
+    from antenna_invariants import junit
+    from antenna_invariants.rules import RULES
+
+    family = config.getini("junit_family")
+    junit.reshape(Path(config.option.xmlpath), reporting.OUTCOMES, RULES, family,
+                  lambda o: reporting.details(RULES[o["rule"]], o))
 
 
 def checked_anything(exitstatus) -> bool:
@@ -616,12 +713,15 @@ def pytest_sessionfinish(session, exitstatus):
         try:
             run = live.run.as_dict()
             reporting.write_json(live.reports / "invariants.json", run)
+            reporting.write_summary(live.reports / "summary.md", run)
             if live.write_baseline:
                 baseline.write(live.reports / "baseline.json", reporting.OUTCOMES, run)
         except OSError as exc:
             failed = exc
     try:
         yield
+        if controller and reporting.OUTCOMES and Path(config.option.xmlpath or "").is_file():
+            _reshape_junit(config)
     except OSError as exc:
         failed = failed or exc
     if controller:

@@ -16,14 +16,14 @@ OUTCOMES: list[dict] = []
 PREVIOUS: dict[str, int] | None = None  # rule/project -> violations of --compare's run
 
 
-def ensure_writable(directory: Path):
+def ensure_writable(directory: Path, option: str = "--reports"):
     """The reports directory exists and takes a file, before any rule runs (else one line, exit 4)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        raise ConfigError(f"--reports {directory}: cannot write there ({exc.strerror or exc})") from None
+        raise ConfigError(f"{option} {directory}: cannot write there ({exc.strerror or exc})") from None
 
 
 def write_failed(exc: OSError, staged: dict[str, str] | None = None) -> str:
@@ -78,43 +78,63 @@ def default_report_paths(config, reports: Path):
         config.option.self_contained_html = True
 
 
-def failure_message(entry, outcome) -> str:
+def failure_message(entry, o: dict) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
-    described = {r["id"]: ", ".join(f"{k} {v}" for k, v in r.items() if k != "id") for r in outcome.sample_rows}
-    shown = ", ".join(f"{pk} ({described[pk]})" if described.get(pk) else str(pk) for pk in outcome.sample)
-    more = f" (first {len(outcome.sample)})" if len(outcome.sample) < outcome.violations else ""
-    first = f"{outcome.violations} violating {entry.table} of {outcome.checked} checked"
-    if outcome.new is not None:
-        first = f"{outcome.new} new violating {entry.table} ({outcome.violations} now, {outcome.baseline} in the baseline)"
-    if entry.error_if:
-        first += f" (tolerated: {entry.error_if})"
-    lines = [f"{first}: {entry.id} {entry.name}"]
-    lines.append(what_to_do(entry, outcome.remaining, outcome.fixed, outcome.unfixable, outcome.beyond_limit,
-                            outcome.changed_under_repair))
-    if outcome.journal:
-        lines.append(f"journal: {outcome.journal} ({journaled(outcome.journaled)})")
+    sample = o["sample"]
+    described = {r["id"]: ", ".join(f"{k} {v}" for k, v in r.items() if k != "id") for r in o.get("sample_rows") or ()}
+    shown = ", ".join(f"{pk} ({described[pk]})" if described.get(pk) else str(pk) for pk in sample)
+    more = f" (first {len(sample)})" if len(sample) < o["violations"] else ""
+    first = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
+    if o.get("new") is not None:
+        first = f"{o['new']} new violating {entry.table} ({o['violations']} now, {o['baseline']} in the baseline)"
+    if o.get("threshold"):
+        first += f" ({o['threshold']})"
+    lines = [f"{first}: {entry.id} {entry.name}", what_to_do(entry, o)]
+    if o.get("journal"):
+        lines.append(f"journal: {o['journal']} ({journaled(o['journaled'])})")
+    if o.get("new_ids"):
+        lines.append(f"new ids: {', '.join(map(str, o['new_ids']))}")
     lines.append(f"ids{more}: {shown}")
-    lines.append(f"reproduce: {outcome.sql};")
+    lines.append(f"reproduce: {o['sql']};")
     return "\n".join(lines)
 
 
-def what_to_do(entry, remaining: int | None, fixed: int, unfixable: int, beyond_limit: int = 0, changed: int = 0) -> str:
-    if remaining is not None:
-        limited = f" ({beyond_limit} left alone by --repair-limit)" if beyond_limit else ""
-        return (f"repair: {fixed} fixed, {unfixable} unfixable, {changed} changed under the repair, "
-                f"{remaining} remaining{limited}")
+SCOPE: str | None = None  # the run's own scope option when it pins one (``--job 12``, ``--occurrence 1,2``)
+
+
+def command() -> str:
+    """How the user started the suite: ``pytest invariants`` in a checkout, ``antenna-invariants`` installed."""
+    from antenna_invariants.layout import IN_CHECKOUT
+
+    return "pytest invariants" if IN_CHECKOUT else "antenna-invariants"
+
+
+def repair_command(rule_id: str, project: str) -> str:
+    """The exact line that repairs this rule in this case's scope (a scope the run was given is kept)."""
+    scope = SCOPE or (f"--project {project.removeprefix('project')}" if project.startswith("project") else "--all-projects")
+    return f"{command()} -m {rule_id} {scope} --repair"
+
+
+def what_to_do(entry, o: dict) -> str:
+    if o.get("remaining") is not None:
+        limited = f" ({o['beyond_limit']} left alone by --repair-limit)" if o.get("beyond_limit") else ""
+        return (f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o.get('changed_under_repair', 0)} changed "
+                f"under the repair, {o['remaining']} remaining{limited}")
     if entry.repair_func is None:
         return f"no automatic repair: {entry.hint or 'investigate the rows below'}"
     if entry.is_global:
         return global_repair(entry)
-    return "a repair exists: rerun with --repair and a scope"
+    run = repair_command(entry.id, o["project"])
+    if entry.deletes:
+        return f"repair DELETES the violating {entry.table} (journaled, undoable): {run}"
+    return f"repair (journaled, undoable): {run}"
 
 
 def global_repair(entry) -> str:
     """Why a global rule's repair waits for --all-projects, and the command that runs it."""
     return (f"a repair exists; {entry.model._meta.db_table} is shared by every project, so only an unscoped run "
-            f"repairs it: pytest invariants -m {entry.id} --repair --all-projects")
+            f"repairs it: {command()} -m {entry.id} --repair --all-projects")
 
 
 def journaled(tally: dict[str, int]) -> str:
@@ -154,28 +174,24 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
-def terminal_summary(terminal, reports: Path, exitstatus: int = 0):
-    interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped")]
+def terminal_summary(terminal, reports: Path, detailed: bool, exitstatus: int = 0):
+    """One ranked table of rules and the first failures in full; ``detailed`` (-v, -rA): one line per case,
+    pytest printing every failure as well."""
+    from antenna_invariants import summary
+    from antenna_invariants.rules import RULES
+
     terminal.section("antenna invariants")
-    for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
-        extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
-                 f"{o['changed_under_repair']}") if o["remaining"] is not None else ""
-        if o.get("journaled"):
-            extra += f"  (journal: {journaled(o['journaled'])})"
-        if o.get("new") is not None:
-            extra += f"  new {o['new']} (baseline {o['baseline']})"
-        if o.get("delta") is not None:
-            extra += f"  {signed(o['delta'])} since the previous run"
-        terminal.write_line(
-            f"{o['status'].upper():9} {o['rule']:4} {o['project']:12} {o['violations']:>8} violating / "
-            f"{o['checked']} checked{extra}"
-        )
+    ranked = summary.terminal_table(terminal, OUTCOMES, reports)
+    if detailed:
+        case_lines(terminal)
+    else:
+        summary.first_failures(terminal, ranked, lambda o: details(RULES[o["rule"]], o), reports)
     t = totals()
     terminal.write_line(
         f"rules x scopes: {t['cases']}; rows checked {t['checked']}, violating {t['violations']}, "
         f"fixed {t['fixed']}, unfixable {t['unfixable']}, changed under the repair {t['changed_under_repair']}"
     )
-    terminal.write_line(f"reports: {reports / 'invariants.json'}")
+    terminal.write_line(f"reports: {reports / 'invariants.json'}, {reports / 'summary.md'}")
     todo = followups(OUTCOMES)
     if todo:
         terminal.section("after this repair, in Antenna")
@@ -185,7 +201,39 @@ def terminal_summary(terminal, reports: Path, exitstatus: int = 0):
     terminal.write_line(verdict(t, exitstatus), bold=True, red=not clear, green=clear)
 
 
+def details(entry, o: dict) -> str:
+    """A case's full text: the failure message, or why it could not run."""
+    if o["status"] == "error":
+        return f"{entry.id} could not run: {o['message']}"
+    return "\n".join(filter(None, [failure_message(entry, o), o.get("message")]))  # the message: a refused repair
+
+
+def case_lines(terminal):
+    interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped") or o["violations"]]
+    for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
+        extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
+                 f"{o['changed_under_repair']}") if o["remaining"] is not None else ""
+        if o.get("journaled"):
+            extra += f"  (journal: {journaled(o['journaled'])})"
+        if o.get("new") is not None:
+            extra += f"  new {o['new']} (baseline {o['baseline']})"
+        if o.get("delta") is not None:
+            extra += f"  {signed(o['delta'])} since the previous run"
+        status = "TOLERATED" if o["status"] == "passed" else o["status"].upper()
+        terminal.write_line(
+            f"{status:9} {o['rule']:4} {o['project']:12} {o['violations']:>8} violating / "
+            f"{o['checked']} checked{extra}"
+        )
+
+
 SCHEMA_VERSION = 1
+
+
+def write_summary(path: Path, run: dict):
+    """reports/summary.md, for $GITHUB_STEP_SUMMARY and merge-request comments."""
+    from antenna_invariants import summary
+
+    path.write_text(summary.markdown(OUTCOMES, run, verdict(totals())), encoding="utf-8")
 
 
 def write_json(path: Path, run: dict):

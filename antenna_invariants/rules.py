@@ -12,6 +12,7 @@ to the test case's scope.  The decorator turns the function into a pytest test p
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import time
@@ -69,7 +70,8 @@ class Rule:
     domain: str
     severity: str = "error"  # "error" fails the run; "warn" is reported as WARN
     risk: str = "-"
-    error_if: str | None = None  # tolerated amount: ">0", ">10", ">0.1%"
+    error_if: str | None = None  # dbt's error_if: fails only beyond this amount (">10", ">0.1%"); default >0
+    warn_if: str | None = None  # dbt's warn_if: warns only beyond this amount; default >0
     hint: str = ""  # what a person should do, for rules without a repair
     repair_func: Callable | None = None
     absent_func: Callable | None = None  # rows that must exist and do not: names, each one more violation
@@ -87,6 +89,27 @@ class Rule:
     @property
     def doc(self) -> str:
         return " ".join((self.func.__doc__ or "").split())
+
+    @property
+    def title(self) -> str:
+        """The function's name as a phrase: ``occurrence with evidence has a determination``."""
+        return self.name.removeprefix("test_").replace("_", " ")
+
+    @property
+    def def_line(self) -> int:
+        """The 1-based line of the rule's ``def`` (below its decorators): where JUnit annotations point."""
+        lines, start = inspect.getsourcelines(self.func)
+        return start + next(i for i, line in enumerate(lines) if line.lstrip().startswith("def "))
+
+    @property
+    def anchor(self) -> str:
+        """The rule's section in docs/invariants.md."""
+        return f"docs/invariants.md#{self.id.lower()}"
+
+    @property
+    def deletes(self) -> bool:
+        """Whether the repair deletes the violating rows (journaled) rather than correcting them."""
+        return self.repair_func is not None and "delete_journaled" in self.repair_func.__code__.co_names
 
     @property
     def model(self):
@@ -117,13 +140,25 @@ class Rule:
         self.absent_func = func
         return func
 
-    def tolerated(self, violations: int, checked: int) -> bool:
-        if violations == 0 or not self.error_if:
-            return violations == 0
-        limit = self.error_if.lstrip(">").strip()
-        if limit.endswith("%"):
-            return checked > 0 and 100.0 * violations / checked <= float(limit[:-1])
-        return violations <= int(limit)
+    @property
+    def threshold(self) -> str | None:
+        """The thresholds set for the rule (in the rule or the configuration), as shown in reports."""
+        set_ = [f"{name} {value}" for name, value in (("warn_if", self.warn_if), ("error_if", self.error_if)) if value]
+        return ", ".join(set_) or None
+
+    def judge(self, violations: int, checked: int) -> str:
+        """dbt's order: ``failed`` beyond ``error_if`` (severity error only), else ``warned`` beyond ``warn_if``,
+        else ``passed`` (violations within both thresholds are *tolerated*)."""
+        if self.severity == "error" and exceeds(self.error_if, violations, checked):
+            return "failed"
+        return "warned" if exceeds(self.warn_if, violations, checked) else "passed"
+
+
+def exceeds(threshold: str | None, violations: int, checked: int) -> bool:
+    limit = (threshold or ">0").lstrip(">").strip()
+    if limit.endswith("%"):
+        return violations > 0 and (checked == 0 or 100.0 * violations / checked > float(limit[:-1]))
+    return violations > int(limit)
 
 
 # The order a run takes the rules in, so that one --repair pass converges: a repair may change what a later
@@ -146,21 +181,34 @@ def run_order(entry: "Rule | None") -> tuple[int, int]:
 THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
 
 
-def set_thresholds(lines: list[str]) -> None:
-    """Apply ``"RULE >N"`` / ``"RULE >P%"`` lines (ini ``invariants_error_if``) to the registered rules."""
-    for line in lines:
-        rule_id, _, threshold = line.strip().partition(" ")
-        threshold = threshold.strip()
-        if rule_id not in RULES:
-            raise ConfigError(f"invariants_error_if: no rule {rule_id!r}")
+def set_thresholds(lines: list[str], name: str = "error_if") -> None:
+    """Apply ``"RULE >N"`` / ``"RULE >P%"`` lines (ini ``invariants_error_if``, ``invariants_warn_if``)."""
+    for rule_id, threshold in _rule_lines(lines, f"invariants_{name}"):
         if not THRESHOLD.fullmatch(threshold) or ("%" not in threshold and "." in threshold):
-            raise ConfigError(f"invariants_error_if: {threshold!r} is not a threshold like >10 or >0.1%")
-        RULES[rule_id].error_if = threshold
+            raise ConfigError(f"invariants_{name}: {threshold!r} is not a threshold like >10 or >0.1%")
+        setattr(RULES[rule_id], name, threshold)
+
+
+def set_severities(lines: list[str]) -> None:
+    """Apply ``"RULE warn"`` / ``"RULE error"`` lines (ini ``invariants_severity``)."""
+    for rule_id, severity in _rule_lines(lines, "invariants_severity"):
+        if severity not in ("warn", "error"):
+            raise ConfigError(f"invariants_severity: {severity!r} is not warn or error")
+        RULES[rule_id].severity = severity
+
+
+def _rule_lines(lines: list[str], option: str):
+    for line in lines:
+        rule_id, _, value = line.strip().partition(" ")
+        if rule_id not in RULES:
+            raise ConfigError(f"{option}: no rule {rule_id!r}")
+        yield rule_id, value.strip()
 
 
 def rule(
-    rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None, hint: str = "",
-    incremental: bool | tuple[str, ...] = False, depends_on: tuple | None = None,
+    rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None,
+    warn_if: str | None = None, hint: str = "", incremental: bool | tuple[str, ...] = False,
+    depends_on: tuple | None = None,
 ):
     """Register a rule under its catalogue id and return the pytest test that runs it.
 
@@ -176,7 +224,7 @@ def rule(
     def decorate(func: Callable):
         (table,) = func.__code__.co_varnames[: func.__code__.co_argcount]
         domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
-        entry = Rule(rule_id, func, table, domain, severity, risk, error_if, hint)
+        entry = Rule(rule_id, func, table, domain, severity, risk, error_if, warn_if, hint)
         entry.incremental = None if incremental is False else () if incremental is True else tuple(incremental)
         entry.depends_on = None if depends_on is None else tuple(depends_on)
         if rule_id in RULES and RULES[rule_id].func.__qualname__ != func.__qualname__:
@@ -224,6 +272,9 @@ class Outcome:
     stale: list[str] = field(default_factory=list)  # count rules (K1..) whose cached values the repair made stale
     baseline: int | None = None  # violations known from --baseline (None: no baseline)
     new: int | None = None  # violations not in the baseline
+    new_case: bool | None = None  # the baseline has no violation of this rule x scope (None: no baseline)
+    new_ids: list[int] | None = None  # which ids are new (None: no baseline, or beyond its id cap)
+    threshold: str | None = None  # the warn_if / error_if applied, when set
     sample_rows: list[dict] = field(default_factory=list)  # the sample's allowlisted columns (--sample-columns)
 
     as_dict = asdict
@@ -386,9 +437,8 @@ def _rows_per_project(entry: Rule, rows, cache: dict) -> dict[str, int]:
 
 
 def _judge(entry: Rule, outcome: Outcome) -> None:
-    outcome.status = "passed" if entry.tolerated(outcome.violations, outcome.checked) else "failed"
-    if outcome.status == "failed" and entry.severity == "warn":
-        outcome.status = "warned"
+    outcome.status = entry.judge(outcome.violations, outcome.checked)
+    outcome.threshold = entry.threshold
 
 
 def deadlocked(exc) -> bool:

@@ -56,3 +56,19 @@ def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict
 
 def _plain(value):
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def store_failures(directory, entry, scope, record: dict) -> None:
+    """``--store-failures DIR`` (dbt's store_failures): ``DIR/<rule>-<scope>.csv``, every violating id of the
+    case with its table's allowlisted columns, streamed from the database (never all in memory)."""
+    import csv
+
+    from antenna_invariants.rules import read_only
+
+    columns = ALLOWED.get(entry.table, ())
+    path = directory / f"{entry.id}-{record['project']}.csv"
+    with read_only(), path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["id", *columns])
+        rows = entry.violations(scope).order_by("pk").values_list("pk", *columns)
+        writer.writerows([_plain(v) for v in row] for row in rows.iterator(chunk_size=2000))

@@ -148,8 +148,11 @@ class Snapshot:
                 self.created = True
                 admin.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(name, json.dumps(_owner(keep=self.keep))))
                 admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(name, name))
+            with psycopg.connect(url_for(self.server, self.name), autocommit=True) as scratch:  # still empty
+                # the role owns the public schema, as on PostgreSQL 15+ (pg_database_owner) whatever template1 says
+                scratch.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(name))
         except psycopg.Error as exc:
-            self.drop()
+            self.drop(failed=True)
             raise ConfigError(
                 f"--snapshot: cannot create a scratch database and its role (DATABASE_URL's role needs to be a "
                 f"superuser, or have CREATEDB and CREATEROLE): {_first_line(exc)}"
@@ -157,7 +160,7 @@ class Snapshot:
         try:
             self._load(psql)
         except BaseException:
-            self.drop()
+            self.drop(failed=True)  # a restore that failed is not kept, even with --keep-snapshot
             raise
         return self.database
 
@@ -185,9 +188,11 @@ class Snapshot:
         self._judge(restore.returncode, errors, restrict_lines, commands)
 
     def _judge(self, returncode: int, errors: str, restrict_lines: set[int], commands: dict[int, str]):
-        """Fail on the first meta-command psql refused, else on the first error that is not harmless."""
+        """Fail on the first error that is not harmless, in the order they came: a meta-command psql refused
+        (named by its line), or an error of the server.  (What follows a failed ``COPY ... FROM stdin`` is read
+        as SQL, so its ``\\.`` is refused too: the COPY's own error, earlier, is the one reported.)"""
         for line in errors.splitlines():
-            refused = META.match(line)
+            refused, failed = META.match(line), ERROR.search(line)
             if refused and int(refused[1]) not in restrict_lines:
                 number = int(refused[1])
                 what = f" ({commands[number]})" if number in commands else ""
@@ -195,12 +200,11 @@ class Snapshot:
                     f"--snapshot {self.path}: line {number}: a psql meta-command{what}, refused (a snapshot may "
                     f"contain SQL only; nothing was kept)"
                 )
-        failures = [m[1] for m in map(ERROR.search, errors.splitlines()) if m and not HARMLESS.search(m[1])]
+            if failed and not HARMLESS.search(failed[1]):
+                raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {failed[1]}"))
         lines = [line for line in errors.splitlines() if line.strip() and not META.match(line)]
-        ignored = "errors ignored on restore" in errors and not failures
-        if failures or (returncode != 0 and not ignored):
-            first = failures[0] if failures else _first_line("\n".join(lines) or f"exit code {returncode}")
-            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {first}"))
+        if returncode != 0 and "errors ignored on restore" not in errors:
+            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {_first_line(chr(10).join(lines) or f'exit code {returncode}')}"))
 
     def _feed(self, sink, unreadable: list, restrict_lines: set[int], commands: dict[int, str]):
         """Copy the backup to psql, noting the lines that start with a backslash: the file's own ``\\restrict``
@@ -225,11 +229,11 @@ class Snapshot:
             except BrokenPipeError:
                 pass
 
-    def drop(self):
-        """Drop the scratch database and its role (unless kept); safe to call twice."""
+    def drop(self, failed: bool = False):
+        """Drop the scratch database and its role (unless kept, and the restore did not fail); safe to call twice."""
         from psycopg import sql
 
-        if not self.created or self.keep:
+        if not self.created or (self.keep and not failed):
             return
         from django.db import connections
 

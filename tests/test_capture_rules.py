@@ -175,7 +175,7 @@ def test_c11_names_the_collection_and_the_capture_of_each_row(invariants):
 
     (row,) = memberships(collection)
     assert outcome.sample_rows == [{"id": row, "sourceimagecollection_id": collection.pk, "sourceimage_id": foreign.pk}]
-    message = reporting.failure_message(RULES["C11"], outcome)
+    message = reporting.failure_message(RULES["C11"], outcome.as_dict())
     assert message.startswith("1 violating collection_images of 1 checked")
     assert f"ids: {row} (sourceimagecollection_id {collection.pk}, sourceimage_id {foreign.pk})" in message
 

@@ -135,17 +135,54 @@ def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
     f.OccurrenceFactory(event__deployment=station)
     project = f"--project={station.project_id}"
 
-    assert run("-k", "D1", project, "-o", "invariants_error_if=D1 >2")[0] == 0
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >2")
+    assert code == 0, output  # within error_if, beyond warn_if (default >0): a warning, as in dbt
+    record = run.results()[("D1", f"project{station.project_id}")]
+    assert (record["status"], record["threshold"]) == ("warned", "error_if >2")
+    code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >2", "-o", "invariants_warn_if=D1 >5")
+    assert code == 0 and run.results()[("D1", f"project{station.project_id}")]["status"] == "passed", output
+    assert "TOLERATED D1" in output  # within both: tolerated, and still shown
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >70%")  # 2 of 3 is 67 %
     assert code == 0, output
     assert run("-k", "D1", project, "-o", "invariants_error_if=D1 >60%")[0] == 1
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >1")
     assert code == 1, output
-    assert "2 violating occurrences of 3 checked (tolerated: >1)" in output
+    assert "2 violating occurrences of 3 checked (error_if >1)" in output
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D9 >1")
     assert code == 4 and "ERROR: invariants_error_if: no rule 'D9'" in output, output
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 1%")
     assert code == 4 and "is not a threshold" in output, output
+
+
+def test_severity_from_the_ini_and_selection_by_severity_repair_and_risk(run):
+    station = f.DeploymentFactory()
+    occurrences.partial_save(station)  # D1: severity error, repairable, risk medium
+    project = f"--project={station.project_id}"
+
+    code, output = run("-m", "D1", project, "-o", "invariants_severity=D1 warn")
+    assert code == 0 and run.results()[("D1", f"project{station.project_id}")]["severity"] == "warn", output
+    code, output = run("-m", "warn", project, "-o", "invariants_severity=D1 warn")
+    assert ("D1", f"project{station.project_id}") in run.results(), output
+    code, output = run("-m", "error and repairable and risk_medium", project)
+    rules = {rule for rule, _ in run.results()}
+    assert code == 1 and "D1" in rules and "F1" not in rules and "D6" not in rules, output  # F1: high; D6: none
+    code, output = run("-m", "D1", project, "-o", "invariants_severity=D1 loud")
+    assert code == 4 and "ERROR: invariants_severity: 'loud' is not warn or error" in output, output
+
+
+def test_a_project_run_leaves_global_rules_out_unless_asked(run):
+    from antenna_invariants.layout import load_rules
+    from antenna_invariants.rules import RULES
+
+    load_rules()
+    global_rules = {r.id for r in RULES.values() if r.is_global}
+    station = f.DeploymentFactory()
+    code, output = run(f"--project={station.project_id}", "-m", "taxa or D1")
+    assert code == 0, output
+    assert f"global rules left out of this --project run: {', '.join(sorted(global_rules))} (add -m global" in output
+    assert {rule for rule, _ in run.results()} == {"D1"}
+    code, output = run(f"--project={station.project_id}", "-m", "global")
+    assert {rule for rule, _ in run.results()} == global_rules >= {"K4", "K4b"}, output
 
 
 def test_the_job_log_retention_age_comes_from_the_ini(run):

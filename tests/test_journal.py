@@ -290,6 +290,24 @@ def test_a_journal_of_another_database_is_refused(invariants, tmp_path):
     assert invariants.snapshot() == repaired
 
 
+@pytest.mark.parametrize("name, accepted", [("same", True), ("another", False)])
+def test_without_a_system_identifier_the_name_and_oid_decide(name, accepted, invariants, tmp_path):
+    (planted,), _, journal = repaired_in_batches(invariants, tmp_path, violators=1)
+    here = database_identity()
+
+    def unreadable_system_identifier(lines):  # a role denied pg_control_system() wrote it
+        lines[0]["database"] = {**here, "system_identifier": None, "name": here["name"] if name == "same" else name}
+        return lines
+
+    rewrite(journal.path, unreadable_system_identifier)
+
+    if accepted:
+        assert undo(journal.path).restored == {"update main_occurrence": 1}
+    else:
+        with pytest.raises(JournalError, match="the journal belongs to another database"):
+            undo(journal.path)
+
+
 def test_a_journal_from_before_checksums_is_undone_only_when_asked(invariants, tmp_path):
     (planted,), _, journal = repaired_in_batches(invariants, tmp_path, violators=1)
     version_1 = tmp_path / "old.jsonl"

@@ -29,6 +29,13 @@ def _databases() -> set[str]:
         return {name for (name,) in cursor.fetchall()}
 
 
+def _drop_snapshot(name: str):
+    """A kept scratch database and the role that owns it."""
+    drop_database(connection.settings_dict, name)
+    with psycopg.connect(url_for(connection.settings_dict, "postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
 @pytest.fixture
 def backups(antenna_schema, tmp_path):
     """A database built from Antenna's schema.sql with a partial save in it, dumped as Antenna's backup script
@@ -71,7 +78,7 @@ def test_snapshot_is_restored_checked_and_dropped(run, backups, kind, keep):
         if keep:
             assert "kept: " in output
     finally:
-        drop_database(connection.settings_dict, name)
+        _drop_snapshot(name)
 
 
 def test_repair_on_a_snapshot_writes_only_the_snapshot(run, backups, invariants):
@@ -91,7 +98,7 @@ def test_repair_on_a_snapshot_writes_only_the_snapshot(run, backups, invariants)
         assert determination is not None
         assert invariants.snapshot() == before  # the self-test database is untouched
     finally:
-        drop_database(connection.settings_dict, name)
+        _drop_snapshot(name)
 
 
 def test_since_checks_rows_changed_since_and_runs_the_others_in_full(run):

@@ -138,6 +138,25 @@ def test_a_repair_killed_while_writing_its_journal_is_undone_up_to_the_torn_batc
     assert invariants.snapshot() == before
 
 
+def test_undo_exits_1_listing_a_row_the_database_refuses_and_restores_the_rest(run, invariants):
+    station = f.DeploymentFactory()
+    orphaned, kept = scenarios.phantom_occurrence(station), scenarios.phantom_occurrence(station)
+    code, output = run("--repair", f"--project={station.project_id}", "-m", "F1")
+    assert code == 0, output
+    (journal,) = run.reports.glob("journal-*.jsonl")
+    with antenna() as other:  # Antenna deletes the orphan's event (its captures keep no link to it)
+        other.execute("UPDATE main_sourceimage SET event_id = NULL WHERE event_id = %s", [orphaned.event_id])
+        other.execute("DELETE FROM main_event WHERE id = %s", [orphaned.event_id])
+
+    code, output = run(str(journal), module=("-m", "antenna_invariants", "undo"))
+
+    assert code == 1, output
+    assert f"refused: main_occurrence id {orphaned.pk}: refused by the database: " in output
+    assert Occurrence.objects.filter(pk=kept.pk).exists() and not Occurrence.objects.filter(pk=orphaned.pk).exists()
+    (undone,) = run.reports.glob("journal-undo-*.jsonl")
+    assert ("main_occurrence", orphaned.pk) not in {(m["table"], m["pk"]) for _, m, _ in read(undone).lines}
+
+
 # --- blast radius ------------------------------------------------------------------------------------------
 
 

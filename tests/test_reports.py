@@ -19,6 +19,7 @@ from fixtures.scenarios import occurrences
 
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
 XSD = Path(__file__).parent / "schemas" / "junit-xunit1.xsd"
+JENKINS_XSD = Path(__file__).parent / "schemas" / "junit-10.xsd"  # Jenkins xunit-plugin's newest
 PASSWORD = "S3cr3t-pa55word"
 CI_TOKEN = "ci-t0ken-42"
 
@@ -46,22 +47,31 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     d1 = run.results()[("D1", project)]
     assert (d1["status"], d1["violations"], d1["sample"], d1["fails_run"]) == ("failed", 1, [partial.pk], True)
     assert doc["totals"]["failing"] == sum(r["fails_run"] for r in doc["results"]) >= 1
-    assert f"FAILED    D1   {project:12}        1 violating" in output
+    assert "FAILED    D1    occurrence with evidence has a determination error" in output  # the ranked table
+    assert f"repair (journaled, undoable): pytest invariants -m D1 --project {station.project_id} --repair" in output
+    assert "repair DELETES the violating occurrences" not in output  # F1 holds here
     assert any(line.startswith("VIOLATIONS REMAIN: ") for line in output.splitlines())
+    assert (d1["title"], d1["table"], d1["risk"], d1["docs"]) == (
+        "occurrence with evidence has a determination", "main_occurrence", "medium", "docs/invariants.md#d1")
+    import jsonschema
+
+    jsonschema.validate(doc, documented_schema())  # the schema docs/reports.md ships
+    summary = (run.reports / "summary.md").read_text()
+    assert "| **D1** | occurrence with evidence has a determination | error | 1 | " + project in summary
 
     import xmlschema
 
-    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")
+    for schema in (XSD, JENKINS_XSD):
+        xmlschema.XMLSchema(schema).validate(run.reports / "junit.xml")
     root = ET.parse(run.reports / "junit.xml").getroot()
     suite = {p.get("name"): p.get("value") for p in root.find("testsuite/properties")}
     assert suite["database"] == meta["database"]["label"] and suite["scope"] == meta["scope"]
     cases = {c.get("name"): c for c in root.iter("testcase")}
     assert len(cases) == len(doc["results"])  # one testcase per rule x project
     case = cases[f"test_occurrence_with_evidence_has_a_determination[D1-{project}]"]
-    props = {p.get("name"): p.get("value") for p in case.find("properties")}
-    assert props | {"checked": None} == {"rule": "D1", "project": project, "violations": "1", "checked": None,
-                                          "fixed": "0", "unfixable": "0", "changed_under_repair": "0"}
+    assert case.get("classname") == "invariants.test_occurrences" and case.get("line") is None  # xunit2
     assert case.find("failure").get("message").startswith("1 violating occurrences of ")
+    assert f"ids: {partial.pk}" in case.find("system-out").text
 
     page = browser(run.reports / "report.html")
     assert page.console_errors() == []
@@ -74,10 +84,60 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert not row.find_element("css selector", ".inv").is_displayed()  # collapsed until clicked
     row.find_element("css selector", ".col-result").click()
     detail = driver.find_element("id", row_id).find_element("css selector", ".inv")  # the row is redrawn
-    assert detail.is_displayed() and d1["sql"] in detail.text and "What to do: a repair exists" in detail.text
+    assert detail.is_displayed() and d1["sql"] in detail.text and "What to do: repair (journaled" in detail.text
     href = detail.find_element("link text", str(partial.pk)).get_attribute("href")
     assert href == f"https://antenna.example.org/projects/{station.project_id}/occurrences/{partial.pk}"
     assert page.console_errors() == []
+
+    code, output = run("-m", "D1", "-o", "junit_family=xunit1")  # annotations: file and the rule's def line
+    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")
+    case = next(c for c in ET.parse(run.reports / "junit.xml").getroot().iter("testcase") if project in c.get("name"))
+    source = (Path(__file__).parents[1] / case.get("file")).read_text().splitlines()
+    assert source[int(case.get("line")) - 1].startswith("def test_occurrence_with_evidence_has_a_determination(")
+    props = {p.get("name"): p.get("value") for p in case.find("properties")}
+    assert props | {"checked": None} == {"rule": "D1", "project": project, "status": "failed", "violations": "1",
+                                          "checked": None, "fixed": "0", "unfixable": "0",
+                                          "changed_under_repair": "0"}
+
+
+def documented_schema() -> dict:
+    text = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
+    return json.loads(text.split("### JSON Schema", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+
+
+def test_the_documented_json_schema_rejects_what_it_should():
+    import jsonschema
+
+    schema = documented_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    record = {"rule": "D1", "project": "project5", "severity": "error", "status": "failed", "fails_run": True,
+              "violations": 1, "checked": 3, "sample": [7], "sql": "SELECT 1", "fixed": 0, "unfixable": 0,
+              "remaining": None, "title": "occurrence with evidence has a determination", "table": "main_occurrence",
+              "risk": "medium", "repairable": True, "deletes": False, "threshold": None, "baseline": None,
+              "new": None, "new_case": None, "new_ids": None, "delta": None, "docs": "docs/invariants.md#d1"}
+    run = {"started": "2026-01-31T02:00:00+00:00", "duration": 1.0, "mode": "check", "scope": "projects 5",
+           "database": {"label": "h:5432/antenna", "name": "antenna", "demo": False}, "provenance": {}}
+    document = {"schema_version": 1, "run": run, "totals": {"cases": 1}, "violations_remain": True, "results": [record]}
+    jsonschema.validate(document, schema)
+    for broken in ({"status": "fine"}, {"violations": -1}, {"project": "5"}, {"new_ids": [None]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(document | {"results": [record | broken]}, schema)
+
+
+def test_store_failures_writes_every_violating_id_with_allowlisted_columns_per_case(run):  # noqa: F811
+    import csv
+
+    station = f.DeploymentFactory()
+    partials = [occurrences.partial_save(station) for _ in range(3)]
+    stored = run.reports / "failures"
+    code, output = run("-m", "D1 or D6", f"--project={station.project_id}", "--sample-size", "1",
+                       "--store-failures", str(stored))
+    assert code == 1, output
+    assert sorted(p.name for p in stored.iterdir()) == [f"D1-project{station.project_id}.csv"]  # D6 holds
+    rows = list(csv.DictReader((stored / f"D1-project{station.project_id}.csv").open()))
+    assert [int(r["id"]) for r in rows] == sorted(p.pk for p in partials)  # all of them, not the 1-id sample
+    assert set(rows[0]) == {"id", "project_id", "deployment_id", "event_id", "determination_id", "determination_score"}
+    assert rows[0]["project_id"] == str(station.project_id) and rows[0]["determination_id"] == ""
 
 
 def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa: F811
@@ -101,13 +161,20 @@ def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa
     assert "BASELINED" in output and "NO FAILING VIOLATIONS; 1 tolerated" in output
     assert run.results()[key]["status"] == "baselined"
 
-    occurrences.partial_save(station)  # a new row
-    code, output = run(*scope, "--baseline", str(baseline), "--compare", str(previous))
+    junit = ET.parse(run.reports / "junit.xml").getroot()
+    skipped = next(c.find("skipped") for c in junit.iter("testcase") if key[1] in c.get("name"))
+    assert skipped.get("type") == "baselined" and skipped.get("message").startswith("BASELINED: 0 new violating occurrences (1 now, 1 in the baseline)")
+    assert junit.find("testsuite").get("skipped") == "1" and junit.find("testsuite").get("failures") == "0"
+
+    new = occurrences.partial_save(station)  # a new row
+    code, output = run(*scope, "--baseline", str(baseline), "--compare", str(previous), "-v")
     assert code == 1, output
     record = run.results()[key]
     assert (record["new"], record["baseline"], record["delta"]) == (1, 1, 1)
+    assert (record["new_ids"], record["new_case"]) == ([new.pk], False)
     assert "2 violating / " in output and "new 1 (baseline 1)  +1 since the previous run" in output
-    assert "1 new violating occurrences (2 now, 1 in the baseline)" in output
+    assert "1 new violating occurrences (2 now, 1 in the baseline)" in output and f"new ids: {new.pk}" in output
+    assert "| violations | new | projects |" in (run.reports / "summary.md").read_text()
     assert ">2 (+1)</td>" in (run.reports / "report.html").read_text()  # the matrix cell: count and delta
 
     known.delete()  # one fixed, one new: the count is the baseline's, the ids are not

@@ -1,0 +1,77 @@
+"""The JUnit file, reshaped after pytest wrote it, so that a CI dashboard shows what happened (docs/reports.md).
+
+pytest's own JUnit knows passed, failed and skipped.  An invariants case has more outcomes; this is the mapping:
+
+| status | JUnit |
+|---|---|
+| failed (and warned under ``--strict``) | ``<failure message="12 violating occurrences of 5300 checked: D1 …">`` |
+| error (could not run), timed out | ``<error type="error" | "timeout">`` |
+| warned, baselined, tolerated (violations within ``error_if``/``warn_if``) | ``<skipped type="warned" …>`` etc., message ``WARN: …`` |
+| repaired | passed, ``<system-out>REPAIRED: …</system-out>`` |
+| passed (no violation) | passed |
+
+Every case with violations carries the details (what to do, ids, SQL) in ``system-out``.  The suite's counts
+(``failures``, ``errors``, ``skipped``) are recounted from the testcases.  The default family, ``xunit2``,
+validates against Jenkins' junit-10 schema; ``-o junit_family=xunit1`` adds ``file`` and ``line`` (the rule's
+``def`` line, for annotations) and per-testcase properties, which junit-10 does not allow.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
+VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
+
+
+def kind(record: dict) -> str:
+    """The JUnit outcome of a record: failure, error, timeout, warned, baselined, tolerated, repaired, passed."""
+    status = record["status"]
+    if status == "error":
+        return "timeout" if record.get("message", "").startswith("timed out") else "error"
+    if record.get("fails_run"):
+        return "failure"
+    if status == "passed" and record.get("violations"):
+        return "tolerated"
+    return status
+
+
+def reshape(path: Path, records: list[dict], rules: dict, family: str, details) -> None:
+    """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text."""
+    tree = ET.parse(path)
+    by_case = {(r["rule"], r["project"]): r for r in records}
+    for suite in tree.getroot().iter("testsuite"):
+        for case in suite.findall("testcase"):
+            match = CASE.search(case.get("name", ""))
+            record = by_case.get((match["rule"], match["project"])) if match else None
+            if record is not None:
+                _reshape_case(case, record, rules[record["rule"]], family, details(record))
+        for outcome in ("failure", "error", "skipped"):
+            suite.set(f"{outcome}s" if outcome != "skipped" else "skipped",
+                      str(sum(c.find(outcome) is not None for c in suite.findall("testcase"))))
+        suite.set("tests", str(len(suite.findall("testcase"))))
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _reshape_case(case: ET.Element, record: dict, entry, family: str, text: str) -> None:
+    outcome = kind(record)
+    if family == "xunit1":
+        case.set("line", str(entry.def_line))
+    else:
+        for properties in case.findall("properties"):
+            case.remove(properties)
+    if outcome in ("error", "timeout"):
+        for element in case.findall("failure"):
+            element.tag = "error"
+            element.set("type", outcome)
+    elif outcome in VISIBLE and case.find("skipped") is None:
+        first = text.split("\n", 1)[0]
+        ET.SubElement(case, "skipped", type=outcome, message=f"{VISIBLE[outcome]}: {first}")
+    elif outcome == "repaired":
+        text = f"REPAIRED: {text}"
+    if record.get("violations") or outcome == "repaired":
+        for element in case.findall("system-out"):
+            case.remove(element)
+        ET.SubElement(case, "system-out").text = text
