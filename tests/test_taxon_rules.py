@@ -148,32 +148,31 @@ def test_k4b_is_report_only_and_check_writes_nothing(invariants):
 # --- T2 / T2b: the shape of the tree ----------------------------------------------------------------------
 
 
+def plant_t2():
+    """Every T2 defect: ({repairable species: its genus}, [the ones only a person can fix])."""
+    parentless, genus = scenarios.species_without_a_parent()
+    under_tribe, tribe_genus = scenarios.species_under_a_tribe()
+    left = [scenarios.species_under_another_genus(), scenarios.species_whose_genus_is_missing(),
+            scenarios.family_under_a_genus()]
+    return {parentless: genus, under_tribe: tribe_genus}, left
+
+
 def test_t2_flags_species_off_their_genus_and_inverted_ranks(invariants):
-    parentless, _ = scenarios.species_without_a_parent()
-    under_tribe, _ = scenarios.species_under_a_tribe()
-    elsewhere = scenarios.species_under_another_genus()
-    no_genus = scenarios.species_whose_genus_is_missing()
-    inverted = scenarios.family_under_a_genus()
+    fixable, left = plant_t2()
     near_misses = [*scenarios.lineage(), *scenarios.genus_and_species(), scenarios.unranked_below_a_species()]
 
-    assert invariants.violators("T2") == {parentless.pk, under_tribe.pk, elsewhere.pk, no_genus.pk, inverted.pk}
+    assert invariants.violators("T2") == {t.pk for t in [*fixable, *left]}
     assert not {t.pk for t in near_misses} & invariants.violators("T2")
 
 
 def test_t2_repair_attaches_species_to_their_genus_as_antenna_does_and_nothing_else(invariants):
-    parentless, genus = scenarios.species_without_a_parent()
-    under_tribe, tribe_genus = scenarios.species_under_a_tribe()
-    elsewhere = scenarios.species_under_another_genus()
-    no_genus = scenarios.species_whose_genus_is_missing()
-    inverted = scenarios.family_under_a_genus()
-    left = [elsewhere, no_genus, inverted]
+    fixable, left = plant_t2()
     before = {t["id"]: t for t in Taxon.objects.filter(pk__in=[t.pk for t in left]).values()}
 
     outcome = invariants.repair("T2")
 
     assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 2, 3)
-    assert Taxon.objects.get(pk=parentless.pk).parent_id == genus.pk
-    assert Taxon.objects.get(pk=under_tribe.pk).parent_id == tribe_genus.pk
+    assert {t.pk: Taxon.objects.get(pk=t.pk).parent_id for t in fixable} == {t.pk: g.pk for t, g in fixable.items()}
     assert {t["id"]: t for t in Taxon.objects.filter(pk__in=before).values()} == before
     assert invariants.violators("T2") == {t.pk for t in left}
     assert invariants.repair("T2").fixed == 0  # idempotent
