@@ -67,6 +67,9 @@ def django_database(url: str) -> dict:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
+        if re.match(r"postgres(ql)?://", url) and re.search(r"\s", url.strip()):
+            # older libpq builds (psycopg 3.1's) accept the space and fail later, at name resolution
+            raise ValueError("a URL cannot contain white space (percent-encode it: %20)")
         info = conninfo_to_dict(url)
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
         raise ConfigError(mask(f"DATABASE_URL is not a PostgreSQL URL: {exc}", url)) from None
