@@ -117,26 +117,35 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
     """
     from django.db import connection
 
+    from antenna_invariants import journal
     from antenna_invariants.mirror.models import Occurrence
 
     ids = list(occurrences.order_by().values_list("pk", flat=True))
     if not ids:
         return 0
     sql, params = expected_sql(Occurrence.objects.filter(pk__any=ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
+    statement = f"""
             UPDATE main_occurrence o
                SET determination_id = e.taxon_id, determination_score = {WRITTEN_SCORE}, updated_at = now()
               FROM ({sql}) e
              WHERE o.id = e.occurrence_id AND o.id = ANY(%s) AND NOT e.blocked
                AND (e.taxon_id IS NOT NULL OR o.determination_id IS NULL)
                AND NOT ({TAXON_IS_EXPECTED} AND {SCORE_IS_EXPECTED})
-               AND ({only_where})
-            """,
-            [*params, ids],
-        )
+               AND ({only_where})"""
+    if journal.ACTIVE is not None and journal.ACTIVE.returns("main_occurrence"):
+        return journal.ACTIVE.update("main_occurrence", statement, [*params, ids], "o")  # journaled in the statement
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, ids])
         return cursor.rowcount
+
+
+def expected_scan(predicates: dict[str, str]):
+    """The rules ``{rule id: condition}`` (SQL on ``o`` and ``e``, as for ``where_expected``) checked together
+    on one computation of the expected determination (``antenna_invariants.shared``)."""
+    from antenna_invariants.shared import PredicateScan, share
+
+    return share(PredicateScan("the expected determination", "main_occurrence", "occurrence_id",
+                               tuple(predicates.items()), lambda target: EXPECTED_SQL.format(target=target)))
 
 
 def where_expected(occurrences, condition: str):

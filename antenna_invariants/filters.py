@@ -47,3 +47,37 @@ def passes_default_filters(occurrence: str, project_id: str) -> str:
                          WHERE df_exclude.project_id = {project_id}
                            AND {_is_or_descends_from("df_taxon", "df_exclude.taxon_id")})
     ))"""
+
+
+# The same DF(p) for a statement that tests many rows against few projects: what depends on the project alone
+# (its threshold, whether it has include and exclude taxa) is read once per project, from ``PROJECT_FILTERS``
+# joined to the row, rather than by three subqueries per row.  A row tests the taxa lists only when its
+# project has one.  Used by the shared scans (antenna_invariants.shared), which recount every detection.
+PROJECT_FILTERS = """
+    SELECT df_project.id, df_project.default_filters_score_threshold AS threshold,
+           EXISTS (SELECT 1 FROM main_project_default_filters_include_taxa df_include
+                    WHERE df_include.project_id = df_project.id) AS has_include,
+           EXISTS (SELECT 1 FROM main_project_default_filters_exclude_taxa df_exclude
+                    WHERE df_exclude.project_id = df_project.id) AS has_exclude
+      FROM main_project df_project"""
+
+
+def passes_project_filters(occurrence: str, project_id: str, filters: str) -> str:
+    """``passes_default_filters(occurrence, project_id)`` where ``filters`` is the alias of the project's row of
+    ``PROJECT_FILTERS`` (LEFT JOINed on ``project_id``: no row, no project, never passes, as a missing
+    threshold never does)."""
+    include = "main_project_default_filters_include_taxa"
+    exclude = "main_project_default_filters_exclude_taxa"
+    return f"""({project_id} IS NULL OR (
+        {occurrence}.determination_score >= {filters}.threshold
+        AND (NOT {filters}.has_include
+             OR EXISTS (SELECT 1 FROM {include} df_include
+                          JOIN main_taxon df_taxon ON df_taxon.id = {occurrence}.determination_id
+                         WHERE df_include.project_id = {project_id}
+                           AND {_is_or_descends_from("df_taxon", "df_include.taxon_id")}))
+        AND (NOT {filters}.has_exclude
+             OR NOT EXISTS (SELECT 1 FROM {exclude} df_exclude
+                              JOIN main_taxon df_taxon ON df_taxon.id = {occurrence}.determination_id
+                             WHERE df_exclude.project_id = {project_id}
+                               AND {_is_or_descends_from("df_taxon", "df_exclude.taxon_id")}))
+    ))"""

@@ -17,7 +17,9 @@ breaks the chain (``read``).  The sums detect damage and edits, not a forger who
 
 How a batch is journaled (``Journal.batch``): the rows a repair may touch are locked (``FOR UPDATE``) and their
 images staged in a temporary table before the repair's statement runs; afterwards PostgreSQL itself compares
-them with the rows as they now are and builds the lines.  Staging lives in the repair's transaction: a batch
+them with the rows as they now are and builds the lines.  A repair whose writes are one UPDATE of its locked
+rows (``returns_images``) skips the staging: its statement reads each row's image before the change and
+returns it with the image after, and PostgreSQL builds the lines in that same statement (``Journal.update``).  Staging lives in the repair's transaction: a batch
 that fails leaves nothing behind, and a process killed before the commit leaves lines whose change never
 landed, which ``undo`` recognises (the row still equals ``old``) and skips.  Undo is ``antenna_invariants.undo``.
 """
@@ -57,6 +59,10 @@ class Journal:
         self.created = False  # whether this journal created its file
         self.size = 0  # bytes of the file written and fsynced (what a failed write leaves beyond is cut off)
         self.sum = ""  # the last line's sum: the next line's chains to it
+        self.returning: tuple[str, ...] = ()  # tables whose rows this batch's repair journals itself (``update``)
+        self.returned: list[tuple] = []  # lines those statements built, for this batch
+        self.staging = False  # whether this batch staged images (the staging table exists)
+        self.current = ("", "")  # (rule, scope) of the batch being journaled
 
     def path_if_written(self) -> str | None:
         return str(self.path) if self.path.exists() else None
@@ -70,19 +76,53 @@ class Journal:
         return self.columns.get((rule, scope), set())
 
     @contextmanager
-    def batch(self, rule: str, scope: str):
-        """Journal what the body changes; call inside the transaction (or savepoint) that makes the change."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (seq bigserial, op text, tbl text, id bigint, "
-                "old jsonb) ON COMMIT DROP"
-            )
-        yield self
-        self._flush(rule, scope)
+    def batch(self, rule: str, scope: str, returning: tuple[str, ...] = ()):
+        """Journal what the body changes; call inside the transaction (or savepoint) that makes the change.
+        ``returning``: the tables whose watched rows the body changes only through ``update`` (their images
+        are not staged)."""
+        self.returning, self.returned, self.staging, self.current = tuple(returning), [], False, (rule, scope)
+        try:
+            yield self
+            self._flush(rule, scope)
+        finally:
+            self.returning, self.returned = (), []
 
     def watch(self, model, ids: list[int]) -> None:
-        """Lock these rows and stage their images: the batch journals the ones that change."""
-        self._stage("update", model._meta.db_table, ids)
+        """Lock these rows and stage their images: the batch journals the ones that change.  Rows of a
+        ``returning`` table are locked only: the statement that changes them journals them (``update``)."""
+        table = model._meta.db_table
+        if table not in self.returning:
+            self._stage("update", table, ids)
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT count(*) FROM (SELECT FROM "{table}" t WHERE t.id = ANY(%s) ORDER BY t.id '
+                           "FOR UPDATE OF t) AS locked", [ids])
+
+    def returns(self, table: str) -> bool:
+        """Whether changes to ``table`` in this batch must go through ``update`` (its rows were not staged)."""
+        return table in self.returning
+
+    def update(self, table: str, statement: str, params: list, alias: str) -> int:
+        """Run ``statement``, an UPDATE of watched rows of ``table`` (aliased ``alias``), so that it journals
+        itself: the statement returns each row's image after the change, and the image before it is the row
+        as the same statement's snapshot sees it (the parts of one statement share a snapshot, and the rows are
+        locked since before it began).  PostgreSQL builds each changed row's line in that statement.  Returns
+        the rows updated."""
+        rule, scope = self.current
+        line = _line("%s", "%s", "%s", "'update'", "%s", "y.id", "y.old", "y.new", "y.changed")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""WITH n AS ({statement} RETURNING {alias}.id, to_jsonb({alias}) AS new)
+                    SELECT y.changed, CASE WHEN y.new <> y.old THEN {line} END FROM (
+                        SELECT x.*, {_changed("'update'", "x.new", "x.old")} AS changed FROM (
+                            SELECT n.id, n.new, to_jsonb(b) AS old FROM n JOIN "{table}" b ON b.id = n.id
+                            OFFSET 0) AS x OFFSET 0) AS y
+                     ORDER BY y.id""",
+                [*params, self.run, rule, scope, table],
+            )
+            rows = cursor.fetchall()
+        self.returned += [("update", table, changed, text) for changed, text in rows if text is not None]
+        return len(rows)
 
     def delete(self, queryset) -> int:
         """Delete ``queryset``'s rows, emulating Django's on_delete for their children (CASCADE: delete them
@@ -110,6 +150,12 @@ class Journal:
 
     def _stage(self, op: str, table: str, ids: list[int]) -> None:
         with connection.cursor() as cursor:
+            if not self.staging:
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (seq bigserial, op text, tbl text, id bigint, "
+                    "old jsonb) ON COMMIT DROP"
+                )
+                self.staging = True
             cursor.execute(
                 f"""INSERT INTO {STAGE} (op, tbl, id, old)
                     SELECT %s, %s, t.id, to_jsonb(t) FROM "{table}" t
@@ -123,6 +169,9 @@ class Journal:
         """Compare the staged images with the rows as they are now, append a line per change (in staging
         order), fsync.  One statement per table updated, one for the deletes; the fences (``OFFSET 0``) keep
         PostgreSQL from rendering a row or diffing it more than once."""
+        if not self.staging:
+            self._record(rule, scope, self.returned)
+            return
         line = _line("%s", "%s", "%s", "op", "tbl", "id", "old", "new", "changed")
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT DISTINCT tbl FROM {STAGE} WHERE op = 'update'")
@@ -144,10 +193,14 @@ class Journal:
                 [self.run, rule, scope],
             )
             lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
-            self.columns.setdefault((rule, scope), set()).update(
-                (table, column) for op, table, changed, _ in lines for column in (changed or [DELETED])
-            )
             cursor.execute(f"TRUNCATE {STAGE}")
+        self._record(rule, scope, lines + self.returned)
+
+    def _record(self, rule: str, scope: str, lines: list[tuple]) -> None:
+        """Append a batch's lines, (op, table, changed columns, line), and note the columns they changed."""
+        self.columns.setdefault((rule, scope), set()).update(
+            (table, column) for op, table, changed, _ in lines for column in (changed or [DELETED])
+        )
         self._append(rule, scope, lines)
 
     def purge(self, rule: str, scope: str, table: str, count: int, first_id: int | None, last_id: int | None) -> None:
@@ -249,6 +302,13 @@ def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: st
         f"json_build_object('run', {run}, 'rule', {rule}, 'scope', {scope}, 'op', {op}, 'table', {table}, "
         f"'pk', {pk}, 'changed', {changed or _changed(op, new, old)}, 'old', {old}, 'new', {new})::text"
     )
+
+
+def returns_images(func):
+    """Mark a repair function whose every write to its rule's table goes through ``Journal.update`` (for
+    example ``determination.write_expected``): its batches lock the rule's rows without staging their images."""
+    func.returns_images = True
+    return func
 
 
 def _reverse_relations(model):

@@ -465,23 +465,51 @@ class Checks:
         self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
         self.ungrouped: set[str] = set()
         self.counts: dict = {}  # the project ids, the rows per project of each table (see ``forget_counts``)
+        self.shared: dict[str, dict[str, Outcome]] = {}  # what a shared scan found for the rules still to come
+        self.unshared: set[str] = set()  # scans that timed out in this run: their rules are checked alone
 
     def forget_counts(self) -> None:
-        """Before a repair: the rows per project it may change are counted again for the rules that follow."""
+        """Before a repair: the rows per project it may change are counted again for the rules that follow,
+        and what a shared scan found for them is found again."""
         self.counts.clear()
+        self.shared.clear()
 
     def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
         if entry.is_global or entry.id in self.ungrouped:
             return check(entry, scope, self.sample_size)
         if scope.label not in self.pending.get(entry.id, {}):
             try:
-                self.pending[entry.id] = check_projects(entry, scopes, self.sample_size, self.counts)
+                self.pending[entry.id] = self._shared(entry, scopes) or check_projects(
+                    entry, scopes, self.sample_size, self.counts)
             except DatabaseError as exc:
                 if not timed_out(exc):
                     raise
                 self.ungrouped.add(entry.id)
                 return check(entry, scope, self.sample_size)
         return self.pending[entry.id].pop(scope.label)
+
+    def _shared(self, entry: Rule, scopes: list[Scope]) -> dict[str, Outcome] | None:
+        """``entry``'s outcomes from its shared scan (antenna_invariants.shared), run now for all its members
+        unless an earlier member's run left them; None when the rule is checked alone."""
+        from antenna_invariants.shared import check_scan, scan_of
+
+        found = self.shared.pop(entry.id, None)
+        if found is not None and all(s.label in found for s in scopes):
+            return found
+        scan = scan_of(entry)
+        if scan is None or scan.name in self.unshared:
+            return None
+        try:
+            results = check_scan(scan, scopes, self.sample_size, self.counts)
+        except DatabaseError as exc:
+            if not timed_out(exc):
+                raise
+            self.unshared.add(scan.name)
+            return None
+        if results is None:
+            return None
+        self.shared.update({rule: outcomes for rule, outcomes in results.items() if rule != entry.id})
+        return results[entry.id]
 
 
 class RepairRefused(Exception):
@@ -554,7 +582,8 @@ def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal, attempt: i
     locks the same rows in the other order deadlocks with us: when PostgreSQL cancels our side, the batch's
     savepoint is rolled back (its locks released, the writer goes on) and the batch starts again."""
     try:
-        with transaction.atomic(), journal.batch(entry.id, scope.label):
+        returning = (entry.model._meta.db_table,) if getattr(entry.repair_func, "returns_images", False) else ()
+        with transaction.atomic(), journal.batch(entry.id, scope.label, returning):
             journal.watch(entry.model, ids)
             locks.lock(entry.model, entry.depends_on or (), ids)
             still = list(entry.violations(scope).filter(pk__any=ids).values_list("pk", flat=True))

@@ -174,7 +174,8 @@ def determinations(ids: list[int]) -> dict[int, tuple]:
 
 def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
     """D1: the engine's journaled set-based repair of ``rows`` partial saves, per project, against the per-row
-    ORM loop on ``loop_rows`` of them, evenly spaced (its rate); both start from the same broken state."""
+    ORM loop on ``loop_rows`` of them, evenly spaced (its rate), and against one bare UPDATE of the same rows
+    (its ceiling); all three start from the same broken state."""
     from perrow import repair_one_by_one
 
     execute(SAVE_TRUTH)
@@ -186,13 +187,18 @@ def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
     loop_seconds = time.perf_counter() - started
     by_loop = determinations(loop_ids)
 
+    load_rules()
+    partial_saves(rows)
+    violators = d1_violators()  # what the engine will find: these rows and the planted partial saves
+    execute(SETTLE)
+    bare_fixed, bare_seconds, by_bare = bare_update(violators)
+
     partial_saves(rows)
     execute(SETTLE)
-    load_rules()
     started = time.perf_counter()
     fixed = engine_repair("D1", journal_dir)
     engine_seconds = time.perf_counter() - started
-    by_engine = determinations(ids)
+    by_engine = determinations(violators)
     truth = dict(zip(ids, (by_engine.get(i) for i in ids)))
     differ = sum(1 for i in loop_ids if by_loop[i] != by_engine[i])
     wrong = sum(1 for i, value in _truth(ids).items() if truth[i] != value)
@@ -203,8 +209,36 @@ def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
         "rows": len(ids), "fixed": fixed, "engine_seconds": engine_seconds, "engine_rows_per_s": engine_rate,
         "loop_rows": len(loop_ids), "loop_seconds": loop_seconds, "loop_rows_per_s": loop_rate,
         "speedup": engine_rate / loop_rate if loop_rate else None,
+        "bare_rows": bare_fixed, "bare_seconds": bare_seconds,
+        "engine_vs_bare": engine_seconds / bare_seconds if bare_seconds else None,
         "loop_vs_engine_differences": differ, "engine_vs_original_differences": wrong,
+        "bare_vs_engine_differences": sum(1 for i in violators if by_bare[i] != by_engine[i]),
     }
+
+
+def d1_violators() -> list[int]:
+    from antenna_invariants.rules import RULES
+    from antenna_invariants.scope import Scope
+
+    return sorted(RULES["D1"].violations(Scope(project=None)).values_list("pk", flat=True))
+
+
+def bare_update(ids: list[int]) -> tuple[int, float, dict[int, tuple]]:
+    """The ceiling of figure 2: one set-based UPDATE of the D1 violators ``ids`` (found beforehand), writing
+    the expected determination: no check, no batches, no locks, no journal.  Timed to the end of the
+    statement, then rolled back (the planted partial saves stay for the engine): (rows, seconds, what it wrote)."""
+    from django.db import transaction
+
+    from antenna_invariants.determination import write_expected
+    from antenna_invariants.mirror.models import Occurrence
+
+    with transaction.atomic():
+        started = time.perf_counter()
+        fixed = write_expected(Occurrence.objects.filter(pk__any=ids), only_where="o.determination_id IS NULL")
+        seconds = time.perf_counter() - started
+        written = determinations(ids)
+        transaction.set_rollback(True)
+    return fixed, seconds, written
 
 
 def _truth(ids: list[int]) -> dict[int, tuple]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models.expressions import RawSQL
 
-from antenna_invariants.filters import passes_default_filters
+from antenna_invariants.filters import PROJECT_FILTERS, passes_default_filters, passes_project_filters
 from antenna_invariants.rules import rule
+from antenna_invariants.shared import WholeTableScan, share
 
 
 class Recount:
@@ -163,6 +164,80 @@ DEPLOYMENTS = Recount(
       LEFT JOIN occurrences ON occurrences.deployment_id = target.id
     """,
 )
+
+
+# K1-K3 in a full run: one statement recounts every detection and occurrence once for all three tables (a
+# capture's detections through its own project's, its event's and its deployment's default filters, summed per
+# event and per deployment), then compares each table's cached columns as its Recount does
+# (antenna_invariants.shared).  A narrower run checks each rule alone with its Recount.
+RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
+    WITH filters AS ({PROJECT_FILTERS}),
+    counted AS (
+        SELECT d.source_image_id AS id,
+               count(*) FILTER (WHERE {passes_project_filters("o", "s.project_id", "fs")}) AS for_capture,
+               count(*) FILTER (WHERE {passes_project_filters("o", "ev.project_id", "fe")}) AS for_event,
+               count(*) FILTER (WHERE {passes_project_filters("o", "dep.project_id", "fd")}) AS for_deployment
+          FROM main_detection d
+          JOIN main_sourceimage s ON s.id = d.source_image_id
+          LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
+          LEFT JOIN main_event ev ON ev.id = s.event_id
+          LEFT JOIN main_deployment dep ON dep.id = s.deployment_id
+          LEFT JOIN filters fs ON fs.id = s.project_id
+          LEFT JOIN filters fe ON fe.id = ev.project_id
+          LEFT JOIN filters fd ON fd.id = dep.project_id
+         WHERE d.bbox IS NOT NULL
+         GROUP BY d.source_image_id),
+    capture AS (
+        SELECT s.id, s.project_id, s.event_id, s.deployment_id, s."timestamp", s.size, s.detections_count,
+               coalesce(c.for_capture, 0) AS for_capture, coalesce(c.for_event, 0) AS for_event,
+               coalesce(c.for_deployment, 0) AS for_deployment
+          FROM main_sourceimage s LEFT JOIN counted c ON c.id = s.id),
+    occurrence AS (
+        SELECT o.event_id, o.deployment_id, o.determination_id,
+               {passes_project_filters("o", "ev.project_id", "fe")} AS for_event,
+               o.event_id IS NOT NULL AND {passes_project_filters("o", "dep.project_id", "fd")} AS for_deployment
+          FROM main_occurrence o
+          LEFT JOIN main_event ev ON ev.id = o.event_id
+          LEFT JOIN main_deployment dep ON dep.id = o.deployment_id
+          LEFT JOIN filters fe ON fe.id = ev.project_id
+          LEFT JOIN filters fd ON fd.id = dep.project_id),
+    event_truth AS (
+        SELECT e.id, coalesce(c.first_seen, e."start") AS "start",
+               CASE WHEN c.n IS NULL THEN e."end" ELSE c.last_seen END AS "end",
+               coalesce(c.n, 0) AS captures_count, coalesce(c.detections, 0) AS detections_count,
+               coalesce(oc.n, 0) AS occurrences_count
+          FROM main_event e
+          LEFT JOIN (SELECT event_id, count(*) AS n, min("timestamp") AS first_seen,
+                            CASE WHEN bool_or("timestamp" IS NULL) THEN NULL ELSE max("timestamp") END AS last_seen,
+                            sum(for_event)::bigint AS detections
+                       FROM capture WHERE event_id IS NOT NULL GROUP BY event_id) c ON c.event_id = e.id
+          LEFT JOIN (SELECT event_id, count(*) FILTER (WHERE for_event) AS n
+                       FROM occurrence WHERE event_id IS NOT NULL GROUP BY event_id) oc ON oc.event_id = e.id),
+    deployment_truth AS (
+        SELECT d.id, coalesce(c.n, 0) AS data_source_total_files, c.size AS data_source_total_size,
+               coalesce(ev.n, 0) AS events_count, coalesce(c.n, 0) AS captures_count,
+               coalesce(c.detections, 0) AS detections_count, coalesce(oc.n, 0) AS occurrences_count,
+               coalesce(oc.taxa, 0) AS taxa_count, c.first_seen AS first_capture_timestamp,
+               c.last_seen AS last_capture_timestamp
+          FROM main_deployment d
+          LEFT JOIN (SELECT deployment_id, count(*) AS n, sum(size) AS size, min("timestamp") AS first_seen,
+                            max("timestamp") AS last_seen, sum(for_deployment)::bigint AS detections
+                       FROM capture WHERE deployment_id IS NOT NULL GROUP BY deployment_id) c ON c.deployment_id = d.id
+          LEFT JOIN (SELECT deployment_id, count(*) AS n FROM main_event GROUP BY deployment_id) ev
+                 ON ev.deployment_id = d.id
+          LEFT JOIN (SELECT deployment_id, count(*) FILTER (WHERE for_deployment) AS n,
+                            count(DISTINCT determination_id) FILTER (WHERE for_deployment)
+                            + coalesce(bool_or(determination_id IS NULL) FILTER (WHERE for_deployment), false)::int AS taxa
+                       FROM occurrence WHERE deployment_id IS NOT NULL GROUP BY deployment_id) oc
+                 ON oc.deployment_id = d.id)
+    SELECT 'K1', x.project_id, x.id FROM capture x, LATERAL (SELECT x.for_capture AS detections_count) t
+     WHERE {CAPTURES.differs()}
+    UNION ALL
+    SELECT 'K2', x.project_id, x.id FROM event_truth t JOIN main_event x ON x.id = t.id WHERE {EVENTS.differs()}
+    UNION ALL
+    SELECT 'K3', x.project_id, x.id FROM deployment_truth t JOIN main_deployment x ON x.id = t.id
+     WHERE {DEPLOYMENTS.differs()}
+    """))
 
 
 @rule("K1", risk="L", depends_on=("detections__occurrence", "project"))

@@ -8,12 +8,13 @@ from antenna_invariants.determination import (
     EVIDENCE,
     SCORE_IS_EXPECTED,
     TAXON_IS_EXPECTED,
+    expected_scan,
     has_evidence,
     has_no_evidence,
     where_expected,
     write_expected,
 )
-from antenna_invariants.journal import delete_journaled
+from antenna_invariants.journal import delete_journaled, returns_images
 from antenna_invariants.mirror.models import Detection
 from antenna_invariants.rules import rule
 from antenna_invariants.sql import IsDistinctFrom, copy_deployment_project, project_differs_from_deployment
@@ -28,6 +29,7 @@ def test_occurrence_with_evidence_has_a_determination(occurrences):
 
 
 @test_occurrence_with_evidence_has_a_determination.repair
+@returns_images
 def determine_from_the_evidence(violators):
     """Write the expected determination and score; an occurrence whose newest active identification has
     no taxon stays unfixable (see S7)."""
@@ -82,6 +84,7 @@ def test_occurrence_determination_is_the_expected_taxon(occurrences):
 
 
 @test_occurrence_determination_is_the_expected_taxon.repair
+@returns_images
 def write_the_expected_taxon(violators):
     """Write the expected determination and its score.  A determination without evidence stays (clearing
     it is D5's, a person's call): unfixable here."""
@@ -100,6 +103,7 @@ def test_occurrence_score_is_the_expected_score(occurrences):
 
 
 @test_occurrence_score_is_the_expected_score.repair
+@returns_images
 def write_the_expected_score(violators):
     """Write the expected determination and score (the same pair every determination repair writes, so
     the order of D1-D4's repairs does not matter).  A score beside a determination without evidence stays
@@ -120,10 +124,16 @@ def test_occurrence_determination_and_score_are_set_together(occurrences):
 
 
 @test_occurrence_determination_and_score_are_set_together.repair
+@returns_images
 def recompute_the_pair(violators):
     """Write the expected determination and score; a stray score with no evidence behind it is cleared.  A
     determination without evidence stays (D5), and so does a blocked occurrence (S7)."""
     return write_expected(violators, only_where=HALF_SET)
+
+
+# D2-D4 in a full or multi-project run: one computation of the expected determination for all three (each
+# condition is its rule's, D4's narrowing to half-set pairs included: antenna_invariants.shared)
+expected_scan({"D2": WRONG_TAXON, "D3": WRONG_SCORE, "D4": f"{HALF_SET} AND NOT ({ZERO_LEFT_NULL})"})
 
 
 @rule("D5", hint="check the occurrence: clear its determination, or re-run classification on its detections")

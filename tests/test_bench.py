@@ -56,4 +56,5 @@ def test_the_per_row_baseline_and_the_set_based_repair_write_the_same_determinat
     assert repair["fixed"] == 300 + smoke["planted"]["D1"]  # the planted partial saves are repaired too
     assert repair["loop_vs_engine_differences"] == 0
     assert repair["engine_vs_original_differences"] == 0
+    assert repair["bare_rows"] == repair["fixed"] and repair["bare_vs_engine_differences"] == 0  # the same rows
     assert repair["speedup"] == pytest.approx(repair["engine_rows_per_s"] / repair["loop_rows_per_s"])

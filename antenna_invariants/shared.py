@@ -1,0 +1,150 @@
+"""Shared scans: rules that are predicates over one expensive computation are checked in one statement.
+
+D2, D3 and D4 each compare an occurrence with its expected determination (``determination.EXPECTED_SQL``);
+K1, K2 and K3 each compare a cached count with a recount of the same detections through the default filters.
+Checked rule by rule, a full run computes the expected determination of every occurrence three times and
+recounts every detection three times.  A ``SharedScan`` computes the shared values once and evaluates every
+member's predicate on them, counting and sampling the violators per rule and project in the same statement
+(the grouped check of ``rules.check_projects``, with the rule as one more grouping key).  The run keeps the
+other members' results until their turn (``rules.Checks``).
+
+What each member reports is what its own check reports: the same violators (its own predicate, in the same
+SQL, over the same rows), count, sample, denominator and SQL (the rule's own statement, for a person to run).
+The self-tests compare both ways on the demo database, and the bench on a generated one.  Read-only like every
+check: the shared values live in the statement (subqueries and CTEs), never in a temporary table, which a hot
+standby refuses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+
+from antenna_invariants.scope import NotApplicable
+
+GROUPED = """
+SELECT rule, g, pk, n FROM (
+    SELECT rule, g, pk, count(*) OVER (PARTITION BY rule, g) AS n,
+           row_number() OVER (PARTITION BY rule, g ORDER BY pk) AS r
+      FROM ({violators}) AS v(rule, g, pk)) AS s
+ WHERE %s = 0 OR r <= %s
+ ORDER BY rule, pk"""
+
+
+class SharedScan:
+    """Rules checked in one statement: ``violators`` gives (rule, project id, row id) for every member's
+    violators among each member's rows in scope (``rows``: {rule id: queryset}), or None when the scan cannot
+    serve those rows (each member is then checked alone)."""
+
+    name: str
+    members: tuple[str, ...]
+
+    def violators(self, rows: dict) -> tuple[str, list] | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PredicateScan(SharedScan):
+    """Rules of one table whose violations are predicates on ``o`` (the row) and ``e`` (values computed once
+    for the rows in scope by ``values``: a function of the rows' ``SELECT id`` SQL giving SQL with one row per
+    id, its id in ``e.{key}``)."""
+
+    name: str
+    table: str  # the members' table, its alias ``o`` in the predicates
+    key: str  # the column of ``values`` holding the row's id
+    predicates: tuple[tuple[str, str], ...]  # (rule id, SQL predicate on o and e)
+    values: Callable[[str], str]
+
+    @property
+    def members(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(rule for rule, _ in self.predicates)
+
+    def violators(self, rows: dict) -> tuple[str, list]:
+        querysets = [rows[rule] for rule in self.members]
+        target, params = querysets[0].order_by().values("pk").query.sql_with_params()
+        if any(q.query.sql_with_params() != querysets[0].query.sql_with_params() for q in querysets[1:]):
+            return None  # the members' rows differ (they do not today: one table, the same scopes)
+        hits = ", ".join(f"({predicate})" for _, predicate in self.predicates)
+        sql = f"""
+            SELECT x.rule, v.g, v.pk FROM (
+                SELECT o.id, o.project_id, ARRAY[{hits}]
+                  FROM ({self.values(target)}) e JOIN {self.table} o ON o.id = e.{self.key}
+                 WHERE {" OR ".join(f"({predicate})" for _, predicate in self.predicates)}) AS v(pk, g, hits)
+            CROSS JOIN LATERAL unnest(%s::text[], v.hits) AS x(rule, hit)
+             WHERE x.hit"""
+        return sql, [*params, list(self.members)]
+
+
+@dataclass(frozen=True)
+class WholeTableScan(SharedScan):
+    """Rules of several tables checked by one statement over whole tables (``sql``, giving rule, project id and
+    row id of every violator): it serves a run that checks every row of each member's table, every project
+    and the rows without one (each member is checked alone in a narrower run)."""
+
+    name: str
+    members: tuple[str, ...]
+    sql: str
+
+    def violators(self, rows: dict) -> tuple[str, list] | None:
+        if any(rows[rule].query.where for rule in self.members):
+            return None
+        return self.sql, []
+
+
+SCANS: dict[str, SharedScan] = {}  # rule id -> its scan (a definition, like rules.RULES; results live on the run)
+
+
+def share(scan: SharedScan) -> SharedScan:
+    """Register ``scan`` for its members (called next to the rules' definitions)."""
+    for rule in scan.members:
+        SCANS[rule] = scan
+    return scan
+
+
+def scan_of(entry) -> SharedScan | None:
+    """The scan ``entry`` is checked in, if any (a rule limited by ``--since`` is checked alone)."""
+    scan = SCANS.get(entry.id)
+    return scan if scan is not None and entry.incremental is None else None
+
+
+def check_scan(scan: SharedScan, scopes, sample_size: int = 20, counts: dict | None = None) -> dict[str, dict] | None:
+    """Every member of ``scan`` for the project ``scopes`` at once: {rule id: {scope label: Outcome}}, each
+    exactly what ``rules.check_projects`` gives that rule alone; None when the scan cannot serve these scopes."""
+    from antenna_invariants import rules
+
+    started = time.perf_counter()
+    counts = {} if counts is None else counts
+    entries = [rules.RULES[rule] for rule in scan.members]
+    outcomes = {e.id: {s.label: rules.Outcome(e.id, s.label, e.severity) for s in scopes} for e in entries}
+    try:
+        rows = {e.id: rules._in_projects(e, e.rows(replace(scopes[0], project=None)), scopes, counts) for e in entries}
+        statement = scan.violators(rows)
+    except (NotApplicable, EmptyResultSet):
+        return None  # each member alone says why it is skipped, or finds nothing
+    if statement is None:
+        return None
+    sql, params = statement
+    with rules.read_only():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")  # as a grouped check: few violators
+            cursor.execute(GROUPED.format(violators=sql), [*params, sample_size, sample_size])
+            found = cursor.fetchall()
+        checked = {e.id: rules._rows_per_project(e, rows[e.id], counts) for e in entries}
+    for rule, key, pk, count in found:
+        outcome = outcomes[rule].get(rules._label(key))
+        if outcome is not None:
+            outcome.violations = count
+            outcome.sample.append(pk)
+    share_ = (time.perf_counter() - started) / (len(scopes) * len(entries))
+    for entry in entries:
+        for scope in scopes:
+            outcome = outcomes[entry.id][scope.label]
+            outcome.checked = checked[entry.id].get(scope.label, 0)
+            rules._judge(entry, outcome)
+            outcome.sql = rules.compiled_sql(entry.violations(scope))
+            outcome.duration = share_
+    return outcomes
