@@ -149,8 +149,8 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
             single = check_projects(entry, [scope], sample_size=3)[scope.label]
             fields = ("violations", "checked", "sample", "status", "sql", "message")
             expected = [getattr(alone, k) for k in fields]
-            grouped, one = [getattr(together, k) for k in fields], [getattr(single, k) for k in fields]
-            assert grouped == expected == one, (entry.id, scope)
+            in_group, in_one = [getattr(together, k) for k in fields], [getattr(single, k) for k in fields]
+            assert in_group == expected == in_one, (entry.id, scope)
             compared += 1
             failing += alone.violations > 0
     assert compared > 100
