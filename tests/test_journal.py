@@ -20,7 +20,7 @@ from fixtures import factories as f
 from fixtures.scenarios import occurrences as scenarios
 
 load_rules()
-PURGING = {"JL1"}  # deletes for good, journaled as a count and an id range: not restorable (test_job_rules.py)
+PURGING = {"JL1"}  # deletes for good, journaled as a count and an id range: not restorable (test_jobs_rules.py)
 REPAIRING = sorted(entry.id for entry in RULES.values() if entry.repair_func is not None and entry.id not in PURGING)
 
 
