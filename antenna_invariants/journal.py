@@ -19,9 +19,10 @@ How a batch is journaled (``Journal.batch``): the rows a repair may touch are lo
 images staged in a temporary table before the repair's statement runs; afterwards PostgreSQL itself compares
 them with the rows as they now are and builds the lines.  A repair whose writes are one UPDATE of its locked
 rows (``returns_images``) skips the staging: its statement reads each row's image before the change and
-returns it with the image after, and PostgreSQL builds the lines in that same statement (``Journal.update``).  Staging lives in the repair's transaction: a batch
-that fails leaves nothing behind, and a process killed before the commit leaves lines whose change never
-landed, which ``undo`` recognises (the row still equals ``old``) and skips.  Undo is ``antenna_invariants.undo``.
+returns it with the image after, and PostgreSQL builds the lines in that same statement (``Journal.update``).
+Staging lives in the repair's transaction: a batch that fails leaves nothing behind, and a process killed
+before the commit leaves lines whose change never landed, which ``undo`` recognises (the row still equals
+``old``) and skips.  Undo is ``antenna_invariants.undo``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import connection, models
 
-ACTIVE: "Journal | None" = None
+ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
@@ -46,7 +47,7 @@ VERSION = 2  # the journal format: 2 has a header line, batches and sums (1: bar
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
 
 
 class Journal:
@@ -189,7 +190,8 @@ class Journal:
                 lines += cursor.fetchall()
             cursor.execute(
                 f"""SELECT seq, op, tbl, changed, {line}
-                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed FROM {STAGE} WHERE op = 'delete') AS d""",
+                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed
+                              FROM {STAGE} WHERE op = 'delete') AS d""",
                 [self.run, rule, scope],
             )
             lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
@@ -296,7 +298,9 @@ def _changed(op: str, new: str, old: str) -> str:
     )
 
 
-def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None) -> str:
+def _line(
+    run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None
+) -> str:
     """SQL building one journal line from SQL expressions (json keeps the key order for the reader)."""
     return (
         f"json_build_object('run', {run}, 'rule', {rule}, 'scope', {scope}, 'op', {op}, 'table', {table}, "

@@ -18,8 +18,8 @@ standby refuses.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection

@@ -227,7 +227,8 @@ RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
                  ON ev.deployment_id = d.id
           LEFT JOIN (SELECT deployment_id, count(*) FILTER (WHERE for_deployment) AS n,
                             count(DISTINCT determination_id) FILTER (WHERE for_deployment)
-                            + coalesce(bool_or(determination_id IS NULL) FILTER (WHERE for_deployment), false)::int AS taxa
+                            + coalesce(bool_or(determination_id IS NULL) FILTER (WHERE for_deployment), false)::int
+                            AS taxa
                        FROM occurrence WHERE deployment_id IS NOT NULL GROUP BY deployment_id) oc
                  ON oc.deployment_id = d.id)
     SELECT 'K1', x.project_id, x.id FROM capture x, LATERAL (SELECT x.for_capture AS detections_count) t
@@ -283,7 +284,8 @@ def test_deployment_cached_fields_match_a_recount(deployments):
     passing its project's default filters), occurrences_count and taxa_count (occurrences of the deployment
     that have an event and pass the filters) and first / last capture timestamps equal a recount.  taxa_count
     is Antenna's occ_qs.values("determination_id").distinct().count() (Deployment.update_calculated_fields):
-    the distinct determinations of those occurrences, a NULL one counting as one value.  A sync in progress may briefly hold the storage file count."""
+    the distinct determinations of those occurrences, a NULL one counting as one value.  A sync in progress
+    may briefly hold the storage file count."""
     return DEPLOYMENTS.stale(deployments)
 
 
