@@ -45,6 +45,18 @@ def create(entry: dict, name: str, schema: str = "mirror") -> dict:
     return entry
 
 
+def existing(entry: dict, name: str) -> dict:
+    """An existing bench database ``name`` (kept by an earlier run); Django uses it."""
+    import django
+
+    from antenna_invariants.plugin import use_database
+
+    django.setup()
+    entry = entry | {"NAME": name}
+    use_database(entry)
+    return entry
+
+
 def drop(entry: dict, name: str):
     import psycopg
     from django.db import connections
