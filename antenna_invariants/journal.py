@@ -32,12 +32,17 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from django.db import connection, models
+from django.db.models import Model, QuerySet
+
+F = TypeVar("F")
 
 ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
@@ -51,7 +56,7 @@ def new_run_id() -> str:
 
 
 class Journal:
-    def __init__(self, directory: Path, run: str | None = None):
+    def __init__(self, directory: Path, run: str | None = None) -> None:
         self.run = run or new_run_id()
         self.path = Path(directory) / f"journal-{self.run}.jsonl"
         self.counts: dict[tuple[str, str], dict[str, int]] = {}  # (rule, scope) -> {"op table": rows}
@@ -61,7 +66,7 @@ class Journal:
         self.size = 0  # bytes of the file written and fsynced (what a failed write leaves beyond is cut off)
         self.sum = ""  # the last line's sum: the next line's chains to it
         self.returning: tuple[str, ...] = ()  # tables whose rows this batch's repair journals itself (``update``)
-        self.returned: list[tuple] = []  # lines those statements built, for this batch
+        self.returned: list[tuple[Any, ...]] = []  # lines those statements built, for this batch
         self.staging = False  # whether this batch staged images (the staging table exists)
         self.current = ("", "")  # (rule, scope) of the batch being journaled
 
@@ -77,7 +82,7 @@ class Journal:
         return self.columns.get((rule, scope), set())
 
     @contextmanager
-    def batch(self, rule: str, scope: str, returning: tuple[str, ...] = ()):
+    def batch(self, rule: str, scope: str, returning: tuple[str, ...] = ()) -> Iterator[Journal]:
         """Journal what the body changes; call inside the transaction (or savepoint) that makes the change.
         ``returning``: the tables whose watched rows the body changes only through ``update`` (their images
         are not staged)."""
@@ -88,7 +93,7 @@ class Journal:
         finally:
             self.returning, self.returned = (), []
 
-    def watch(self, model, ids: list[int]) -> None:
+    def watch(self, model: type[Model], ids: list[int]) -> None:
         """Lock these rows and stage their images: the batch journals the ones that change.  Rows of a
         ``returning`` table are locked only: the statement that changes them journals them (``update``)."""
         table = model._meta.db_table
@@ -103,7 +108,7 @@ class Journal:
         """Whether changes to ``table`` in this batch must go through ``update`` (its rows were not staged)."""
         return table in self.returning
 
-    def update(self, table: str, statement: str, params: list, alias: str) -> int:
+    def update(self, table: str, statement: str, params: list[Any], alias: str) -> int:
         """Run ``statement``, an UPDATE of watched rows of ``table`` (aliased ``alias``), so that it journals
         itself: the statement returns each row's image after the change, and the image before it is the row
         as the same statement's snapshot sees it (the parts of one statement share a snapshot, and the rows are
@@ -125,14 +130,14 @@ class Journal:
         self.returned += [("update", table, changed, text) for changed, text in rows if text is not None]
         return len(rows)
 
-    def delete(self, queryset) -> int:
+    def delete(self, queryset: QuerySet) -> int:
         """Delete ``queryset``'s rows, emulating Django's on_delete for their children (CASCADE: delete them
         too; SET_NULL: null the link), set-based and journaled.  Returns the number of the queryset's own
         rows deleted, never the cascade total."""
         ids = list(queryset.order_by("pk").values_list("pk", flat=True))
         return self._delete(queryset.model, ids) if ids else 0
 
-    def _delete(self, model, ids: list[int]) -> int:
+    def _delete(self, model: type[Model], ids: list[int]) -> int:
         table = model._meta.db_table
         for relation in _reverse_relations(model):
             child, link = relation.related_model, relation.field
@@ -198,7 +203,7 @@ class Journal:
             cursor.execute(f"TRUNCATE {STAGE}")
         self._record(rule, scope, lines + self.returned)
 
-    def _record(self, rule: str, scope: str, lines: list[tuple]) -> None:
+    def _record(self, rule: str, scope: str, lines: list[tuple[Any, ...]]) -> None:
         """Append a batch's lines, (op, table, changed columns, line), and note the columns they changed."""
         self.columns.setdefault((rule, scope), set()).update(
             (table, column) for op, table, changed, _ in lines for column in (changed or [DELETED])
@@ -219,7 +224,7 @@ class Journal:
         counts[f"purge {table}"] = counts.get(f"purge {table}", 0) + count
         self.columns.setdefault((rule, scope), set()).add((table, DELETED))
 
-    def _append(self, rule: str, scope: str, lines: list[tuple]) -> None:
+    def _append(self, rule: str, scope: str, lines: list[tuple[Any, ...]]) -> None:
         """Append ``(op, table, ..., line)`` rows to the file as one batch and fsync."""
         if not lines:
             return
@@ -308,14 +313,14 @@ def _line(
     )
 
 
-def returns_images(func):
+def returns_images(func: F) -> F:
     """Mark a repair function whose every write to its rule's table goes through ``Journal.update`` (for
     example ``determination.write_expected``): its batches lock the rule's rows without staging their images."""
-    func.returns_images = True
+    func.returns_images = True  # type: ignore[attr-defined]
     return func
 
 
-def _reverse_relations(model):
+def _reverse_relations(model: type[Model]) -> list[Any]:
     """Foreign keys (mirrored or auto-created M2M through tables) pointing at ``model``."""
     return [
         f
@@ -324,7 +329,7 @@ def _reverse_relations(model):
     ]
 
 
-def delete_journaled(queryset) -> int:
+def delete_journaled(queryset: QuerySet) -> int:
     """For deleting repairs: delete ``queryset`` through the active journal (refuses without one)."""
     if ACTIVE is None:
         raise RuntimeError("a deleting repair needs an active journal")
@@ -338,13 +343,16 @@ class JournalError(ValueError):
     """A file undo must not act on: not a journal, an edited line, another database's (one line, exit 4)."""
 
 
+Line = tuple[int, dict[str, Any], str]  # a journal line as read: (line number, parsed, text)
+
+
 @dataclass
 class Reading:
     """A journal as read: ``header`` (None for a version-1 journal), the lines of its whole batches as
     (line number, parsed line, text), and the line numbers of a batch cut off while being written."""
 
-    header: dict | None
-    lines: list[tuple[int, dict, str]] = field(default_factory=list)
+    header: dict[str, Any] | None
+    lines: list[Line] = field(default_factory=list)
     torn: tuple[int, int] | None = None
 
 
@@ -370,7 +378,8 @@ def read(path: Path, version_1: bool = False) -> Reading:
         return _read_version_1(path, raw, version_1)
     if not isinstance(first, dict) or first.get("journal") != VERSION:
         raise JournalError(f"{path}:1: not a journal (no version {VERSION} header)")
-    reading, chain, batch = Reading(header=first), "", []
+    reading, chain = Reading(header=first), ""
+    batch: list[Line] = []
     for number, line in raw:
         meta = _json(line)
         found = SUM.search(line.decode("utf-8", "replace"))
@@ -417,7 +426,7 @@ def _read_version_1(path: Path, raw: list[tuple[int, bytes]], trusted: bool) -> 
     return reading
 
 
-def _json(line: bytes):
+def _json(line: bytes) -> Any:
     try:
         return json.loads(line)
     except ValueError:  # UnicodeDecodeError is one

@@ -18,13 +18,19 @@ standby refuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
-from antenna_invariants.scope import NotApplicable
+from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Outcome, Rule
+
+Statement = tuple[str, list[Any]]
 
 GROUPED = """
 SELECT rule, g, pk, n FROM (
@@ -43,7 +49,7 @@ class SharedScan:
     name: str
     members: tuple[str, ...]
 
-    def violators(self, rows: dict) -> tuple[str, list] | None:
+    def violators(self, rows: dict[str, Any], scopes: Sequence[Scope] = ()) -> Statement | None:
         raise NotImplementedError
 
 
@@ -63,7 +69,7 @@ class PredicateScan(SharedScan):
     def members(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(rule for rule, _ in self.predicates)
 
-    def violators(self, rows: dict) -> tuple[str, list]:
+    def violators(self, rows: dict[str, Any], scopes: Sequence[Scope] = ()) -> Statement | None:
         querysets = [rows[rule] for rule in self.members]
         target, params = querysets[0].order_by().values("pk").query.sql_with_params()
         if any(q.query.sql_with_params() != querysets[0].query.sql_with_params() for q in querysets[1:]):
@@ -80,19 +86,32 @@ class PredicateScan(SharedScan):
 
 
 @dataclass(frozen=True)
-class WholeTableScan(SharedScan):
-    """Rules of several tables checked by one statement over whole tables (``sql``, giving rule, project id and
-    row id of every violator): it serves a run that checks every row of each member's table, every project
-    and the rows without one (each member is checked alone in a narrower run)."""
+class StatementScan(SharedScan):
+    """Rules of several tables checked by one statement giving (rule, project id, row id) of every violator:
+    ``statement(projects)`` builds it for the rows of the projects ``projects`` (a list of project ids, None
+    for the rows without one), or for every row when ``projects`` is None (a full run).  It serves runs scoped
+    by project only (each member is checked alone under --job or --occurrence)."""
 
     name: str
     members: tuple[str, ...]
-    sql: str
+    statement: Callable[[list[int | None] | None], str]
 
-    def violators(self, rows: dict) -> tuple[str, list] | None:
-        if any(rows[rule].query.where for rule in self.members):
+    def violators(self, rows: dict[str, Any], scopes: Sequence[Scope] = ()) -> Statement | None:
+        if not any(rows[rule].query.where for rule in self.members):
+            return self.statement(None), []
+        if any(s.job is not None or s.occurrence_ids is not None or s.project is None for s in scopes):
             return None
-        return self.sql, []
+        return self.statement([None if s.project == NO_PROJECT else int(str(s.project)) for s in scopes]), []
+
+
+def in_projects(alias: str, projects: list[int | None] | None) -> str:
+    """SQL: the row ``alias`` belongs to one of ``projects`` (ids, None for no project); TRUE for None."""
+    if projects is None:
+        return "TRUE"
+    ids = sorted({int(p) for p in projects if p is not None})
+    tests = ([f"{alias}.project_id IN ({', '.join(map(str, ids))})"] if ids else []) + (
+        [f"{alias}.project_id IS NULL"] if None in projects else [])
+    return f"({' OR '.join(tests) or 'FALSE'})"
 
 
 SCANS: dict[str, SharedScan] = {}  # rule id -> its scan (a definition, like rules.RULES; results live on the run)
@@ -105,13 +124,15 @@ def share(scan: SharedScan) -> SharedScan:
     return scan
 
 
-def scan_of(entry) -> SharedScan | None:
+def scan_of(entry: Rule) -> SharedScan | None:
     """The scan ``entry`` is checked in, if any (a rule limited by ``--since`` is checked alone)."""
     scan = SCANS.get(entry.id)
     return scan if scan is not None and entry.incremental is None else None
 
 
-def check_scan(scan: SharedScan, scopes, sample_size: int = 20, counts: dict | None = None) -> dict[str, dict] | None:
+def check_scan(
+    scan: SharedScan, scopes: list[Scope], sample_size: int = 20, counts: dict[Any, Any] | None = None
+) -> dict[str, dict[str, Outcome]] | None:
     """Every member of ``scan`` for the project ``scopes`` at once: {rule id: {scope label: Outcome}}, each
     exactly what ``rules.check_projects`` gives that rule alone; None when the scan cannot serve these scopes."""
     from antenna_invariants import rules
@@ -122,7 +143,7 @@ def check_scan(scan: SharedScan, scopes, sample_size: int = 20, counts: dict | N
     outcomes = {e.id: {s.label: rules.Outcome(e.id, s.label, e.severity) for s in scopes} for e in entries}
     try:
         rows = {e.id: rules._in_projects(e, e.rows(replace(scopes[0], project=None)), scopes, counts) for e in entries}
-        statement = scan.violators(rows)
+        statement = scan.violators(rows, scopes)
     except (NotApplicable, EmptyResultSet):
         return None  # each member alone says why it is skipped, or finds nothing
     if statement is None:

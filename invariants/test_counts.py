@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 
 from antenna_invariants.filters import PROJECT_FILTERS, passes_default_filters, passes_project_filters
 from antenna_invariants.rules import rule
-from antenna_invariants.shared import WholeTableScan, share
+from antenna_invariants.shared import StatementScan, in_projects, share
 
 
 class Recount:
@@ -170,7 +170,19 @@ DEPLOYMENTS = Recount(
 # capture's detections through its own project's, its event's and its deployment's default filters, summed per
 # event and per deployment), then compares each table's cached columns as its Recount does
 # (antenna_invariants.shared).  A narrower run checks each rule alone with its Recount.
-RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
+def recounts(projects: list | None) -> str:
+    """The statement of the shared recount for the rows of ``projects`` (None: every row): the captures of
+    those projects, and every capture and occurrence of their events and deployments (which may lie in other
+    projects), each recounted once."""
+    if projects is None:
+        captures = occurrences = "TRUE"
+    else:
+        events = f"SELECT e.id FROM main_event e WHERE {in_projects('e', projects)}"
+        deployments = f"SELECT d.id FROM main_deployment d WHERE {in_projects('d', projects)}"
+        captures = (f"({in_projects('s', projects)} OR s.event_id IN ({events}) "
+                    f"OR s.deployment_id IN ({deployments}))")
+        occurrences = f"(o.event_id IN ({events}) OR o.deployment_id IN ({deployments}))"
+    return f"""
     WITH filters AS ({PROJECT_FILTERS}),
     counted AS (
         SELECT d.source_image_id AS id,
@@ -185,13 +197,14 @@ RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
           LEFT JOIN filters fs ON fs.id = s.project_id
           LEFT JOIN filters fe ON fe.id = ev.project_id
           LEFT JOIN filters fd ON fd.id = dep.project_id
-         WHERE d.bbox IS NOT NULL
+         WHERE d.bbox IS NOT NULL AND {captures}
          GROUP BY d.source_image_id),
     capture AS (
         SELECT s.id, s.project_id, s.event_id, s.deployment_id, s."timestamp", s.size, s.detections_count,
                coalesce(c.for_capture, 0) AS for_capture, coalesce(c.for_event, 0) AS for_event,
                coalesce(c.for_deployment, 0) AS for_deployment
-          FROM main_sourceimage s LEFT JOIN counted c ON c.id = s.id),
+          FROM main_sourceimage s LEFT JOIN counted c ON c.id = s.id
+         WHERE {captures}),
     occurrence AS (
         SELECT o.event_id, o.deployment_id, o.determination_id,
                {passes_project_filters("o", "ev.project_id", "fe")} AS for_event,
@@ -200,13 +213,14 @@ RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
           LEFT JOIN main_event ev ON ev.id = o.event_id
           LEFT JOIN main_deployment dep ON dep.id = o.deployment_id
           LEFT JOIN filters fe ON fe.id = ev.project_id
-          LEFT JOIN filters fd ON fd.id = dep.project_id),
+          LEFT JOIN filters fd ON fd.id = dep.project_id
+         WHERE {occurrences}),
     event_truth AS (
         SELECT e.id, coalesce(c.first_seen, e."start") AS "start",
                CASE WHEN c.n IS NULL THEN e."end" ELSE c.last_seen END AS "end",
                coalesce(c.n, 0) AS captures_count, coalesce(c.detections, 0) AS detections_count,
                coalesce(oc.n, 0) AS occurrences_count
-          FROM main_event e
+          FROM (SELECT * FROM main_event e WHERE {in_projects("e", projects)}) e
           LEFT JOIN (SELECT event_id, count(*) AS n, min("timestamp") AS first_seen,
                             CASE WHEN bool_or("timestamp" IS NULL) THEN NULL ELSE max("timestamp") END AS last_seen,
                             sum(for_event)::bigint AS detections
@@ -219,7 +233,7 @@ RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
                coalesce(c.detections, 0) AS detections_count, coalesce(oc.n, 0) AS occurrences_count,
                coalesce(oc.taxa, 0) AS taxa_count, c.first_seen AS first_capture_timestamp,
                c.last_seen AS last_capture_timestamp
-          FROM main_deployment d
+          FROM (SELECT * FROM main_deployment d WHERE {in_projects("d", projects)}) d
           LEFT JOIN (SELECT deployment_id, count(*) AS n, sum(size) AS size, min("timestamp") AS first_seen,
                             max("timestamp") AS last_seen, sum(for_deployment)::bigint AS detections
                        FROM capture WHERE deployment_id IS NOT NULL GROUP BY deployment_id) c ON c.deployment_id = d.id
@@ -232,13 +246,16 @@ RECOUNTS = share(WholeTableScan("the recounts", ("K1", "K2", "K3"), f"""
                        FROM occurrence WHERE deployment_id IS NOT NULL GROUP BY deployment_id) oc
                  ON oc.deployment_id = d.id)
     SELECT 'K1', x.project_id, x.id FROM capture x, LATERAL (SELECT x.for_capture AS detections_count) t
-     WHERE {CAPTURES.differs()}
+     WHERE {in_projects("x", projects)} AND {CAPTURES.differs()}
     UNION ALL
     SELECT 'K2', x.project_id, x.id FROM event_truth t JOIN main_event x ON x.id = t.id WHERE {EVENTS.differs()}
     UNION ALL
     SELECT 'K3', x.project_id, x.id FROM deployment_truth t JOIN main_deployment x ON x.id = t.id
      WHERE {DEPLOYMENTS.differs()}
-    """))
+    """
+
+
+RECOUNTS = share(StatementScan("the recounts", ("K1", "K2", "K3"), recounts))
 
 
 @rule("K1", risk="L", depends_on=("detections__occurrence", "project"))
