@@ -174,9 +174,16 @@ def recounts(projects: list | None) -> str:
     """The statement of the shared recount for the rows of ``projects`` (None: every row): the captures of
     those projects, and every capture and occurrence of their events and deployments (which may lie in other
     projects), each recounted once."""
+    # each real detection's occurrence (o): all at once for a full run; a project's through its captures, by
+    # index (the fence keeps PostgreSQL from joining every detection to its occurrence first)
+    detections = ("JOIN main_detection d ON d.source_image_id = s.id AND d.bbox IS NOT NULL "
+                  "LEFT JOIN main_occurrence o ON o.id = d.occurrence_id")
     if projects is None:
         captures = occurrences = "TRUE"
     else:
+        detections = ("CROSS JOIN LATERAL (SELECT o.determination_id, o.determination_score FROM main_detection d "
+                      "LEFT JOIN main_occurrence o ON o.id = d.occurrence_id "
+                      "WHERE d.source_image_id = s.id AND d.bbox IS NOT NULL OFFSET 0) AS o")
         events = f"SELECT e.id FROM main_event e WHERE {in_projects('e', projects)}"
         deployments = f"SELECT d.id FROM main_deployment d WHERE {in_projects('d', projects)}"
         captures = (f"({in_projects('s', projects)} OR s.event_id IN ({events}) "
@@ -184,27 +191,26 @@ def recounts(projects: list | None) -> str:
         occurrences = f"(o.event_id IN ({events}) OR o.deployment_id IN ({deployments}))"
     return f"""
     WITH filters AS ({PROJECT_FILTERS}),
+    scoped AS {"NOT MATERIALIZED" if projects is None else "MATERIALIZED"} (
+        SELECT s.id, s.project_id, s.event_id, s.deployment_id, s."timestamp", s.size, s.detections_count
+          FROM main_sourceimage s WHERE {captures}),
     counted AS (
-        SELECT d.source_image_id AS id,
+        SELECT s.id,
                count(*) FILTER (WHERE {passes_project_filters("o", "s.project_id", "fs")}) AS for_capture,
                count(*) FILTER (WHERE {passes_project_filters("o", "ev.project_id", "fe")}) AS for_event,
                count(*) FILTER (WHERE {passes_project_filters("o", "dep.project_id", "fd")}) AS for_deployment
-          FROM main_detection d
-          JOIN main_sourceimage s ON s.id = d.source_image_id
-          LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
+          FROM scoped s
+          {detections}
           LEFT JOIN main_event ev ON ev.id = s.event_id
           LEFT JOIN main_deployment dep ON dep.id = s.deployment_id
           LEFT JOIN filters fs ON fs.id = s.project_id
           LEFT JOIN filters fe ON fe.id = ev.project_id
           LEFT JOIN filters fd ON fd.id = dep.project_id
-         WHERE d.bbox IS NOT NULL AND {captures}
-         GROUP BY d.source_image_id),
+         GROUP BY s.id),
     capture AS (
-        SELECT s.id, s.project_id, s.event_id, s.deployment_id, s."timestamp", s.size, s.detections_count,
-               coalesce(c.for_capture, 0) AS for_capture, coalesce(c.for_event, 0) AS for_event,
+        SELECT s.*, coalesce(c.for_capture, 0) AS for_capture, coalesce(c.for_event, 0) AS for_event,
                coalesce(c.for_deployment, 0) AS for_deployment
-          FROM main_sourceimage s LEFT JOIN counted c ON c.id = s.id
-         WHERE {captures}),
+          FROM scoped s LEFT JOIN counted c ON c.id = s.id),
     occurrence AS (
         SELECT o.event_id, o.deployment_id, o.determination_id,
                {passes_project_filters("o", "ev.project_id", "fe")} AS for_event,
