@@ -18,7 +18,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.check import Outcome, Status, read_only
+from antenna_invariants.errors import ConfigError
 
 SCHEMA_VERSION = 1
 ID_CAP = 1000
@@ -50,9 +51,9 @@ class Baseline:
             raise ConfigError(f"--baseline {path}: not a baseline (its cases are not violation counts and ids)")
         self.cases: dict[str, dict] = cases
 
-    def judge(self, outcome, ids: list[int] | None):
+    def judge(self, outcome: Outcome, ids: list[int] | None) -> None:
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
-        case = f"{outcome.rule}/{outcome.project}"
+        case = f"{outcome.rule}/{outcome.scope}"
         outcome.new_case = case not in self.cases
         known = self.cases.get(case, {"violations": 0, "ids": []})
         outcome.baseline = known["violations"]
@@ -62,7 +63,7 @@ class Baseline:
             new = max(new, len(outcome.new_ids))
         outcome.new = new
         if new == 0:
-            outcome.status = "baselined"
+            outcome.status = Status.BASELINED
 
 
 def fingerprint_ids(violators, violations: int, sample: list[int]) -> list[int] | None:
@@ -71,8 +72,6 @@ def fingerprint_ids(violators, violations: int, sample: list[int]) -> list[int] 
         return None
     if len(sample) >= violations:
         return list(sample)
-    from antenna_invariants.rules import read_only
-
     with read_only():
         return list(violators.order_by("pk").values_list("pk", flat=True)[:ID_CAP])
 

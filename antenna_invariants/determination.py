@@ -155,7 +155,5 @@ def rewrite_expected(occurrence_ids: list[int]) -> int:
     from antenna_invariants import journal
     from antenna_invariants.mirror.models import Occurrence
 
-    if journal.ACTIVE is None:
-        raise RuntimeError("rewriting determinations from a repair needs an active journal")
-    journal.ACTIVE.watch(Occurrence, list(occurrence_ids))
+    journal.current("rewriting determinations from a repair").journal.watch(Occurrence, list(occurrence_ids))
     return write_expected(Occurrence.objects.filter(pk__any=list(occurrence_ids)))

@@ -10,11 +10,14 @@ matrix only, and failing cases beyond the cap are counted in a note (invariants.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
 from urllib.parse import urlsplit, urlunsplit
 
 from antenna_invariants import reporting
-from antenna_invariants.connection import ConfigError, mask
+from antenna_invariants.connection import mask
+from antenna_invariants.errors import ConfigError
+from antenna_invariants.rules import Rule
 
 MAX_ROWS = 1000
 STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
@@ -95,9 +98,13 @@ def _project_key(label: str):
 class HtmlReport:
     """pytest-html hooks, registered by the plugin in an invariants session."""
 
-    def __init__(self, title: str, rules: dict, *, antenna_url=None, compare=False, planned=0):
-        self.title, self.rules, self.outcomes = title, rules, reporting.OUTCOMES
-        self.antenna_url, self.compare = antenna_url, compare
+    def __init__(
+        self, title: str, rules: Mapping[str, Rule], outcomes: list[dict], *, antenna_url: str | None = None,
+        compare: bool = False, planned: int = 0, scope_option: str | None = None,
+    ) -> None:
+        """``outcomes``: the run's records, filled in as the cases report (``results.Results.records``)."""
+        self.title, self.rules, self.outcomes = title, rules, outcomes
+        self.antenna_url, self.compare, self.scope_option = antenna_url, compare, scope_option
         self.passing_rows = planned <= MAX_ROWS
         self.listed = self.omitted = 0
 
@@ -160,14 +167,14 @@ class HtmlReport:
         ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
-        hint = reporting.what_to_do(entry, o)
+        hint = reporting.what_to_do(entry, o, self.scope_option)
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
         )
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        verdict = escape(reporting.verdict(reporting.totals()))
+        verdict = escape(reporting.verdict(self.outcomes))
         prefix.extend([STYLE, f"<p><b>{verdict}</b></p><div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"])
         if self.omitted or not self.passing_rows:
             passing = "" if self.passing_rows else f"more than {MAX_ROWS} cases: passing cases are in the matrix only; "

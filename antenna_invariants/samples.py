@@ -6,7 +6,8 @@ storage paths or URLs, no job parameters, logs or results (where credentials can
 
 from __future__ import annotations
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.check import read_only
+from antenna_invariants.errors import ConfigError
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     "occurrences": ("project_id", "deployment_id", "event_id", "determination_id", "determination_score"),
@@ -47,8 +48,6 @@ def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict
     wanted = [*shown, *(c for c in columns if c in ALLOWED.get(entry.table, ()) and c not in shown)]
     if not sample or not wanted:
         return []
-    from antenna_invariants.rules import read_only
-
     with read_only():
         rows = {r["pk"]: r for r in entry.model.objects.filter(pk__in=sample).values("pk", *wanted)}
     return [{"id": pk} | {c: _plain(rows[pk][c]) for c in wanted} for pk in sample if pk in rows]
@@ -62,8 +61,6 @@ def store_failures(directory, entry, scope, record: dict) -> None:
     """``--store-failures DIR`` (dbt's store_failures): ``DIR/<rule>-<scope>.csv``, every violating id of the
     case with its table's allowlisted columns, streamed from the database (never all in memory)."""
     import csv
-
-    from antenna_invariants.rules import read_only
 
     columns = ALLOWED.get(entry.table, ())
     path = directory / f"{entry.id}-{record['project']}.csv"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.db import connection
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.errors import ConfigError
 
 LIVE_COLUMNS_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,

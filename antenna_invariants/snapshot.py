@@ -42,7 +42,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from antenna_invariants.connection import ConfigError, mask, url_for
+from antenna_invariants.connection import mask, url_for
+from antenna_invariants.errors import ConfigError
 
 PREFIX = "antenna_snapshot_"
 # OWNER TO and GRANT for roles the scratch server lacks, or that the restoring role may not act as (it owns
