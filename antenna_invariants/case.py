@@ -37,7 +37,8 @@ class Case:
         entry = session.rules[declared.id]  # with this run's severity and thresholds
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
         try:
-            outcome = retried(lambda: session.checks.take(entry, self.scope, session.selected_scopes(entry) or [self.scope]))
+            scopes = session.selected_scopes(entry) or [self.scope]  # what the rule's grouped check covers
+            outcome = retried(lambda: session.checks.take(entry, self.scope, scopes))
             repairable = outcome.status == Status.FAILED and options.repair and entry.repair_func is not None
             if repairable and entry.is_global and not options.all_projects:  # scope means scope
                 outcome.message = f"not repaired: {entry.id}'s table is global and this repair run is scoped"
@@ -46,7 +47,8 @@ class Case:
                 repair(entry, self.scope, outcome, session.journal, options.limits)
                 outcome.stale = stale_counts(session.journal.touched(entry.id, self.scope.label))
             self.item.stash[FINGERPRINT] = self._review(entry, outcome)
-            if options.store_failures is not None and outcome.status in (Status.FAILED, Status.WARNED, Status.BASELINED):
+            stored = (Status.FAILED, Status.WARNED, Status.BASELINED)
+            if options.store_failures is not None and outcome.status in stored:
                 samples.store_failures(options.store_failures, entry, self.scope, outcome.as_dict())
         except RepairRefused as exc:
             outcome.message = f"repair refused: {exc}"

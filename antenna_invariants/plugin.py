@@ -181,7 +181,8 @@ def rule_marks(entry: Rule) -> list[pytest.MarkDecorator]:
     """The case's marks: domain, rule id, severity, repairability, risk, global; and the rule's xdist group
     (``--dist loadgroup`` sends all of a rule's cases to one worker)."""
     names = [entry.domain, entry.id, Severity(entry.severity).value]
-    names += ["repairable"] * (entry.repair_func is not None) + [RISK_MARKS.get(entry.risk)] + ["global"] * entry.is_global
+    names += ["repairable"] * (entry.repair_func is not None) + [RISK_MARKS.get(entry.risk)]
+    names += ["global"] * entry.is_global
     return [getattr(pytest.mark, name) for name in names if name] + [pytest.mark.xdist_group(entry.id)]
 
 
@@ -237,7 +238,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
         declared = item.function.rule  # type: ignore[attr-defined]
-        report.invariant = outcome.as_dict() | reporting.describe(declared) | {"fingerprint": item.stash.get(FINGERPRINT, None)}
+        fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
+        report.invariant = outcome.as_dict() | reporting.describe(declared) | fingerprint
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
@@ -270,7 +272,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 def checked_anything(config: pytest.Config, exitstatus: int) -> bool:
     """False for a run that stopped before any case ran: a usage error (a bad ``-k``, a mistyped path) or no
     rule selected.  Such a run writes no report and claims nothing."""
-    return bool(results_of(config)) or exitstatus not in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED)
+    stopped = (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED)
+    return bool(results_of(config)) or exitstatus not in stopped
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)

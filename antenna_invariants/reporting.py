@@ -113,7 +113,8 @@ def command() -> str:
 def repair_command(rule_id: str, project: str, scope_option: str | None = None) -> str:
     """The exact line that repairs this rule in this case's scope (``scope_option``: the run's own scope option
     when it pins one, ``--job 12``, ``--occurrence 1,2``, which the repair keeps)."""
-    scope = scope_option or (f"--project {project.removeprefix('project')}" if project.startswith("project") else "--all-projects")
+    own = f"--project {project.removeprefix('project')}" if project.startswith("project") else "--all-projects"
+    scope = scope_option or own
     return f"{command()} -m {rule_id} {scope} --repair"
 
 

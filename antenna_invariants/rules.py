@@ -185,7 +185,7 @@ RUN_ORDER = (("K4", "K4b"), ("F1", "F2"), ("G1", "G2", "G3", "G4", "G5", "G6"),
              ("D7", "D1", "D2", "D3", "D4", "D5", "D6"), ("K1", "K2", "K3"))
 
 
-def run_order(entry: "Rule | None") -> tuple[int, int]:
+def run_order(entry: Rule | None) -> tuple[int, int]:
     """Sort key of a rule's cases in a run (a stable sort: unlisted rules keep their collection order)."""
     for phase, ids in enumerate(RUN_ORDER, start=1):
         if entry is not None and entry.id in ids:

@@ -45,7 +45,7 @@ class JobFootprint:
     algorithm_ids: tuple[int, ...] | None  # None: the job has no pipeline
 
     @classmethod
-    def infer(cls, job_id: int) -> "JobFootprint":
+    def infer(cls, job_id: int) -> JobFootprint:
         from antenna_invariants.mirror.models import Job
 
         job = Job.objects.filter(pk=job_id).first()
@@ -206,7 +206,9 @@ def parse_timeout(value: str) -> str:
     server accepts (at most 2147483647 ms), refused here, naming the option, rather than at connect."""
     duration = TIMEOUT.fullmatch(value)
     if duration is None or int(duration[1]) * TIMEOUT_MS[duration[2]] > 2**31 - 1:
-        raise ConfigError(f"--statement-timeout {value!r}: give a duration like 500ms, 30s or 5min (no space, under 24 days)")
+        raise ConfigError(
+            f"--statement-timeout {value!r}: give a duration like 500ms, 30s or 5min (no space, under 24 days)"
+        )
     return value
 
 
