@@ -52,7 +52,7 @@ class Outcome:
     new_case: bool | None = None  # the baseline has no violation of this rule x scope (None: no baseline)
     new_ids: list[int] | None = None  # which ids are new (None: no baseline, or beyond its id cap)
     threshold: str | None = None  # the warn_if / error_if applied, when set
-    sample_rows: list[dict] = field(default_factory=list)  # the sample's allowlisted columns (--sample-columns)
+    sample_rows: list[dict[str, Any]] = field(default_factory=list)  # allowlisted columns (--sample-columns)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON record: enums as their plain string values (xdist's channel and JSON take only plain
@@ -176,10 +176,10 @@ def check_grouped(
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
         checked = _rows_per_project(entry, rows, counts)
         for key, pk, count in _grouped(entry, violators, sample_size):
-            outcome = outcomes.get(group_label(key))  # None: a project created since the run started
-            if outcome is not None:
-                outcome.violations = count
-                outcome.sample.append(pk)
+            found = outcomes.get(group_label(key))  # None: a project created since the run started
+            if found is not None:
+                found.violations = count
+                found.sample.append(pk)
     share = (time.perf_counter() - started) / len(scopes)
     for scope in scopes:
         outcome = outcomes[scope.label]
@@ -190,7 +190,7 @@ def check_grouped(
     return outcomes
 
 
-def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple]:
+def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[Any, int, int]]:
     """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
     project reached through other tables is looked up for each violator once they are found (usually few);
     joining the chain first would read all of it."""
