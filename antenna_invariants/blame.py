@@ -10,7 +10,8 @@ No row stores the job that wrote it (fact sheet §6), so the origin is inferred 
 - its **pipeline's algorithms** against the algorithms of the rows' detections and classifications;
 - its **log lines** (``jobs_joblog``) that name one of the rows' captures (``Image 12``, ``SourceImage #12``).
 
-Each row goes to its best candidate in the row's project; the rows are then grouped by that job.  Confidence:
+Each row goes to its best candidate in the row's project; the rows are then grouped by that job and confidence.
+A job whose window spans more than ``MAX_WINDOW`` (contradictory times, a job left running) is no candidate.  Confidence:
 ``high`` when the window, the footprint and the algorithms (or a log line) agree, ``medium`` when the window
 and one more piece agree, ``low`` when only the window does; a row that several jobs fit equally well is
 one level lower and says so.  It is never certain, and the reports say "most likely".
@@ -64,6 +65,9 @@ TRACES: dict[str, Trace | str] = {
 ID_CAP = 10_000  # violating ids attributed per case; beyond it the report says how many were
 SAMPLE = 5  # ids listed per origin
 WINDOW_SLACK = timedelta(minutes=1)  # a job writes its last rows just before it records finished_at
+# A job whose window spans more than this (times that contradict each other, J5, or a job left running for
+# weeks) says nothing about when it wrote: it is no candidate.
+MAX_WINDOW = timedelta(days=7)
 DEPLOY_GAP = timedelta(minutes=10)  # migrations applied within this of each other are one deploy
 # A log line names a capture as Antenna's loggers write them: "Image 12", "Image #12", "SourceImage #12",
 # "Source image 12", "capture 12" (ami/ml/models/pipeline.py, ami/ml/orchestration/jobs.py, ami/ml/tasks.py).
@@ -175,7 +179,7 @@ def _statement(model, trace: Trace, ids: list[int]) -> tuple[str, list]:
         sql, part_params = parts[name]
         ctes.append(f"v_{name} {columns} AS MATERIALIZED ({sql})")
         params += part_params
-    params += [WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK]
+    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK]
     return "WITH " + ",\n".join(ctes) + ATTRIBUTION, [*params, SAMPLE]
 
 
@@ -193,6 +197,8 @@ jobs AS MATERIALIZED (
            j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) AS finished
       FROM jobs_job j
      WHERE j.project_id IN (SELECT DISTINCT project_id FROM v_rows WHERE project_id IS NOT NULL)
+       AND CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
+                ELSE j.updated_at END - coalesce(j.started_at, j.scheduled_at, j.created_at) <= %s
        AND coalesce(j.started_at, j.scheduled_at, j.created_at) <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
        AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
@@ -225,12 +231,16 @@ scored AS (
       FROM pairs p
 ),
 best AS (
-    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.level, s.footprint, s.algorithm, s.logged,
+    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged,
+           CASE WHEN count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 THEN greatest(s.level - 1, 1)
+                ELSE s.level END AS level,
            count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 AS contested
       FROM scored s
      ORDER BY s.pk, s.level DESC, s.evidence DESC, s.span, s.job DESC
 )
-SELECT b.job, b.level, b.footprint, b.algorithm, b.logged, b.contested, count(*) AS n,
+SELECT b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS footprint,
+       count(*) FILTER (WHERE b.algorithm) AS algorithm, count(*) FILTER (WHERE b.logged) AS logged,
+       count(*) FILTER (WHERE b.contested) AS contested,
        (array_agg(r.pk ORDER BY r.pk))[1:%s] AS sample,
        min(r.created_at) AS first_row, (array_agg(r.pk ORDER BY r.created_at, r.pk))[1] AS first_id,
        max(r.updated_at) AS last_row, (array_agg(r.pk ORDER BY r.updated_at DESC, r.pk DESC))[1] AS last_id,
@@ -242,7 +252,7 @@ SELECT b.job, b.level, b.footprint, b.algorithm, b.logged, b.contested, count(*)
   LEFT JOIN jobs jw ON jw.id = b.job
   LEFT JOIN jobs_job j ON j.id = b.job
   LEFT JOIN ml_pipeline p ON p.id = j.pipeline_id
- GROUP BY b.job, b.level, b.footprint, b.algorithm, b.logged, b.contested"""
+ GROUP BY b.job, b.level"""
 
 
 def _origin(g: dict) -> Origin:
@@ -250,32 +260,36 @@ def _origin(g: dict) -> Origin:
     if g["job"] is None:
         return Origin(None, g["n"], list(g["sample"]), "none",
                       "unattributed: no job of the rows' project ran when they were written", first_row=first, last_row=last)
-    level = g["level"] - 1 if g["contested"] and g["level"] > 1 else g["level"]
     return Origin(
-        g["job"], g["n"], list(g["sample"]), CONFIDENCE[level], _reason(g), type=g["type"], status=g["status"],
+        g["job"], g["n"], list(g["sample"]), CONFIDENCE[g["level"]], _reason(g), type=g["type"], status=g["status"],
         name=g["name"], pipeline=g["pipeline"], project=g["project"], window=[_iso(g["w0"]), _iso(g["w1"])],
         window_end="finished_at" if g["finished"] else "updated_at", first_row=first, last_row=last,
     )
 
 
 def _reason(g: dict) -> str:
+    """What agrees (for all the group's rows, or for how many of them) and what does not."""
     source = next((f"{kind} {g[column]}" for kind, column in
                    (("collection", "collection_id"), ("capture", "single_id"), ("deployment", "deployment_id"))
                    if g[column] is not None), None)
-    agree = ["time window"]
-    disagree = []
-    (agree if g["footprint"] else disagree).append(f"input captures ({source})" if source else "input captures")
+    pieces = [("footprint", f"input captures ({source})" if source else "input captures")]
     if g["pipeline"] is not None:
-        (agree if g["algorithm"] else disagree).append("pipeline algorithms")
-    if g["logged"]:
-        agree.append("its log names the captures")
+        pieces.append(("algorithm", "pipeline algorithms"))
+    agree, disagree = ["time window"], []
+    for column, label in pieces + [("logged", "its log naming the captures")]:
+        if g[column] == g["n"]:
+            agree.append(label)
+        elif g[column]:
+            agree.append(f"{label} (for {g[column]} of {g['n']})")
+        elif column != "logged":
+            disagree.append(label)
     text = f"{_and(agree)} agree" if len(agree) > 1 else "only the time window agrees"
     if disagree and len(agree) > 1:
         text += f"; not the {_and(disagree)}"
     if source is None:
         text += "; the job has no input captures"
     if g["contested"]:
-        text += "; other jobs fit as well"
+        text += "; other jobs fit as well" + (f" (for {g['contested']} of {g['n']})" if g["contested"] < g["n"] else "")
     return text
 
 

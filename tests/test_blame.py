@@ -81,7 +81,7 @@ def test_a_log_line_naming_the_capture_raises_a_time_only_match(invariants, nigh
     _, by_job = origins(invariants, "D1", station.project_id)
 
     assert by_job[unrelated.pk].confidence == "medium"
-    assert "its log names the captures" in by_job[unrelated.pk].reason
+    assert "its log naming the captures agree" in by_job[unrelated.pk].reason
 
 
 def test_a_job_that_never_finished_ends_its_window_at_its_last_update(invariants):
@@ -170,6 +170,7 @@ def test_rules_without_a_trace_are_not_attributable(invariants):
     assert not attribution.attributable and attribution.reason.startswith("not attributable: identifications")
     assert blame.attribute(RULES["J1"], [1]).reason == "not attributable: the row is a job: its id is the origin"
     lines = blame.summary_lines(blame.attribute(RULES["K4"], [1]).as_dict(), "main_taxon")
+    assert blame.trace_of(RULES["C11"]) == "collection membership rows carry no timestamp"
     assert lines == ["not attributable: taxa are imported by commands, not written by a job"]
 
 
@@ -207,6 +208,19 @@ def test_attribution_writes_nothing(invariants, night):
     before = invariants.snapshot()
     origins(invariants, "D1", station.project_id)
     assert invariants.snapshot() == before
+
+
+def test_a_job_whose_window_spans_weeks_is_no_candidate(invariants):
+    """A job that recorded finishing before it started (J5) ends its window at its last update, months later."""
+    station = f.DeploymentFactory()
+    contradictory = story.pipeline_run(station, NIGHT, minutes=60 * 24 * 30)
+    type(contradictory).objects.filter(pk=contradictory.pk).update(finished_at=NIGHT - timedelta(days=1))
+    rows = story.by_pipeline(contradictory, scenarios.partial_save(station))
+    story.written_at(NIGHT + timedelta(minutes=5), *rows)
+
+    _, by_job = origins(invariants, "D1", station.project_id)
+
+    assert set(by_job) == {None}
 
 
 def test_beyond_the_cap_the_report_says_how_many_were_attributed(invariants, night, monkeypatch):
