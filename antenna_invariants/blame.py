@@ -86,8 +86,7 @@ class Origin:
     reason: str
     type: str | None = None
     status: str | None = None
-    name: str | None = None
-    pipeline: str | None = None
+    pipeline: str | None = None  # the pipeline's name (set by processing services; job names, typed by people, stay out)
     project: int | None = None
     window: list[str | None] = field(default_factory=list)  # [start, end] as ISO text
     window_end: str | None = None  # which column ended the window: finished_at, or updated_at (never finished)
@@ -127,28 +126,44 @@ def trace_of(entry) -> Trace | str:
 
 
 def attribute(entry, ids: list[int], violations: int | None = None) -> Attribution:
-    """The origins of the violating rows ``ids`` of rule ``entry`` (the first ``ID_CAP`` are looked at)."""
+    """The origins of one case's violating rows ``ids`` of rule ``entry`` (the first ``ID_CAP`` are looked at)."""
+    return attribute_cases(entry, {"case": (ids, violations)}, lambda project: "case")["case"]
+
+
+def attribute_cases(entry, cases: dict[str, tuple[list[int], int | None]], label=None) -> dict[str, Attribution]:
+    """The origins of several cases of one rule, ``{label: (ids, violations)}``, in one statement (the rows of a
+    project only ever meet that project's jobs, so the cases do not mix); ``label(project_id)`` names the case
+    of a row's project (default ``project5`` / ``noproject``)."""
+    label = label or (lambda project: "noproject" if project is None else f"project{project}")
     trace = trace_of(entry)
     if isinstance(trace, str):
-        return Attribution(False, f"not attributable: {trace}")
-    ids = sorted(ids)[:ID_CAP]
-    result = Attribution(True, attributed=len(ids))
-    if violations is not None and violations > len(ids):
-        result.reason = f"the first {len(ids)} of {violations} violating rows attributed"
+        return {case: Attribution(False, f"not attributable: {trace}") for case in cases}
+    results, ids = {}, []
+    for case, (case_ids, violations) in cases.items():
+        case_ids = sorted(case_ids)[:ID_CAP]
+        ids += case_ids
+        results[case] = Attribution(True, attributed=len(case_ids))
+        if violations is not None and violations > len(case_ids):
+            results[case].reason = f"the first {len(case_ids)} of {violations} violating rows attributed"
     if not ids:
-        return result
+        return results
     sql, params = _statement(entry.model, trace, ids)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         columns = [c.name for c in cursor.description]
         groups = [dict(zip(columns, row)) for row in cursor.fetchall()]
-    result.origins = sorted((_origin(g) for g in groups), key=lambda o: (o.job is None, -o.rows, o.job or 0))
-    oldest = min(groups, key=lambda g: (g["first_row"], g["first_id"]))
-    newest = max(groups, key=lambda g: (g["last_row"], g["last_id"]))
-    result.oldest = {"id": oldest["first_id"], "created_at": _iso(oldest["first_row"])}
-    result.newest = {"id": newest["last_id"], "updated_at": _iso(newest["last_row"])}
-    result.deploy = deploy_before(oldest["first_row"])
-    return result
+    migrations = _migrations()
+    for case, result in results.items():
+        mine = [g for g in groups if label(g["row_project"]) == case]
+        if not mine:
+            continue
+        result.origins = sorted((_origin(g) for g in mine), key=lambda o: (o.job is None, -o.rows, o.job or 0))
+        oldest = min(mine, key=lambda g: (g["first_row"], g["first_id"]))
+        newest = max(mine, key=lambda g: (g["last_row"], g["last_id"]))
+        result.oldest = {"id": oldest["first_id"], "created_at": _iso(oldest["first_row"])}
+        result.newest = {"id": newest["last_id"], "updated_at": _iso(newest["last_row"])}
+        result.deploy = deploy_before(oldest["first_row"], migrations)
+    return results
 
 
 def _part(queryset, *columns: str) -> tuple[str, list]:
@@ -238,13 +253,13 @@ best AS (
       FROM scored s
      ORDER BY s.pk, s.level DESC, s.evidence DESC, s.span, s.job DESC
 )
-SELECT b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS footprint,
+SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS footprint,
        count(*) FILTER (WHERE b.algorithm) AS algorithm, count(*) FILTER (WHERE b.logged) AS logged,
        count(*) FILTER (WHERE b.contested) AS contested,
        (array_agg(r.pk ORDER BY r.pk))[1:%s] AS sample,
        min(r.created_at) AS first_row, (array_agg(r.pk ORDER BY r.created_at, r.pk))[1] AS first_id,
        max(r.updated_at) AS last_row, (array_agg(r.pk ORDER BY r.updated_at DESC, r.pk DESC))[1] AS last_id,
-       min(j.job_type_key) AS type, min(j.status) AS status, min(j.name) AS name, min(p.name) AS pipeline,
+       min(j.job_type_key) AS type, min(j.status) AS status, min(p.name) AS pipeline,
        min(j.project_id) AS project, min(jw.w0) AS w0, min(jw.w1) AS w1, bool_and(jw.finished) AS finished,
        min(j.source_image_collection_id) AS collection_id, min(j.source_image_single_id) AS single_id,
        min(j.deployment_id) AS deployment_id
@@ -252,7 +267,7 @@ SELECT b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS foo
   LEFT JOIN jobs jw ON jw.id = b.job
   LEFT JOIN jobs_job j ON j.id = b.job
   LEFT JOIN ml_pipeline p ON p.id = j.pipeline_id
- GROUP BY b.job, b.level"""
+ GROUP BY r.project_id, b.job, b.level"""
 
 
 def _origin(g: dict) -> Origin:
@@ -262,7 +277,7 @@ def _origin(g: dict) -> Origin:
                       "unattributed: no job of the rows' project ran when they were written", first_row=first, last_row=last)
     return Origin(
         g["job"], g["n"], list(g["sample"]), CONFIDENCE[g["level"]], _reason(g), type=g["type"], status=g["status"],
-        name=g["name"], pipeline=g["pipeline"], project=g["project"], window=[_iso(g["w0"]), _iso(g["w1"])],
+        pipeline=g["pipeline"], project=g["project"], window=[_iso(g["w0"]), _iso(g["w1"])],
         window_end="finished_at" if g["finished"] else "updated_at", first_row=first, last_row=last,
     )
 
@@ -301,35 +316,27 @@ def _iso(value) -> str | None:
     return value.isoformat(sep=" ", timespec="minutes") if isinstance(value, datetime) else None
 
 
-def deploy_before(moment) -> dict | None:
+def deploy_before(moment, migrations: list[tuple] | None = None) -> dict | None:
     """The deploy (migrations applied within ``DEPLOY_GAP`` of each other) last before ``moment``: its newest
     migration, how many came with it, and how long before ``moment`` it was applied."""
-    if moment is None or "django_migrations" not in _tables():
+    migrations = _migrations() if migrations is None else migrations
+    before = [m for m in migrations if m[2] <= moment] if moment is not None else []
+    if not before:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """WITH last AS (SELECT app, name, applied FROM django_migrations WHERE applied <= %s
-                              ORDER BY applied DESC, id DESC LIMIT 1)
-               SELECT last.app, last.name, last.applied,
-                      (SELECT count(*) - 1 FROM django_migrations m WHERE m.applied BETWEEN last.applied - %s AND last.applied)
-                 FROM last""",
-            [moment, DEPLOY_GAP],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    app, name, applied, more = row
+    app, name, applied = before[-1]
+    more = sum(1 for m in before[:-1] if m[2] >= applied - DEPLOY_GAP)
     return {"migration": f"{app}/{name}", "applied": _iso(applied), "with": more,
             "minutes_before": int((moment - applied).total_seconds() // 60)}
 
 
-_TABLES: set[str] = set()
-
-
-def _tables() -> set[str]:
-    if not _TABLES:
-        _TABLES.update(connection.introspection.table_names())
-    return _TABLES
+def _migrations() -> list[tuple]:
+    """Every applied migration (app, name, applied), oldest first: a few hundred rows, read once per rule."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('django_migrations') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return []
+        cursor.execute("SELECT app, name, applied FROM django_migrations ORDER BY applied, id")
+        return cursor.fetchall()
 
 
 # What the reports say ---------------------------------------------------------------------------------------
@@ -386,3 +393,61 @@ def summary_lines(attribution: dict, unit: str, limit: int = 5) -> list[str]:
         lines.append(attribution["reason"])
     appeared = appeared_line(attribution, unit)
     return lines + ([appeared] if appeared else [])
+
+
+def origin_summary(records: list[dict], shown: int = 2) -> str:
+    """A rule's origins over its cases, for summary.md: ``job 30: 38 (high); 3 unattributed``."""
+    by_job: dict = {}
+    unattributed, reasons = 0, set()
+    for record in records:
+        attribution = record.get("attribution") or {}
+        if attribution and not attribution.get("attributable"):
+            reasons.add("not attributable")
+        for o in record.get("origins") or ():
+            if o["job"] is None:
+                unattributed += o["rows"]
+                continue
+            rows, best = by_job.get(o["job"], (0, "low"))
+            better = o["confidence"] if LEVELS[o["confidence"]] > LEVELS[best] else best
+            by_job[o["job"]] = (rows + o["rows"], better)
+    ranked = sorted(by_job.items(), key=lambda item: (-item[1][0], item[0]))
+    parts = [f"job {job}: {rows} ({confidence})" for job, (rows, confidence) in ranked[:shown]]
+    if len(ranked) > shown:
+        parts.append(f"{len(ranked) - shown} more jobs")
+    if unattributed:
+        parts.append(f"{unattributed} unattributed")
+    return "; ".join(parts) or ", ".join(sorted(reasons))
+
+
+LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+
+def html_breakdown(record: dict, base: str | None, table: str) -> str:
+    """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
+    ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
+    from antenna_invariants.html import link, text
+
+    attribution = record.get("attribution") or {}
+    if not attribution:
+        return ""
+    if not attribution.get("attributable"):
+        return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
+    rows = []
+    for o in record.get("origins") or ():
+        ids = ", ".join(link(base, table, record["project"], pk) for pk in o["sample"])
+        if o["job"] is None:
+            rows.append(f"<tr><td>unattributed</td><td colspan=4>{text(_span(o['first_row'], o['last_row']))}</td>"
+                        f"<td>none</td><td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>")
+            continue
+        job = link(base, "jobs", f"project{o['project']}", o["job"])
+        end = "" if o["window_end"] == "finished_at" else " (never finished: last update)"
+        rows.append(
+            f"<tr><td>job {job}</td><td>{text(o['type'] or '')}</td><td>{text(o['status'] or '')}</td>"
+            f"<td>{text(o['pipeline'] or '')}</td><td>{text(_span(*o['window']) + end)}</td><td>{o['confidence']}</td>"
+            f"<td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>"
+        )
+    head = ("<tr><th>most likely origin</th><th>type</th><th>status</th><th>pipeline</th><th>window</th>"
+            "<th>confidence</th><th>rows</th><th>ids</th><th>why</th></tr>")
+    notes = [attribution.get("reason")] + [appeared_line(attribution, record["table"])]
+    notes_html = "".join(f"<p>{text(n)}</p>" for n in notes if n)
+    return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"

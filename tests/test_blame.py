@@ -232,3 +232,51 @@ def test_beyond_the_cap_the_report_says_how_many_were_attributed(invariants, nig
 
     assert attribution.attributed == 2 and sum(o.rows for o in attribution.origins) == 2
     assert attribution.reason == "the first 2 of 5 violating rows attributed"
+
+
+def test_several_cases_of_a_rule_are_attributed_in_one_statement(invariants, night, django_assert_max_num_queries):
+    station, killed, *_ = night
+    elsewhere = f.DeploymentFactory()
+    theirs = story.pipeline_run(elsewhere, NIGHT)
+    rows = story.by_pipeline(theirs, scenarios.partial_save(elsewhere))
+    story.written_at(NIGHT + timedelta(minutes=12), *rows)
+    cases = {f"project{p}": (invariants.check("D1", project=p).sample, None) for p in (station.project_id, elsewhere.project_id)}
+
+    with django_assert_max_num_queries(3):  # the attribution, the migrations (and their table's existence)
+        attributions = blame.attribute_cases(RULES["D1"], cases)
+
+    mine, other = attributions[f"project{station.project_id}"], attributions[f"project{elsewhere.project_id}"]
+    assert {o.job for o in mine.origins} == {killed.pk, None}
+    assert [(o.job, o.rows, o.confidence) for o in other.origins] == [(theirs.pk, 1, "high")]
+    assert other.oldest["id"] == rows[0].pk
+
+
+def test_first_seen_comes_from_the_baseline_then_the_compared_run_then_this_run():
+    from antenna_invariants.baseline import first_seen
+
+    case = {"violations": 3, "ids": [1, 2, 3], "first_seen": {"1": "2026-11-01T06:00:00+00:00"}}
+    previous = {"sample": [4], "first_seen": {"5": "2026-11-20T06:00:00+00:00"}, "run_started": "2026-11-25T06:00:00+00:00"}
+
+    seen = first_seen([1, 2, 4, 5, 6], "2026-12-03T06:00:00+00:00", case, "2026-11-10T06:00:00+00:00", previous)
+
+    assert seen == {"1": "2026-11-01T06:00:00+00:00",  # the baseline's own record
+                    "2": "2026-11-10T06:00:00+00:00",  # an older baseline: when it was written
+                    "4": "2026-11-25T06:00:00+00:00",  # listed by the compared run
+                    "5": "2026-11-20T06:00:00+00:00",  # carried by the compared run
+                    "6": "2026-12-03T06:00:00+00:00"}  # new in this run
+
+
+def test_a_baseline_written_again_keeps_the_first_run_that_saw_each_id(tmp_path):
+    import json
+
+    from antenna_invariants import baseline
+
+    record = {"rule": "D1", "project": "project1", "status": "failed", "violations": 2, "fingerprint": [7, 8],
+              "first_seen": {"7": "2026-11-01T06:00:00+00:00"}}
+    run = {"started": "2026-12-03T06:00:00+00:00", "database": {"label": "db"}, "scope": "all"}
+    baseline.write(tmp_path / "baseline.json", [record], run)
+
+    written = json.loads((tmp_path / "baseline.json").read_text())
+    assert written["cases"]["D1/project1"]["first_seen"] == {"7": "2026-11-01T06:00:00+00:00", "8": "2026-12-03T06:00:00+00:00"}
+    assert written["run_started"] == "2026-12-03T06:00:00+00:00"
+    assert baseline.Baseline(tmp_path / "baseline.json").written == "2026-12-03T06:00:00+00:00"
