@@ -22,8 +22,8 @@ started count: what the job wrote, not the older debt of the same captures (the 
 ``REPORTS/gate.json`` are written.
 
 Exit codes: 0 every checked footprint holds (or no job finished, or another gate run holds the lock); 1
-violations in at least one job's footprint (or a rule could not run); 3 internal error; 4 usage or
-configuration error, one line ``ERROR: …``, state left as it was.
+violations in at least one job's footprint (or a rule could not run); 2 interrupted; 3 internal error; 4 usage
+or configuration error, one line ``ERROR: …``, state left as it was.
 """
 
 from __future__ import annotations
@@ -290,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ERROR: {conn.mask(str(exc))}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:
+        print("gate: interrupted; the state holds every job checked so far", file=sys.stderr)
+        return 2
+    except Exception:  # a bug: exit 3, never the 1 that means violations
+        import traceback
+
+        print(conn.mask(traceback.format_exc()), file=sys.stderr)
+        return 3
 
 
 def _connected(reports: Path, args, overlap: timedelta) -> int:
