@@ -10,8 +10,9 @@ No row stores the job that wrote it (fact sheet §6), so the origin is inferred 
 - its **pipeline's algorithms** against the algorithms of the rows' detections and classifications;
 - its **log lines** (``jobs_joblog``) that name one of the rows' captures (``Image 12``, ``SourceImage #12``).
 
-Each row goes to its best candidate in the row's project; the rows are then grouped by that job and confidence.
-A job whose window spans more than ``MAX_WINDOW`` (contradictory times, a job left running) is no candidate.  Confidence:
+Each row goes to its best candidate in the row's project; the rows are then grouped by that job and
+confidence.  A job whose window spans more than ``MAX_WINDOW`` (contradictory times, a job left running) is no
+candidate.  Confidence:
 ``high`` when the window, the footprint and the algorithms (or a log line) agree, ``medium`` when the window
 and one more piece agree, ``low`` when only the window does; a row that several jobs fit equally well is
 one level lower and says so.  It is never certain, and the reports say "most likely".
@@ -86,7 +87,7 @@ class Origin:
     reason: str
     type: str | None = None
     status: str | None = None
-    pipeline: str | None = None  # the pipeline's name (set by processing services; job names, typed by people, stay out)
+    pipeline: str | None = None  # its name, set by processing services (job names, typed by people, stay out)
     project: int | None = None
     window: list[str | None] = field(default_factory=list)  # [start, end] as ISO text
     window_end: str | None = None  # which column ended the window: finished_at, or updated_at (never finished)
@@ -151,7 +152,7 @@ def attribute_cases(entry, cases: dict[str, tuple[list[int], int | None]], label
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         columns = [c.name for c in cursor.description]
-        groups = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        groups = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     migrations = _migrations()
     for case, result in results.items():
         mine = [g for g in groups if label(g["row_project"]) == case]
@@ -185,7 +186,8 @@ def _statement(model, trace: Trace, ids: list[int]) -> tuple[str, list]:
     else:
         parts["caps"] = ("SELECT NULL::bigint, NULL::bigint WHERE false", [])
     algorithm_parts = [_part(rows.filter(**{f"{p}__isnull": False}), "pk", p) for p in trace.algorithms]
-    parts["algs"] = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or "SELECT NULL::bigint, NULL::bigint WHERE false",
+    none = "SELECT NULL::bigint, NULL::bigint WHERE false"
+    parts["algs"] = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or none,
                      [p for _, ps in algorithm_parts for p in ps])
     params: list = []
     ctes = []
@@ -194,7 +196,7 @@ def _statement(model, trace: Trace, ids: list[int]) -> tuple[str, list]:
         sql, part_params = parts[name]
         ctes.append(f"v_{name} {columns} AS MATERIALIZED ({sql})")
         params += part_params
-    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK]
+    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, *[WINDOW_SLACK] * 4]
     return "WITH " + ",\n".join(ctes) + ATTRIBUTION, [*params, SAMPLE]
 
 
@@ -214,7 +216,8 @@ jobs AS MATERIALIZED (
      WHERE j.project_id IN (SELECT DISTINCT project_id FROM v_rows WHERE project_id IS NOT NULL)
        AND CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
                 ELSE j.updated_at END - coalesce(j.started_at, j.scheduled_at, j.created_at) <= %s
-       AND coalesce(j.started_at, j.scheduled_at, j.created_at) <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
+       AND coalesce(j.started_at, j.scheduled_at, j.created_at)
+           <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
        AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
 named AS MATERIALIZED (
@@ -228,14 +231,17 @@ pairs AS (
                     WHERE c.pk = r.pk
                       AND CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
                                    SELECT FROM main_sourceimagecollection_images ci
-                                    WHERE ci.sourceimagecollection_id = j.collection_id AND ci.sourceimage_id = c.capture)
+                                    WHERE ci.sourceimagecollection_id = j.collection_id
+                                      AND ci.sourceimage_id = c.capture)
                                WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
                                WHEN j.deployment_id IS NOT NULL THEN EXISTS (
-                                   SELECT FROM main_sourceimage s WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
+                                   SELECT FROM main_sourceimage s
+                                    WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
                                ELSE false END) AS footprint,
            EXISTS (SELECT FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
                     WHERE a.pk = r.pk AND pa.pipeline_id = j.pipeline_id) AS algorithm,
-           EXISTS (SELECT FROM v_caps c JOIN named n ON n.capture = c.capture WHERE c.pk = r.pk AND n.job = j.id) AS logged
+           EXISTS (SELECT FROM v_caps c JOIN named n ON n.capture = c.capture
+                    WHERE c.pk = r.pk AND n.job = j.id) AS logged
       FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
        AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
 ),
@@ -274,7 +280,8 @@ def _origin(g: dict) -> Origin:
     first, last = _iso(g["first_row"]), _iso(g["last_row"])
     if g["job"] is None:
         return Origin(None, g["n"], list(g["sample"]), "none",
-                      "unattributed: no job of the rows' project ran when they were written", first_row=first, last_row=last)
+                      "unattributed: no job of the rows' project ran when they were written",
+                      first_row=first, last_row=last)
     return Origin(
         g["job"], g["n"], list(g["sample"]), CONFIDENCE[g["level"]], _reason(g), type=g["type"], status=g["status"],
         pipeline=g["pipeline"], project=g["project"], window=[_iso(g["w0"]), _iso(g["w1"])],
@@ -369,7 +376,8 @@ def appeared_line(a: dict, unit: str) -> str | None:
     deploy = a.get("deploy")
     if deploy:
         more = f" (with {deploy['with']} more)" if deploy["with"] else ""
-        text += f"; first violating row {_minutes(deploy['minutes_before'])} after migration {deploy['migration']}{more} was applied"
+        text += (f"; first violating row {_minutes(deploy['minutes_before'])} after migration "
+                 f"{deploy['migration']}{more} was applied")
     return text
 
 

@@ -18,8 +18,9 @@ overlap and are not among those already checked, oldest finish first (then id), 
 A final job without ``finished_at`` (rule J2) counts as finished at its last ``updated_at``.  The first run, with
 no state, takes the jobs that finished in the last ``--since`` (default 1h).  Each job's footprint is ``--job``'s
 (its project, its input captures, its pipeline's algorithms), and only its rows created or written since the job
-started count: what the job wrote, not the older debt of the same captures (the nightly run's business).  Read-only: the session is ``default_transaction_read_only``; only the state file and
-``REPORTS/gate.json`` are written.
+started count: what the job wrote, not the older debt of the same captures (the nightly run's business).
+Read-only: the session is ``default_transaction_read_only``; only the state file and ``REPORTS/gate.json`` are
+written.
 
 Exit codes: 0 every checked footprint holds (or no job finished, or another gate run holds the lock); 1
 violations in at least one job's footprint (or a rule could not run); 2 interrupted; 3 internal error; 4 usage
@@ -78,7 +79,8 @@ class State:
             raise ConfigError(f"{path}: not a gate state file ({exc}); move it away to start afresh") from None
 
     def save(self, path: Path) -> None:
-        document = {"schema_version": STATE_VERSION, "watermark": self.watermark.isoformat() if self.watermark else None,
+        watermark = self.watermark.isoformat() if self.watermark else None
+        document = {"schema_version": STATE_VERSION, "watermark": watermark,
                     "checked": {str(k): v for k, v in sorted(self.checked.items())}, "runs": self.runs}
         _write_atomically(path, document)
 
@@ -113,14 +115,17 @@ class JobCheck:
         head = f"job {self.job} ({self.type}, {self.status}, finished {self.finished[:16]})"
         if not self.results:
             return f"{head}: its footprint holds"
-        cases = ", ".join(
-            f"{r['rule']} {'could not run' if r['status'] == 'error' else r['violations']}"
-            + (f" (ids {', '.join(map(str, r['sample'][:5]))}{', …' if r['violations'] > 5 else ''})" if r["sample"] else "")
-            + ("" if r["status"] in ("failed", "error") else f" {r['status']}")
-            for r in self.results
-        )
+        cases = ", ".join(_case(r) for r in self.results)
         verdict = "FAILED" if self.failing else "warned"
         return f"{head}: {verdict} {cases}"
+
+
+def _case(r: dict) -> str:
+    """``D1 38 (ids 1, 2, 3, 4, 5, …)``; ``N8 2 (ids 4, 5) warned``; ``C5 could not run``."""
+    text = f"{r['rule']} {'could not run' if r['status'] == 'error' else r['violations']}"
+    if r["sample"]:
+        text += f" (ids {', '.join(map(str, r['sample'][:5]))}{', …' if r['violations'] > 5 else ''})"
+    return text + ("" if r["status"] in ("failed", "error") else f" {r['status']}")
 
 
 def finished_jobs(state: State, since: datetime, overlap: timedelta) -> list[tuple[int, datetime]]:
@@ -201,7 +206,8 @@ def run(reports: Path, since: datetime | None = None, max_jobs: int = 50, overla
         pending = finished_jobs(state, since, overlap)
         todo, left = pending[:max_jobs], pending[max_jobs:]
         start = (state.watermark - overlap) if state.watermark else since
-        out(f"gate: {len(pending)} job(s) finished since {start.isoformat(sep=' ', timespec='minutes')} and not checked yet"
+        out(f"gate: {len(pending)} job(s) finished since {start.isoformat(sep=' ', timespec='minutes')} "
+            "and not checked yet"
             + (f"; checking {len(todo)}, {len(left)} left for the next run (--max-jobs {max_jobs})" if left else "")
             + f"; {len(rules)} job-scoped rules")
         checks = []
@@ -262,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", default=str(REPORTS_DIR), help="where gate-state.json and gate.json live")
     parser.add_argument("--max-jobs", type=int, default=50, help="check at most N jobs; the rest wait for the next run")
     parser.add_argument("--statement-timeout", default="1min", help="cancel any query running longer (default 1min)")
-    parser.add_argument("--since", default="1h", help="first run only (no state): jobs finished in this last age or since this date")
-    parser.add_argument("--overlap", default="1h", help="how far back a late-committed finish is still picked up (default 1h)")
+    parser.add_argument("--since", default="1h",
+                        help="first run only (no state): jobs finished in this last age or since this date")
+    parser.add_argument("--overlap", default="1h",
+                        help="how far back a late-committed finish is still picked up (default 1h)")
     parser.add_argument("--sample-size", type=int, default=20, help="ids shown per failing rule")
     args = parser.parse_args(argv)
     os.environ["DJANGO_SETTINGS_MODULE"] = "antenna_invariants.settings"

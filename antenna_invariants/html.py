@@ -40,7 +40,8 @@ STYLE = """<style>
 .inv-top .b{background:#ccc}.inv-top .e{background:#c9f}.inv-top .s{background:#f4f4f4}
 .inv-legend span{padding:0 .5em;margin-right:.3em;color:#000}.inv p{margin:.2em 0}
 .inv pre{white-space:pre-wrap;background:#f6f6f6;padding:.3em}
-.inv-origins{border-collapse:collapse;font-size:12px;margin:.3em 0}.inv-origins td,.inv-origins th{border:1px solid #ddd;padding:1px 4px}
+.inv-origins{border-collapse:collapse;font-size:12px;margin:.3em 0}
+.inv-origins td,.inv-origins th{border:1px solid #ddd;padding:1px 4px}
 </style>"""
 
 

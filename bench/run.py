@@ -191,13 +191,13 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
             seconds = time.perf_counter() - started
             total += seconds
             rows += sum(a.attributed for a in attributed.values())
+            to_jobs = sum(o.rows for a in attributed.values() for o in a.origins if o.job)
             per_rule[rule_id] = {"seconds": round(seconds, 3), "cases": len(cases),
-                                 "rows": sum(a.attributed for a in attributed.values()),
-                                 "attributed_to_jobs": sum(o.rows for a in attributed.values() for o in a.origins if o.job)}
+                                 "rows": sum(a.attributed for a in attributed.values()), "attributed_to_jobs": to_jobs}
         transaction.set_rollback(True)
     figure = {"seconds": total, "statements": len(per_rule), "rows": rows, "full_run_seconds": full_seconds,
-              "share_of_full_run": total / full_seconds if full_seconds else None, "stress_jobs_per_project": stress_jobs,
-              "rules": per_rule}
+              "share_of_full_run": total / full_seconds if full_seconds else None,
+              "stress_jobs_per_project": stress_jobs, "rules": per_rule}
     print(f"attribution: {total:.1f} s for {rows:,} rows in {len(per_rule)} statements = "
           f"{figure['share_of_full_run']:.1%} of the full run ({full_seconds:.1f} s)", flush=True)
     return figure
@@ -208,15 +208,17 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
 STRESS_JOBS = """
 INSERT INTO main_sourceimagecollection_images (sourceimagecollection_id, sourceimage_id)
 SELECT c.id, s.id FROM main_sourceimage s JOIN main_sourceimagecollection c ON c.project_id = s.project_id
- WHERE NOT EXISTS (SELECT FROM main_sourceimagecollection_images x WHERE x.sourceimagecollection_id = c.id AND x.sourceimage_id = s.id);
+ WHERE NOT EXISTS (SELECT FROM main_sourceimagecollection_images x
+                    WHERE x.sourceimagecollection_id = c.id AND x.sourceimage_id = s.id);
 INSERT INTO ml_pipeline (created_at, updated_at, name, slug, description, version, version_name, stages, default_config)
 VALUES (now(), now(), 'bench stress', 'bench-stress', '', 1, '', '[]', '{}');
 INSERT INTO ml_pipeline_algorithms (pipeline_id, algorithm_id)
 SELECT (SELECT id FROM ml_pipeline WHERE slug = 'bench-stress'), a.id FROM ml_algorithm a;
 INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs, delay, shuffle, job_type_key,
     dispatch_mode, project_id, source_image_collection_id, pipeline_id, started_at, finished_at)
-SELECT now() - interval '1 day', now() + interval '1 hour', 'stress ' || c.project_id || '/' || k, 'default', 'SUCCESS',
-       '{}', '{}', 0, true, 'ml', 'internal', c.project_id, c.id, (SELECT id FROM ml_pipeline WHERE slug = 'bench-stress'),
+SELECT now() - interval '1 day', now() + interval '1 hour', 'stress ' || c.project_id || '/' || k, 'default',
+       'SUCCESS', '{}', '{}', 0, true, 'ml', 'internal', c.project_id, c.id,
+       (SELECT id FROM ml_pipeline WHERE slug = 'bench-stress'),
        (SELECT min(created_at) FROM main_occurrence) - interval '1 hour' + k * interval '1 second',
        (SELECT max(updated_at) FROM main_occurrence) + interval '1 hour'
   FROM main_sourceimagecollection c, generate_series(1, %(per_project)s) k;

@@ -46,12 +46,15 @@ def test_rows_go_to_the_job_whose_window_footprint_and_algorithms_agree(invarian
     attribution, by_job = origins(invariants, "D1", station.project_id)
 
     assert set(by_job) == {killed.pk, None}
-    assert by_job[killed.pk].rows == 3 and by_job[killed.pk].sample == sorted(o.pk for o in inside)
+    assert by_job[killed.pk].rows == 3
+    assert by_job[killed.pk].sample == sorted(o.pk for o in inside)
     assert by_job[killed.pk].confidence == "high"
     assert "time window, input captures (deployment" in by_job[killed.pk].reason
-    assert (by_job[killed.pk].type, by_job[killed.pk].status, by_job[killed.pk].window_end) == ("ml", "FAILURE", "finished_at")
+    killed_origin = by_job[killed.pk]
+    assert (killed_origin.type, killed_origin.status, killed_origin.window_end) == ("ml", "FAILURE", "finished_at")
     assert by_job[killed.pk].window == ["2026-04-16 02:00", "2026-04-16 02:40"]
-    assert by_job[None].rows == 2 and by_job[None].confidence == "none"
+    assert by_job[None].rows == 2
+    assert by_job[None].confidence == "none"
     assert by_job[None].sample == sorted(o.pk for o in morning)
     assert attribution.attributed == 5
 
@@ -94,7 +97,8 @@ def test_a_job_that_never_finished_ends_its_window_at_its_last_update(invariants
 
     _, by_job = origins(invariants, "D1", station.project_id)
 
-    assert by_job[stuck.pk].window_end == "updated_at" and by_job[stuck.pk].window[1] == "2026-04-16 02:25"
+    assert by_job[stuck.pk].window_end == "updated_at"
+    assert by_job[stuck.pk].window[1] == "2026-04-16 02:25"
     assert by_job[stuck.pk].sample == [rows[0].pk]
     assert by_job[None].sample == [late[0].pk]
 
@@ -110,7 +114,8 @@ def test_equally_fitting_jobs_lower_the_confidence_and_say_so(invariants):
     attribution, _ = origins(invariants, "D1", station.project_id)
 
     (origin,) = attribution.origins
-    assert origin.confidence == "medium" and "other jobs fit as well" in origin.reason
+    assert origin.confidence == "medium"
+    assert "other jobs fit as well" in origin.reason
 
 
 def test_rows_of_another_project_are_never_given_to_this_projects_job(invariants, night):
@@ -140,7 +145,8 @@ def test_collection_and_single_capture_footprints(invariants):
     assert sorted((o.job, o.rows, o.confidence) for o in attribution.origins) == [
         (over_collection.pk, 1, "high"), (over_collection.pk, 1, "medium")]
     attribution = blame.attribute(RULES["D1"], [inside.pk])
-    assert attribution.origins[0].confidence == "high" and f"collection {collection.pk}" in attribution.origins[0].reason
+    assert attribution.origins[0].confidence == "high"
+    assert f"collection {collection.pk}" in attribution.origins[0].reason
     attribution = blame.attribute(RULES["D1"], [outside.pk])
     assert attribution.origins[0].confidence == "medium"
     assert "not the input captures" in attribution.origins[0].reason
@@ -151,7 +157,7 @@ def test_collection_and_single_capture_footprints(invariants):
     assert blame.attribute(RULES["D1"], [inside.pk]).origins[0].confidence == "high"
 
 
-@pytest.mark.parametrize("rule_id, table", [("N6", "detections"), ("G6", "classifications")])
+@pytest.mark.parametrize(("rule_id", "table"), [("N6", "detections"), ("G6", "classifications")])
 def test_detections_and_classifications_are_traced_through_their_own_paths(invariants, rule_id, table):
     station = f.DeploymentFactory()
     run_ = story.pipeline_run(station, NIGHT)
@@ -167,7 +173,8 @@ def test_detections_and_classifications_are_traced_through_their_own_paths(invar
 
 def test_rules_without_a_trace_are_not_attributable(invariants):
     attribution = blame.attribute(RULES["D7"], [1, 2])
-    assert not attribution.attributable and attribution.reason.startswith("not attributable: identifications")
+    assert not attribution.attributable
+    assert attribution.reason.startswith("not attributable: identifications")
     assert blame.attribute(RULES["J1"], [1]).reason == "not attributable: the row is a job: its id is the origin"
     lines = blame.summary_lines(blame.attribute(RULES["K4"], [1]).as_dict(), "main_taxon")
     assert blame.trace_of(RULES["C11"]) == "collection membership rows carry no timestamp"
@@ -230,7 +237,8 @@ def test_beyond_the_cap_the_report_says_how_many_were_attributed(invariants, nig
 
     attribution = blame.attribute(RULES["D1"], outcome.sample, outcome.violations)
 
-    assert attribution.attributed == 2 and sum(o.rows for o in attribution.origins) == 2
+    assert attribution.attributed == 2
+    assert sum(o.rows for o in attribution.origins) == 2
     assert attribution.reason == "the first 2 of 5 violating rows attributed"
 
 
@@ -240,7 +248,8 @@ def test_several_cases_of_a_rule_are_attributed_in_one_statement(invariants, nig
     theirs = story.pipeline_run(elsewhere, NIGHT)
     rows = story.by_pipeline(theirs, scenarios.partial_save(elsewhere))
     story.written_at(NIGHT + timedelta(minutes=12), *rows)
-    cases = {f"project{p}": (invariants.check("D1", project=p).sample, None) for p in (station.project_id, elsewhere.project_id)}
+    projects = (station.project_id, elsewhere.project_id)
+    cases = {f"project{p}": (invariants.check("D1", project=p).sample, None) for p in projects}
 
     with django_assert_max_num_queries(3):  # the attribution, the migrations (and their table's existence)
         attributions = blame.attribute_cases(RULES["D1"], cases)
@@ -255,7 +264,8 @@ def test_first_seen_comes_from_the_baseline_then_the_compared_run_then_this_run(
     from antenna_invariants.baseline import first_seen
 
     case = {"violations": 3, "ids": [1, 2, 3], "first_seen": {"1": "2026-11-01T06:00:00+00:00"}}
-    previous = {"sample": [4], "first_seen": {"5": "2026-11-20T06:00:00+00:00"}, "run_started": "2026-11-25T06:00:00+00:00"}
+    previous = {"sample": [4], "first_seen": {"5": "2026-11-20T06:00:00+00:00"},
+                "run_started": "2026-11-25T06:00:00+00:00"}
 
     seen = first_seen([1, 2, 4, 5, 6], "2026-12-03T06:00:00+00:00", case, "2026-11-10T06:00:00+00:00", previous)
 
@@ -277,6 +287,7 @@ def test_a_baseline_written_again_keeps_the_first_run_that_saw_each_id(tmp_path)
     baseline.write(tmp_path / "baseline.json", [record], run)
 
     written = json.loads((tmp_path / "baseline.json").read_text())
-    assert written["cases"]["D1/project1"]["first_seen"] == {"7": "2026-11-01T06:00:00+00:00", "8": "2026-12-03T06:00:00+00:00"}
+    assert written["cases"]["D1/project1"]["first_seen"] == {
+        "7": "2026-11-01T06:00:00+00:00", "8": "2026-12-03T06:00:00+00:00"}
     assert written["run_started"] == "2026-12-03T06:00:00+00:00"
     assert baseline.Baseline(tmp_path / "baseline.json").written == "2026-12-03T06:00:00+00:00"

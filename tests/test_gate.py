@@ -108,8 +108,10 @@ def test_a_defect_in_the_footprint_fails_the_gate_and_names_the_job(run_gate):
     d1 = next(r for r in report["jobs"][0]["results"] if r["rule"] == "D1")
     assert sorted(d1["sample"]) == sorted(o.pk for o in rows)
     assert report["jobs"][1]["results"] == []
-    assert run_gate.lines[1].startswith(f"job {broken.pk} (ml, FAILURE, finished ") and "FAILED D1 2" in run_gate.lines[1]
-    assert run_gate.lines[2] == f"job {clean.pk} (ml, SUCCESS, finished {report['jobs'][1]['finished'][:16]}): its footprint holds"
+    assert run_gate.lines[1].startswith(f"job {broken.pk} (ml, FAILURE, finished ")
+    assert "FAILED D1 2" in run_gate.lines[1]
+    finished_at = report["jobs"][1]["finished"][:16]
+    assert run_gate.lines[2] == f"job {clean.pk} (ml, SUCCESS, finished {finished_at}): its footprint holds"
     assert run_gate.lines[-1].startswith(f"GATE FAILED: violations in the footprint of 1 of 2 job(s): {broken.pk}")
 
 
@@ -164,12 +166,14 @@ def test_the_console_subcommand_checks_and_remembers(tmp_path):
     again = console("--reports", str(tmp_path), env=env)
 
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"job {job.pk} (ml, FAILURE" in done.stdout and " D1 1 (ids " in done.stdout
-    assert again.returncode == 0 and "GATE PASSED: 0 job(s) checked" in again.stdout
+    assert f"job {job.pk} (ml, FAILURE" in done.stdout
+    assert " D1 1 (ids " in done.stdout
+    assert again.returncode == 0
+    assert "GATE PASSED: 0 job(s) checked" in again.stdout
     assert json.loads((tmp_path / gate.STATE_FILE).read_text())["runs"] == 2
 
 
-@pytest.mark.parametrize("args, env, message", [
+@pytest.mark.parametrize(("args", "env", "message"), [
     (["--max-jobs", "0"], {}, "ERROR: --max-jobs must be 1 or more"),
     (["--statement-timeout", "soon"], {}, "ERROR: --statement-timeout 'soon'"),
     (["--overlap", "a while"], {}, "ERROR: --overlap: 'a while' is not an age"),
@@ -180,6 +184,7 @@ def test_the_console_subcommand_checks_and_remembers(tmp_path):
 def test_bad_input_is_one_line_and_exit_4(tmp_path, args, env, message):
     done = console("--reports", str(tmp_path), *args, env=env)
     assert done.returncode == 4, done.stdout + done.stderr
-    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(message)
+    assert len(done.stderr.strip().splitlines()) == 1
     assert "s3cret" not in done.stderr + done.stdout
     assert not (tmp_path / gate.STATE_FILE).exists()
