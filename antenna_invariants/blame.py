@@ -459,3 +459,15 @@ def html_breakdown(record: dict, base: str | None, table: str) -> str:
     notes = [attribution.get("reason")] + [appeared_line(attribution, record["table"])]
     notes_html = "".join(f"<p>{text(n)}</p>" for n in notes if n)
     return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
+
+
+def first_seen_line(first_seen: dict[str, str] | None, started: str | None) -> str | None:
+    """``first seen: 2 of the ids shown in this run, 18 in the run of 2026-11-25 06:00`` (--baseline, --compare)."""
+    if not first_seen:
+        return None
+    runs: dict[str, int] = {}
+    for seen in first_seen.values():
+        runs[seen] = runs.get(seen, 0) + 1
+    parts = [f"{n} in this run" if seen == started else f"{n} in the run of {seen[:16].replace('T', ' ')}"
+             for seen, n in sorted(runs.items(), key=lambda item: (item[0] != started, item[0]))]
+    return f"first seen (of the ids shown): {', '.join(parts)}"
