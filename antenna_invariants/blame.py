@@ -24,13 +24,18 @@ All of it is one read-only statement per failing case, on the ids the check foun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
 from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``pk__any=ids``)
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class Origin:
     first_row: str | None = None  # the rows' own oldest created_at and newest updated_at
     last_row: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -106,11 +111,11 @@ class Attribution:
     reason: str = ""
     origins: list[Origin] = field(default_factory=list)
     attributed: int = 0  # the rows looked at (at most ID_CAP); the case's violations may be more
-    oldest: dict | None = None  # {"id", "created_at"} of the oldest violating row
-    newest: dict | None = None  # {"id", "updated_at"} of the most recently written one
-    deploy: dict | None = None  # the last migrations applied before the oldest row
+    oldest: dict[str, Any] | None = None  # {"id", "created_at"} of the oldest violating row
+    newest: dict[str, Any] | None = None  # {"id", "updated_at"} of the most recently written one
+    deploy: dict[str, Any] | None = None  # the last migrations applied before the oldest row
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "attributable": self.attributable, "reason": self.reason, "attributed": self.attributed,
             "oldest": self.oldest, "newest": self.newest, "deploy": self.deploy,
@@ -118,7 +123,7 @@ class Attribution:
         }
 
 
-def trace_of(entry) -> Trace | str:
+def trace_of(entry: Rule) -> Trace | str:
     """The rule's trace: its own (``@rule(attribute=...)``) when it declares one, else its table's."""
     own = getattr(entry, "attribute", None)
     if own is not None:
@@ -126,20 +131,22 @@ def trace_of(entry) -> Trace | str:
     return TRACES.get(entry.table, f"no trace declared for {entry.table}")
 
 
-def attribute(entry, ids: list[int], violations: int | None = None) -> Attribution:
+def attribute(entry: Rule, ids: list[int], violations: int | None = None) -> Attribution:
     """The origins of one case's violating rows ``ids`` of rule ``entry`` (the first ``ID_CAP`` are looked at)."""
     return attribute_cases(entry, {"case": (ids, violations)}, lambda project: "case")["case"]
 
 
-def attribute_cases(entry, cases: dict[str, tuple[list[int], int | None]], label=None) -> dict[str, Attribution]:
+def attribute_cases(entry: Rule, cases: dict[str, tuple[list[int], int | None]],
+                    label: Callable[[int | None], str] | None = None) -> dict[str, Attribution]:
     """The origins of several cases of one rule, ``{label: (ids, violations)}``, in one statement (the rows of a
     project only ever meet that project's jobs, so the cases do not mix); ``label(project_id)`` names the case
     of a row's project (default ``project5`` / ``noproject``)."""
-    label = label or (lambda project: "noproject" if project is None else f"project{project}")
+    name = label or (lambda project: "noproject" if project is None else f"project{project}")
     trace = trace_of(entry)
     if isinstance(trace, str):
         return {case: Attribution(False, f"not attributable: {trace}") for case in cases}
-    results, ids = {}, []
+    results: dict[str, Attribution] = {}
+    ids: list[int] = []
     for case, (case_ids, violations) in cases.items():
         case_ids = sorted(case_ids)[:ID_CAP]
         ids += case_ids
@@ -155,7 +162,7 @@ def attribute_cases(entry, cases: dict[str, tuple[list[int], int | None]], label
         groups = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     migrations = _migrations()
     for case, result in results.items():
-        mine = [g for g in groups if label(g["row_project"]) == case]
+        mine = [g for g in groups if name(g["row_project"]) == case]
         if not mine:
             continue
         result.origins = sorted((_origin(g) for g in mine), key=lambda o: (o.job is None, -o.rows, o.job or 0))
@@ -167,14 +174,14 @@ def attribute_cases(entry, cases: dict[str, tuple[list[int], int | None]], label
     return results
 
 
-def _part(queryset, *columns: str) -> tuple[str, list]:
+def _part(queryset: Any, *columns: str) -> tuple[str, list[Any]]:
     try:
         return queryset.order_by().values_list(*columns).query.sql_with_params()
     except EmptyResultSet:
         return "SELECT NULL, NULL WHERE false", []
 
 
-def _statement(model, trace: Trace, ids: list[int]) -> tuple[str, list]:
+def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]]:
     """One statement: the rows, their captures and algorithms, the candidate jobs (same project, a window that
     holds the row's time), each row's best candidate, grouped by job with the job's description."""
     rows = model.objects.filter(pk__any=ids)
@@ -189,7 +196,7 @@ def _statement(model, trace: Trace, ids: list[int]) -> tuple[str, list]:
     none = "SELECT NULL::bigint, NULL::bigint WHERE false"
     parts["algs"] = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or none,
                      [p for _, ps in algorithm_parts for p in ps])
-    params: list = []
+    params: list[Any] = []
     ctes = []
     for name, columns in (("rows", "(pk, created_at, updated_at, project_id)"), ("caps", "(pk, capture)"),
                           ("algs", "(pk, algorithm)")):
@@ -276,7 +283,7 @@ SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILT
  GROUP BY r.project_id, b.job, b.level"""
 
 
-def _origin(g: dict) -> Origin:
+def _origin(g: dict[str, Any]) -> Origin:
     first, last = _iso(g["first_row"]), _iso(g["last_row"])
     if g["job"] is None:
         return Origin(None, g["n"], list(g["sample"]), "none",
@@ -289,7 +296,7 @@ def _origin(g: dict) -> Origin:
     )
 
 
-def _reason(g: dict) -> str:
+def _reason(g: dict[str, Any]) -> str:
     """What agrees (for all the group's rows, or for how many of them) and what does not."""
     source = next((f"{kind} {g[column]}" for kind, column in
                    (("collection", "collection_id"), ("capture", "single_id"), ("deployment", "deployment_id"))
@@ -319,15 +326,18 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _iso(value) -> str | None:
+def _iso(value: object) -> str | None:
     return value.isoformat(sep=" ", timespec="minutes") if isinstance(value, datetime) else None
 
 
-def deploy_before(moment, migrations: list[tuple] | None = None) -> dict | None:
+def deploy_before(moment: datetime | None, migrations: list[tuple[str, str, datetime]] | None = None,
+                  ) -> dict[str, Any] | None:
     """The deploy (migrations applied within ``DEPLOY_GAP`` of each other) last before ``moment``: its newest
     migration, how many came with it, and how long before ``moment`` it was applied."""
     migrations = _migrations() if migrations is None else migrations
-    before = [m for m in migrations if m[2] <= moment] if moment is not None else []
+    if moment is None:
+        return None
+    before = [m for m in migrations if m[2] <= moment]
     if not before:
         return None
     app, name, applied = before[-1]
@@ -336,7 +346,7 @@ def deploy_before(moment, migrations: list[tuple] | None = None) -> dict | None:
             "minutes_before": int((moment - applied).total_seconds() // 60)}
 
 
-def _migrations() -> list[tuple]:
+def _migrations() -> list[tuple[str, str, datetime]]:
     """Every applied migration (app, name, applied), oldest first: a few hundred rows, read once per rule."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('django_migrations') IS NOT NULL")
@@ -349,7 +359,7 @@ def _migrations() -> list[tuple]:
 # What the reports say ---------------------------------------------------------------------------------------
 
 
-def origin_line(o: dict, unit: str) -> str:
+def origin_line(o: dict[str, Any], unit: str) -> str:
     """``38 from job 2421 (ml, FAILURE, pipeline "Quebec moths 2025", 2026-04-16 02:00–02:40): high, window, …``"""
     if o["job"] is None:
         return f"{o['rows']} unattributed (no job's window holds them; written {_span(o['first_row'], o['last_row'])})"
@@ -367,7 +377,7 @@ def _span(start: str | None, end: str | None) -> str:
     return f"{start}–{end}"
 
 
-def appeared_line(a: dict, unit: str) -> str | None:
+def appeared_line(a: dict[str, Any], unit: str) -> str | None:
     """``oldest violating row 12 created 2026-04-16 02:03, newest written 02:38; 14 minutes after migration …``"""
     if not a.get("oldest"):
         return None
@@ -389,7 +399,7 @@ def _minutes(minutes: int) -> str:
     return f"{minutes // 1440} days"
 
 
-def summary_lines(attribution: dict, unit: str, limit: int = 5) -> list[str]:
+def summary_lines(attribution: dict[str, Any], unit: str, limit: int = 5) -> list[str]:
     """The terminal's lines for one case: one per origin (at most ``limit``, then how many more), and when."""
     if not attribution.get("attributable"):
         return [attribution.get("reason") or "not attributable"]
@@ -403,10 +413,10 @@ def summary_lines(attribution: dict, unit: str, limit: int = 5) -> list[str]:
     return lines + ([appeared] if appeared else [])
 
 
-def origin_summary(records: list[dict], shown: int = 2) -> str:
+def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
     """A rule's origins over its cases, for summary.md: ``job 30: 38 (high); 3 unattributed``."""
-    by_job: dict = {}
-    unattributed, reasons = 0, set()
+    by_job: dict[int, tuple[int, str]] = {}
+    unattributed, reasons = 0, set[str]()
     for record in records:
         attribution = record.get("attribution") or {}
         if attribution and not attribution.get("attributable"):
@@ -430,7 +440,7 @@ def origin_summary(records: list[dict], shown: int = 2) -> str:
 LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
 
-def html_breakdown(record: dict, base: str | None, table: str) -> str:
+def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
     """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
     ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
     from antenna_invariants.html import link, text

@@ -37,8 +37,14 @@ import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from antenna_invariants.connection import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from antenna_invariants.rules import Rule
 
 STATE_VERSION = 1
 FINAL = ("SUCCESS", "FAILURE", "REVOKED")  # a job's final states (fact sheet §1.15)
@@ -47,7 +53,7 @@ REPORT_FILE = "gate.json"
 START_SLACK = timedelta(minutes=1)
 
 
-def job_scoped(entry) -> bool:
+def job_scoped(entry: Rule) -> bool:
     """A rule on rows a job writes: the job row itself, or a table whose rows the attribution traces to jobs
     (``blame.TRACES``: occurrences, detections, classifications, captures, events, deployments, collections).
     Not identifications (people make them), taxa, job-log retention or Antenna's watchdogs."""
@@ -85,7 +91,7 @@ class State:
         _write_atomically(path, document)
 
 
-def _write_atomically(path: Path, document: dict) -> None:
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with open(temp, "w", encoding="utf-8") as handle:
@@ -105,10 +111,10 @@ class JobCheck:
     status: str
     finished: str
     footprint: str
-    results: list[dict] = field(default_factory=list)  # the non-passing cases' outcomes
+    results: list[dict[str, Any]] = field(default_factory=list)  # the non-passing cases' outcomes
 
     @property
-    def failing(self) -> list[dict]:
+    def failing(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r["status"] in ("failed", "error")]
 
     def line(self) -> str:
@@ -120,7 +126,7 @@ class JobCheck:
         return f"{head}: {verdict} {cases}"
 
 
-def _case(r: dict) -> str:
+def _case(r: dict[str, Any]) -> str:
     """``D1 38 (ids 1, 2, 3, 4, 5, …)``; ``N8 2 (ids 4, 5) warned``; ``C5 could not run``."""
     text = f"{r['rule']} {'could not run' if r['status'] == 'error' else r['violations']}"
     if r["sample"]:
@@ -145,7 +151,7 @@ def finished_jobs(state: State, since: datetime, overlap: timedelta) -> list[tup
     return [(pk, finished) for pk, finished in rows if state.checked.get(pk) != finished.isoformat()]
 
 
-def check_job(job_id: int, rules, sample_size: int) -> JobCheck:
+def check_job(job_id: int, rules: list[Rule], sample_size: int) -> JobCheck:
     """The job-scoped rules on the job's footprint (rows changed since it started, for incremental rules)."""
     from django.db import DatabaseError
 
@@ -173,7 +179,7 @@ def check_job(job_id: int, rules, sample_size: int) -> JobCheck:
     return result
 
 
-def since_the_job(entry):
+def since_the_job(entry: Rule) -> Rule:
     """The rule limited to rows created or written since the job started, as ``--since`` limits an incremental
     rule (plus the related rows it declares): what the job wrote, not the older debt of the same captures,
     which the nightly run reports.  A table without timestamps (a collection's membership) runs in full."""
@@ -183,7 +189,7 @@ def since_the_job(entry):
 
 
 def run(reports: Path, since: datetime | None = None, max_jobs: int = 50, overlap: timedelta = timedelta(hours=1),
-        sample_size: int = 20, out=print) -> int:
+        sample_size: int = 20, out: Callable[[str], object] = print) -> int:
     """One gate run on Django's configured connection: check the jobs, advance the state, write gate.json.
     Returns the exit code."""
     from django.db import connection
@@ -251,12 +257,12 @@ class _locked:
             return False
         return True
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.handle.close()  # releases the lock
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> Any:  # noqa: ANN401 (argparse's signature)
         print(f"ERROR: {message} (usage: antenna-invariants gate [options])", file=sys.stderr)
         sys.exit(4)
 
@@ -308,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _connected(reports: Path, args, overlap: timedelta) -> int:
+def _connected(reports: Path, args: argparse.Namespace, overlap: timedelta) -> int:
     from django.db import DatabaseError
 
     from antenna_invariants import schema
@@ -333,7 +339,7 @@ def _writable(reports: Path) -> None:
         raise ConfigError(f"--reports {reports}: cannot write there ({exc.strerror or exc})") from None
 
 
-def _use(entry: dict) -> None:
+def _use(entry: dict[str, Any]) -> None:
     from django.conf import settings
     from django.db import connections
 
