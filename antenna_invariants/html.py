@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from antenna_invariants import reporting
+from antenna_invariants import blame, reporting
 from antenna_invariants.connection import mask
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.rules import Rule
@@ -46,6 +46,8 @@ STYLE = """<style>
 .inv-top .b{background:#ccc}.inv-top .e{background:#c9f}.inv-top .s{background:#f4f4f4}
 .inv-legend span{padding:0 .5em;margin-right:.3em;color:#000}.inv p{margin:.2em 0}
 .inv pre{white-space:pre-wrap;background:#f6f6f6;padding:.3em}
+.inv-origins{border-collapse:collapse;font-size:12px;margin:.3em 0}
+.inv-origins td,.inv-origins th{border:1px solid #ddd;padding:1px 4px}
 </style>"""
 
 
@@ -177,9 +179,10 @@ class HtmlReport:
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
         hint = reporting.what_to_do(entry, o, self.scope_option)
+        origins = blame.html_breakdown(o, self.antenna_url, entry.table)
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
-            f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
+            f"<p>Ids ({shown}): {ids}{rows}</p>{origins}<p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
         )
 
     def pytest_html_results_summary(

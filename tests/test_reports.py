@@ -159,7 +159,8 @@ def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa
     code, output = run(*scope, "--write-baseline")
     assert code == 1, output
     written = json.loads((run.reports / "baseline.json").read_text())
-    assert written["cases"][f"D1/project{station.project_id}"] == {"violations": 1, "ids": [known.pk]}
+    assert written["cases"][f"D1/project{station.project_id}"] == {
+        "violations": 1, "ids": [known.pk], "first_seen": {str(known.pk): written["run_started"]}}
     (run.reports / "kept").mkdir()
     baseline = run.reports / "kept" / "baseline.json"
     (run.reports / "baseline.json").rename(baseline)
