@@ -133,8 +133,9 @@ def write_expected(occurrences: QuerySet, *, only_where: str = "TRUE") -> int:
                AND (e.taxon_id IS NOT NULL OR o.determination_id IS NULL)
                AND NOT ({TAXON_IS_EXPECTED} AND {SCORE_IS_EXPECTED})
                AND ({only_where})"""
-    if journal.ACTIVE is not None and journal.ACTIVE.returns("main_occurrence"):
-        return journal.ACTIVE.update("main_occurrence", statement, [*params, ids], "o")  # journaled in the statement
+    batch = journal.active()
+    if batch is not None and batch.returns("main_occurrence"):
+        return batch.update("main_occurrence", statement, [*params, ids], "o")  # journaled in the statement
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, ids])
         return cursor.rowcount
@@ -158,7 +159,5 @@ def where_expected(occurrences: QuerySet, condition: str) -> QuerySet:
 def rewrite_expected(occurrence_ids: list[int]) -> int:
     """For a repair of another table that changes occurrences' evidence (an identification withdrawn, a
     classification removed): journal those occurrences, then write their expected determination."""
-    if journal.ACTIVE is None:
-        raise RuntimeError("rewriting determinations from a repair needs an active journal")
-    journal.ACTIVE.watch(Occurrence, list(occurrence_ids))
+    journal.current("rewriting determinations from a repair").journal.watch(Occurrence, list(occurrence_ids))
     return write_expected(Occurrence.objects.filter(pk__any=list(occurrence_ids)))

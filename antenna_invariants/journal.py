@@ -18,11 +18,18 @@ breaks the chain (``read``).  The sums detect damage and edits, not a forger who
 How a batch is journaled (``Journal.batch``): the rows a repair may touch are locked (``FOR UPDATE``) and their
 images staged in a temporary table before the repair's statement runs; afterwards PostgreSQL itself compares
 them with the rows as they now are and builds the lines.  A repair whose writes are one UPDATE of its locked
-rows (``returns_images``) skips the staging: its statement reads each row's image before the change and
-returns it with the image after, and PostgreSQL builds the lines in that same statement (``Journal.update``).
-Staging lives in the repair's transaction: a batch that fails leaves nothing behind, and a process killed
-before the commit leaves lines whose change never landed, which ``undo`` recognises (the row still equals
-``old``) and skips.  Undo is ``antenna_invariants.undo``.
+rows (``returns_images``) skips the staging: its statement returns each row's image after the change beside
+the image before it, and PostgreSQL builds the lines in that same statement (``Batch.update``).  Staging
+lives in the repair's transaction: a batch that fails leaves nothing behind, and a process killed before the
+commit leaves lines whose change never landed, which ``undo`` recognises (the row still equals ``old``) and
+skips.  Undo is ``antenna_invariants.undo``.
+
+How a repair reaches its journal: a rule's repair is ``func(violators) -> rows fixed`` and the helpers it calls
+to write (``delete_journaled``, ``purge_journaled``, ``determination.rewrite_expected``) take no journal.  They
+write through the batch being journaled, ``current()``, which only ``Journal.batch`` binds, for the body of its
+``with`` block (a ``ContextVar``, reset when the block ends, so nothing outlives the batch and a nested or
+concurrent context cannot see another's journal); outside a batch they refuse.  The repair engine
+(``antenna_invariants.repair``) opens every batch.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +52,6 @@ from django.db.models import Model, QuerySet
 
 F = TypeVar("F")
 
-ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
@@ -65,10 +72,7 @@ class Journal:
         self.created = False  # whether this journal created its file
         self.size = 0  # bytes of the file written and fsynced (what a failed write leaves beyond is cut off)
         self.sum = ""  # the last line's sum: the next line's chains to it
-        self.returning: tuple[str, ...] = ()  # tables whose rows this batch's repair journals itself (``update``)
-        self.returned: list[tuple[Any, ...]] = []  # lines those statements built, for this batch
-        self.staging = False  # whether this batch staged images (the staging table exists)
-        self.current = ("", "")  # (rule, scope) of the batch being journaled
+        self.staging = False  # whether the batch being journaled staged images (its staging table exists)
 
     def path_if_written(self) -> str | None:
         return str(self.path) if self.path.exists() else None
@@ -82,53 +86,30 @@ class Journal:
         return self.columns.get((rule, scope), set())
 
     @contextmanager
-    def batch(self, rule: str, scope: str, returning: tuple[str, ...] = ()) -> Iterator[Journal]:
+    def batch(self, rule: str, scope: str, returning: tuple[str, ...] = ()) -> Iterator[Batch]:
         """Journal what the body changes; call inside the transaction (or savepoint) that makes the change.
-        ``returning``: the tables whose watched rows the body changes only through ``update`` (their images
-        are not staged)."""
-        self.returning, self.returned, self.staging, self.current = tuple(returning), [], False, (rule, scope)
+        The body's writing helpers reach this journal through ``current()``.  ``returning``: the tables whose
+        watched rows the body changes only through ``Batch.update`` (their images are not staged)."""
+        batch = Batch(self, rule, scope, tuple(returning))
+        self.staging = False
+        token = _CURRENT.set(batch)
         try:
-            yield self
-            self._flush(rule, scope)
+            yield batch
         finally:
-            self.returning, self.returned = (), []
+            _CURRENT.reset(token)
+        self._flush(rule, scope, batch.returned)
 
     def watch(self, model: type[Model], ids: list[int]) -> None:
-        """Lock these rows and stage their images: the batch journals the ones that change.  Rows of a
-        ``returning`` table are locked only: the statement that changes them journals them (``update``)."""
+        """Lock these rows and stage their images: the batch journals the ones that change.  Rows of a table
+        the batch's repair journals itself (``Batch.update``) are locked only."""
         table = model._meta.db_table
-        if table not in self.returning:
+        batch = _CURRENT.get()
+        if batch is None or batch.journal is not self or table not in batch.returning:
             self._stage("update", table, ids)
             return
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT count(*) FROM (SELECT FROM "{table}" t WHERE t.id = ANY(%s) ORDER BY t.id '
                            "FOR UPDATE OF t) AS locked", [ids])
-
-    def returns(self, table: str) -> bool:
-        """Whether changes to ``table`` in this batch must go through ``update`` (its rows were not staged)."""
-        return table in self.returning
-
-    def update(self, table: str, statement: str, params: list[Any], alias: str) -> int:
-        """Run ``statement``, an UPDATE of watched rows of ``table`` (aliased ``alias``), so that it journals
-        itself: the statement returns each row's image after the change, and the image before it is the row
-        as the same statement's snapshot sees it (the parts of one statement share a snapshot, and the rows are
-        locked since before it began).  PostgreSQL builds each changed row's line in that statement.  Returns
-        the rows updated."""
-        rule, scope = self.current
-        line = _line("%s", "%s", "%s", "'update'", "%s", "y.id", "y.old", "y.new", "y.changed")
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""WITH n AS ({statement} RETURNING {alias}.id, to_jsonb({alias}) AS new)
-                    SELECT y.changed, CASE WHEN y.new <> y.old THEN {line} END FROM (
-                        SELECT x.*, {_changed("'update'", "x.new", "x.old")} AS changed FROM (
-                            SELECT n.id, n.new, to_jsonb(b) AS old FROM n JOIN "{table}" b ON b.id = n.id
-                            OFFSET 0) AS x OFFSET 0) AS y
-                     ORDER BY y.id""",
-                [*params, self.run, rule, scope, table],
-            )
-            rows = cursor.fetchall()
-        self.returned += [("update", table, changed, text) for changed, text in rows if text is not None]
-        return len(rows)
 
     def delete(self, queryset: QuerySet) -> int:
         """Delete ``queryset``'s rows, emulating Django's on_delete for their children (CASCADE: delete them
@@ -171,12 +152,13 @@ class Journal:
                 [op, table, ids, op, table],
             )
 
-    def _flush(self, rule: str, scope: str) -> None:
+    def _flush(self, rule: str, scope: str, returned: list[tuple[Any, ...]]) -> None:
         """Compare the staged images with the rows as they are now, append a line per change (in staging
-        order), fsync.  One statement per table updated, one for the deletes; the fences (``OFFSET 0``) keep
-        PostgreSQL from rendering a row or diffing it more than once."""
+        order, then the lines ``returned`` by the batch's own updates), fsync.  One statement per table updated,
+        one for the deletes; the fences (``OFFSET 0``) keep PostgreSQL from rendering a row or diffing it more
+        than once."""
         if not self.staging:
-            self._record(rule, scope, self.returned)
+            self._record(rule, scope, returned)
             return
         line = _line("%s", "%s", "%s", "op", "tbl", "id", "old", "new", "changed")
         with connection.cursor() as cursor:
@@ -201,7 +183,7 @@ class Journal:
             )
             lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
             cursor.execute(f"TRUNCATE {STAGE}")
-        self._record(rule, scope, lines + self.returned)
+        self._record(rule, scope, lines + returned)
 
     def _record(self, rule: str, scope: str, lines: list[tuple[Any, ...]]) -> None:
         """Append a batch's lines, (op, table, changed columns, line), and note the columns they changed."""
@@ -313,13 +295,6 @@ def _line(
     )
 
 
-def returns_images(func: F) -> F:
-    """Mark a repair function whose every write to its rule's table goes through ``Journal.update`` (for
-    example ``determination.write_expected``): its batches lock the rule's rows without staging their images."""
-    func.returns_images = True  # type: ignore[attr-defined]
-    return func
-
-
 def _reverse_relations(model: type[Model]) -> list[Any]:
     """Foreign keys (mirrored or auto-created M2M through tables) pointing at ``model``."""
     return [
@@ -329,11 +304,90 @@ def _reverse_relations(model: type[Model]) -> list[Any]:
     ]
 
 
-def delete_journaled(queryset: QuerySet) -> int:
-    """For deleting repairs: delete ``queryset`` through the active journal (refuses without one)."""
-    if ACTIVE is None:
-        raise RuntimeError("a deleting repair needs an active journal")
-    return ACTIVE.delete(queryset)
+def returns_images(func: F) -> F:
+    """Mark a repair function whose every write to its rule's table goes through ``Batch.update`` (for
+    example ``determination.write_expected``): its batches lock the rule's rows without staging their images."""
+    func.returns_images = True  # type: ignore[attr-defined]
+    return func
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The batch a repair is writing: its journal and the rule x scope its lines are for."""
+
+    journal: Journal
+    rule: str
+    scope: str
+    returning: tuple[str, ...] = ()  # tables whose watched rows the repair changes through ``update``
+    returned: list[tuple[Any, ...]] = field(default_factory=list)  # the lines those updates built
+
+    def returns(self, table: str) -> bool:
+        """Whether changes to ``table`` in this batch go through ``update`` (its rows were not staged)."""
+        return table in self.returning
+
+    def update(self, table: str, statement: str, params: list[Any], alias: str) -> int:
+        """Run ``statement``, an UPDATE of watched rows of ``table`` (aliased ``alias``), so that it journals
+        itself: it returns each row's image after the change, and the image before it is the row as the same
+        statement's snapshot sees it (the parts of one statement share a snapshot, and the rows are locked since
+        before it began).  PostgreSQL builds each changed row's line in that statement.  Returns the rows
+        updated."""
+        line = _line("%s", "%s", "%s", "'update'", "%s", "y.id", "y.old", "y.new", "y.changed")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""WITH n AS ({statement} RETURNING {alias}.id, to_jsonb({alias}) AS new)
+                    SELECT y.changed, CASE WHEN y.new <> y.old THEN {line} END FROM (
+                        SELECT x.*, {_changed("'update'", "x.new", "x.old")} AS changed FROM (
+                            SELECT n.id, n.new, to_jsonb(b) AS old FROM n JOIN "{table}" b ON b.id = n.id
+                            OFFSET 0) AS x OFFSET 0) AS y
+                     ORDER BY y.id""",
+                [*params, self.journal.run, self.rule, self.scope, table],
+            )
+            rows = cursor.fetchall()
+        self.returned.extend(("update", table, changed, text) for changed, text in rows if text is not None)
+        return len(rows)
+
+
+_CURRENT: ContextVar[Batch | None] = ContextVar("antenna_invariants_journal_batch", default=None)
+
+
+def active() -> Batch | None:
+    """The batch being journaled, if any (``current`` for helpers that must not write outside one)."""
+    return _CURRENT.get()
+
+
+def current(what: str = "a repair") -> Batch:
+    """The batch being journaled (bound by ``Journal.batch`` for its body); refuses outside one."""
+    batch = _CURRENT.get()
+    if batch is None:
+        raise RuntimeError(f"{what} needs an active journal (a batch of the repair engine)")
+    return batch
+
+
+def delete_journaled(queryset: models.QuerySet) -> int:
+    """For deleting repairs: delete ``queryset`` through the batch's journal (refuses outside a batch)."""
+    return current("a deleting repair").journal.delete(queryset)
+
+
+def purge_journaled(queryset: models.QuerySet) -> int:
+    """For repairs that delete rows not worth keeping one by one (old job logs): delete ``queryset``'s rows in
+    one statement and journal one ``purge`` line, their count and id range (``Journal.purge``).  Undo cannot
+    restore them and says so.  Refused for a table other rows point at (their cascade would go unjournaled)."""
+    batch = current("a purging repair")
+    model = queryset.model
+    if _reverse_relations(model):
+        raise RuntimeError(f"{model._meta.db_table} has dependent rows: delete it with delete_journaled")
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH gone AS (DELETE FROM "{table}" WHERE id IN ({sql}) RETURNING id) '
+            "SELECT count(*), min(id), max(id) FROM gone",
+            params,
+        )
+        count, first, last = cursor.fetchone()
+    if count:
+        batch.journal.purge(batch.rule, batch.scope, table, count, first, last)
+    return count
 
 
 # --- reading ----------------------------------------------------------------------------------------------

@@ -18,17 +18,18 @@ standby refuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
-from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
+from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
 
 if TYPE_CHECKING:
-    from antenna_invariants.rules import Outcome, Rule
+    from antenna_invariants.check import Counts, Outcome
+    from antenna_invariants.rules import Rule
 
 Statement = tuple[str, list[Any]]
 
@@ -101,10 +102,10 @@ class StatementScan(SharedScan):
             return self.statement(None), []
         if any(s.job is not None or s.occurrence_ids is not None or s.project is None for s in scopes):
             return None
-        return self.statement([None if s.project == NO_PROJECT else int(str(s.project)) for s in scopes]), []
+        return self.statement([s.project if isinstance(s.project, int) else None for s in scopes]), []
 
 
-def in_projects(alias: str, projects: list[int | None] | None) -> str:
+def project_condition(alias: str, projects: list[int | None] | None) -> str:
     """SQL: the row ``alias`` belongs to one of ``projects`` (ids, None for no project); TRUE for None."""
     if projects is None:
         return "TRUE"
@@ -131,32 +132,36 @@ def scan_of(entry: Rule) -> SharedScan | None:
 
 
 def check_scan(
-    scan: SharedScan, scopes: list[Scope], sample_size: int = 20, counts: dict[Any, Any] | None = None
+    scan: SharedScan, scopes: list[Scope], sample_size: int = 20, counts: Counts | None = None,
+    rules: Mapping[str, Rule] | None = None,
 ) -> dict[str, dict[str, Outcome]] | None:
     """Every member of ``scan`` for the project ``scopes`` at once: {rule id: {scope label: Outcome}}, each
-    exactly what ``rules.check_projects`` gives that rule alone; None when the scan cannot serve these scopes."""
-    from antenna_invariants import rules
+    exactly what ``check.check_grouped`` gives that rule alone (``rules``: the run's rules, as configured; the
+    registry's by default); None when the scan cannot serve these scopes."""
+    from antenna_invariants.check import Counts, Outcome, _judge, _rows_per_project, compiled_sql, read_only
+    from antenna_invariants.rules import RULES
 
     started = time.perf_counter()
-    counts = {} if counts is None else counts
-    entries = [rules.RULES[rule] for rule in scan.members]
-    outcomes = {e.id: {s.label: rules.Outcome(e.id, s.label, e.severity) for s in scopes} for e in entries}
+    counts = Counts() if counts is None else counts
+    entries = [(rules or RULES)[rule] for rule in scan.members]
+    outcomes = {e.id: {s.label: Outcome(e.id, s.label, e.severity) for s in scopes} for e in entries}
     try:
-        rows = {e.id: rules._in_projects(e, e.rows(replace(scopes[0], project=None)), scopes, counts) for e in entries}
+        rows = {e.id: in_projects(e.rows(replace(scopes[0], project=None)), e.model.scope_paths["project"], scopes,
+                                  counts.project_ids) for e in entries}
         statement = scan.violators(rows, scopes)
     except (NotApplicable, EmptyResultSet):
         return None  # each member alone says why it is skipped, or finds nothing
     if statement is None:
         return None
     sql, params = statement
-    with rules.read_only():
+    with read_only():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")  # as a grouped check: few violators
             cursor.execute(GROUPED.format(violators=sql), [*params, sample_size, sample_size])
             found = cursor.fetchall()
-        checked = {e.id: rules._rows_per_project(e, rows[e.id], counts) for e in entries}
+        checked = {e.id: _rows_per_project(e, rows[e.id], counts) for e in entries}
     for rule, key, pk, count in found:
-        outcome = outcomes[rule].get(rules._label(key))
+        outcome = outcomes[rule].get(group_label(key))  # None: a project created since the run started
         if outcome is not None:
             outcome.violations = count
             outcome.sample.append(pk)
@@ -165,7 +170,7 @@ def check_scan(
         for scope in scopes:
             outcome = outcomes[entry.id][scope.label]
             outcome.checked = checked[entry.id].get(scope.label, 0)
-            rules._judge(entry, outcome)
-            outcome.sql = rules.compiled_sql(entry.violations(scope))
+            _judge(entry, outcome)
+            outcome.sql = compiled_sql(entry.violations(scope))
             outcome.duration = share_
     return outcomes

@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 
 from antenna_invariants.filters import PROJECT_FILTERS, passes_default_filters, passes_project_filters
 from antenna_invariants.rules import rule
-from antenna_invariants.shared import StatementScan, in_projects, share
+from antenna_invariants.shared import StatementScan, project_condition, share
 
 
 class Recount:
@@ -184,9 +184,9 @@ def recounts(projects: list | None) -> str:
         detections = ("CROSS JOIN LATERAL (SELECT o.determination_id, o.determination_score FROM main_detection d "
                       "LEFT JOIN main_occurrence o ON o.id = d.occurrence_id "
                       "WHERE d.source_image_id = s.id AND d.bbox IS NOT NULL OFFSET 0) AS o")
-        events = f"SELECT e.id FROM main_event e WHERE {in_projects('e', projects)}"
-        deployments = f"SELECT d.id FROM main_deployment d WHERE {in_projects('d', projects)}"
-        captures = (f"({in_projects('s', projects)} OR s.event_id IN ({events}) "
+        events = f"SELECT e.id FROM main_event e WHERE {project_condition('e', projects)}"
+        deployments = f"SELECT d.id FROM main_deployment d WHERE {project_condition('d', projects)}"
+        captures = (f"({project_condition('s', projects)} OR s.event_id IN ({events}) "
                     f"OR s.deployment_id IN ({deployments}))")
         occurrences = f"(o.event_id IN ({events}) OR o.deployment_id IN ({deployments}))"
     return f"""
@@ -226,7 +226,7 @@ def recounts(projects: list | None) -> str:
                CASE WHEN c.n IS NULL THEN e."end" ELSE c.last_seen END AS "end",
                coalesce(c.n, 0) AS captures_count, coalesce(c.detections, 0) AS detections_count,
                coalesce(oc.n, 0) AS occurrences_count
-          FROM (SELECT * FROM main_event e WHERE {in_projects("e", projects)}) e
+          FROM (SELECT * FROM main_event e WHERE {project_condition("e", projects)}) e
           LEFT JOIN (SELECT event_id, count(*) AS n, min("timestamp") AS first_seen,
                             CASE WHEN bool_or("timestamp" IS NULL) THEN NULL ELSE max("timestamp") END AS last_seen,
                             sum(for_event)::bigint AS detections
@@ -239,7 +239,7 @@ def recounts(projects: list | None) -> str:
                coalesce(c.detections, 0) AS detections_count, coalesce(oc.n, 0) AS occurrences_count,
                coalesce(oc.taxa, 0) AS taxa_count, c.first_seen AS first_capture_timestamp,
                c.last_seen AS last_capture_timestamp
-          FROM (SELECT * FROM main_deployment d WHERE {in_projects("d", projects)}) d
+          FROM (SELECT * FROM main_deployment d WHERE {project_condition("d", projects)}) d
           LEFT JOIN (SELECT deployment_id, count(*) AS n, sum(size) AS size, min("timestamp") AS first_seen,
                             max("timestamp") AS last_seen, sum(for_deployment)::bigint AS detections
                        FROM capture WHERE deployment_id IS NOT NULL GROUP BY deployment_id) c ON c.deployment_id = d.id
@@ -252,7 +252,7 @@ def recounts(projects: list | None) -> str:
                        FROM occurrence WHERE deployment_id IS NOT NULL GROUP BY deployment_id) oc
                  ON oc.deployment_id = d.id)
     SELECT 'K1', x.project_id, x.id FROM capture x, LATERAL (SELECT x.for_capture AS detections_count) t
-     WHERE {in_projects("x", projects)} AND {CAPTURES.differs()}
+     WHERE {project_condition("x", projects)} AND {CAPTURES.differs()}
     UNION ALL
     SELECT 'K2', x.project_id, x.id FROM event_truth t JOIN main_event x ON x.id = t.id WHERE {EVENTS.differs()}
     UNION ALL

@@ -3,7 +3,7 @@ project by project, exactly what each rule's own grouped check reports."""
 
 import pytest
 
-from antenna_invariants import rules, shared
+from antenna_invariants import check, rules, shared
 from antenna_invariants.layout import load_rules
 from antenna_invariants.mirror.models import Project
 from antenna_invariants.scope import NO_PROJECT, Scope
@@ -39,7 +39,7 @@ def test_a_shared_scan_reports_each_rule_as_its_own_grouped_check(demo, scan):
     together = shared.check_scan(scan, scopes, sample_size=3)
     failing = 0
     for rule in scan.members:
-        alone = rules.check_projects(rules.RULES[rule], scopes, sample_size=3)
+        alone = check.check_grouped(rules.RULES[rule], scopes, sample_size=3)
         assert sorted(together[rule]) == sorted(alone)
         for label, outcome in alone.items():
             assert [getattr(together[rule][label], k) for k in FIELDS] == [getattr(outcome, k) for k in FIELDS], (
@@ -58,7 +58,7 @@ def test_a_run_scoped_to_some_projects_shares_as_well(demo, scan, which):
               "two projects": [Scope(project=second), Scope(project=first)]}[which]
     together = shared.check_scan(scan, scopes, sample_size=3)
     for rule in scan.members:
-        alone = rules.check_projects(rules.RULES[rule], scopes, sample_size=3)
+        alone = check.check_grouped(rules.RULES[rule], scopes, sample_size=3)
         assert {label: [getattr(o, k) for k in FIELDS] for label, o in together[rule].items()} == {
             label: [getattr(o, k) for k in FIELDS] for label, o in alone.items()}, rule
 
@@ -67,16 +67,16 @@ def test_a_run_scans_once_for_all_members_and_again_after_a_repair(demo, monkeyp
     calls = []
     real = shared.check_scan
     monkeypatch.setattr(shared, "check_scan", lambda scan, *a, **k: calls.append(scan.name) or real(scan, *a, **k))
-    checks, scopes = rules.Checks(sample_size=3), every_scope()
+    checks, scopes = check.Checks(sample_size=3), every_scope()
     for rule in ("D2", "D3", "D4", "K1", "K2", "K3"):
-        outcomes = [checks.check(rules.RULES[rule], s, scopes) for s in scopes]
+        outcomes = [checks.take(rules.RULES[rule], s, scopes) for s in scopes]
         assert [o.rule for o in outcomes] == [rule] * len(scopes)
     assert calls == ["the expected determination", "the recounts"]
 
-    checks = rules.Checks(sample_size=3)
-    checks.check(rules.RULES["D2"], scopes[0], scopes)
+    checks = check.Checks(sample_size=3)
+    checks.take(rules.RULES["D2"], scopes[0], scopes)
     checks.forget_counts()  # what a repair of D2 does first: D3 and D4 must see its changes
-    checks.check(rules.RULES["D3"], scopes[0], scopes)
+    checks.take(rules.RULES["D3"], scopes[0], scopes)
     assert calls[2:] == ["the expected determination"] * 2
 
 
@@ -111,7 +111,7 @@ def recounted(scopes):
     """Compare the shared recount with each rule's own; the violations each rule found."""
     together, found = shared.check_scan(shared.SCANS["K1"], scopes, sample_size=0), {}
     for rule in ("K1", "K2", "K3"):
-        alone = rules.check_projects(rules.RULES[rule], scopes, sample_size=0)
+        alone = check.check_grouped(rules.RULES[rule], scopes, sample_size=0)
         assert {label: [getattr(o, k) for k in FIELDS] for label, o in together[rule].items()} == {
             label: [getattr(o, k) for k in FIELDS] for label, o in alone.items()}, rule
         found[rule] = sum(o.violations for o in alone.values())
