@@ -48,7 +48,7 @@ def existing(entry: dict, name: str) -> dict:
     """An existing bench database ``name`` (kept by an earlier run); Django uses it."""
     import django
 
-    from antenna_invariants.plugin import use_database
+    from antenna_invariants.connection import use_database
 
     django.setup()
     entry = entry | {"NAME": name}
