@@ -17,6 +17,7 @@ def checksum(table: str) -> str:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.covers("K4", "scope")
 def test_a_scoped_repair_reports_a_global_rule_and_leaves_its_table_alone(run, invariants):
     station = f.DeploymentFactory()
     job = f.JobFactory(project=station.project, deployment=station)
