@@ -101,7 +101,9 @@ def previous_counts(path: Path) -> dict[str, int]:
     document = _read(path, "--compare")
     results = document.get("results")
     if not isinstance(results, list) or not all(map(_result, results)):
-        raise ConfigError(f"--compare {path}: not an invariants.json report (no results with rule, project and violations)")
+        raise ConfigError(
+            f"--compare {path}: not an invariants.json report (no results with rule, project and violations)"
+        )
     return {key(r): r["violations"] for r in results if r.get("status") not in ("error", "skipped")}
 
 
@@ -121,7 +123,11 @@ def _result(record) -> bool:
 
 def _baseline_case(case) -> bool:
     ids = case.get("ids") if isinstance(case, dict) else None
-    return isinstance(case, dict) and _count(case.get("violations")) and (ids is None or (isinstance(ids, list) and all(map(_count, ids))))
+    return (
+        isinstance(case, dict)
+        and _count(case.get("violations"))
+        and (ids is None or (isinstance(ids, list) and all(map(_count, ids))))
+    )
 
 
 def delta(record: dict, previous: dict[str, int] | None) -> int | None:

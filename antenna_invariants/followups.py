@@ -64,7 +64,8 @@ def followups(outcomes: list[dict]) -> list[str]:
     stale: dict[str, set[str]] = {}
     for index, o in enumerate(outcomes):
         # a count rule checked (and repaired) later in the run, in the same scope, saw the write already
-        recounted = {(x["rule"], x["project"]) for x in outcomes[index + 1 :] if x["status"] not in ("skipped", "error")}
+        later = outcomes[index + 1 :]
+        recounted = {(x["rule"], x["project"]) for x in later if x["status"] not in ("skipped", "error")}
         for rule in (o.get("stale") or ()) if o.get("journal") else ():
             if (rule, o["project"]) not in recounted:
                 stale.setdefault(rule, set()).add(o["project"])

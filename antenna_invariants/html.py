@@ -17,7 +17,9 @@ from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError, mask
 
 MAX_ROWS = 1000
-STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
+STATUS_CLASS = {
+    "passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s",
+}
 # Antenna's pages per table (its API where the UI has no page, or for rows without a project)
 UI_PATHS = {
     "occurrences": "projects/{project}/occurrences/{id}",
@@ -47,7 +49,8 @@ def antenna_url(url: str | None) -> str | None:
     if url is None:
         return None
     if not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
-        raise ConfigError(mask(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org", url))
+        expected = "expected an http(s) address like https://antenna.example.org"
+        raise ConfigError(mask(f"--antenna-url {url!r}: {expected}", url))
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
@@ -168,10 +171,13 @@ class HtmlReport:
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
         verdict = escape(reporting.verdict(reporting.totals()))
-        prefix.extend([STYLE, f"<p><b>{verdict}</b></p><div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"])
+        top = f"<div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"
+        prefix.extend([STYLE, f"<p><b>{verdict}</b></p>{top}"])
         if self.omitted or not self.passing_rows:
             passing = "" if self.passing_rows else f"more than {MAX_ROWS} cases: passing cases are in the matrix only; "
-            beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)" if self.omitted else ""
+            beyond = ""
+            if self.omitted:
+                beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)"
             prefix.append(f"<p><b>The table below:</b> {passing}{beyond}</p>")
 
     def per_rule(self) -> dict[str, dict]:
@@ -223,7 +229,8 @@ class HtmlReport:
                 count = f"{o['violations']}{delta}" if o["violations"] or delta else ""
                 tds.append(f"<td class={STATUS_CLASS[o['status']]} title='{rule_id} {p} {o['status']}'>{count}</td>")
             delta = f" ({signed(total['delta'])})" if total["delta"] is not None else ""
-            rows.append(f"<tr><td class=rule>{escape(rule_id)}</td>{''.join(tds)}<td>{total['violations']}{delta}</td></tr>")
+            total_td = f"<td>{total['violations']}{delta}</td>"
+            rows.append(f"<tr><td class=rule>{escape(rule_id)}</td>{''.join(tds)}{total_td}</tr>")
         legend = "".join(f"<span class={c}>{s}</span>" for s, c in STATUS_CLASS.items())
         return (
             f"<h3>Rules x projects</h3><p class=inv-legend>{legend}</p><div class=inv-matrix><table>"

@@ -31,12 +31,12 @@ import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import connection, models
 
-ACTIVE: "Journal | None" = None
+ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
@@ -44,7 +44,7 @@ VERSION = 2  # the journal format: 2 has a header line, batches and sums (1: bar
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
 
 
 class Journal:
@@ -140,7 +140,8 @@ class Journal:
                 lines += cursor.fetchall()
             cursor.execute(
                 f"""SELECT seq, op, tbl, changed, {line}
-                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed FROM {STAGE} WHERE op = 'delete') AS d""",
+                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed
+                              FROM {STAGE} WHERE op = 'delete') AS d""",
                 [self.run, rule, scope],
             )
             lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
@@ -243,7 +244,9 @@ def _changed(op: str, new: str, old: str) -> str:
     )
 
 
-def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None) -> str:
+def _line(
+    run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None
+) -> str:
     """SQL building one journal line from SQL expressions (json keeps the key order for the reader)."""
     return (
         f"json_build_object('run', {run}, 'rule', {rule}, 'scope', {scope}, 'op', {op}, 'table', {table}, "

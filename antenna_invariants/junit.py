@@ -6,7 +6,7 @@ pytest's own JUnit knows passed, failed and skipped.  An invariants case has mor
 |---|---|
 | failed (and warned under ``--strict``) | ``<failure message="12 violating occurrences of 5300 checked: D1 …">`` |
 | error (could not run), timed out | ``<error type="error" | "timeout">`` |
-| warned, baselined, tolerated (violations within ``error_if``/``warn_if``) | ``<skipped type="warned" …>`` etc., message ``WARN: …`` |
+| warned, baselined, tolerated (within ``error_if``/``warn_if``) | ``<skipped type="warned" …>`` etc.: ``WARN: …`` |
 | repaired | passed, ``<system-out>REPAIRED: …</system-out>`` |
 | passed (no violation) | passed |
 

@@ -18,7 +18,7 @@ a function ``ids -> queryset`` (rows the paths cannot reach, e.g. a taxon's ance
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from django.db import connection
 

@@ -21,7 +21,12 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
    AND c.relname = ANY(%s)
 """
 
-TYPE_ALIASES = {"varchar": "character varying", "serial": "integer", "bigserial": "bigint", "timestamptz": "timestamp with time zone"}
+TYPE_ALIASES = {
+    "varchar": "character varying",
+    "serial": "integer",
+    "bigserial": "bigint",
+    "timestamptz": "timestamp with time zone",
+}
 
 
 def mirror_models():

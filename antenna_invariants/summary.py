@@ -131,5 +131,6 @@ def markdown(outcomes: list[dict], run: dict, verdict: str) -> str:
     for mark in STANDINGS[2:]:
         named = [f"{r.rule} ({r.violations})" for r in rest if r.standing == mark]
         if named:
-            lines.append(f"\n**{mark}**: " + ", ".join(named[:SUMMARY_ROWS]) + (" …" if len(named) > SUMMARY_ROWS else ""))
+            more = " …" if len(named) > SUMMARY_ROWS else ""
+            lines.append(f"\n**{mark}**: " + ", ".join(named[:SUMMARY_ROWS]) + more)
     return "\n".join(lines) + "\n"

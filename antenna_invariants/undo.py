@@ -68,7 +68,8 @@ def writable_tables() -> set[str]:
         model = todo.pop()
         if model._meta.db_table not in tables:
             tables.add(model._meta.db_table)
-            todo += [r.related_model for r in _reverse_relations(model) if r.on_delete in (models.CASCADE, models.SET_NULL)]
+            cascading = (models.CASCADE, models.SET_NULL)
+            todo += [r.related_model for r in _reverse_relations(model) if r.on_delete in cascading]
     return tables
 
 
@@ -125,7 +126,8 @@ def _problem(meta: dict, allowed: set[str]) -> str | None:
         return f"{table} is not a table the suite's repairs write"
     for image, absent_for in (("old", "insert"), ("new", "delete")):
         row = meta.get(image)
-        if op == absent_for and row is not None or op != absent_for and not (isinstance(row, dict) and row.get("id") == pk):
+        names_pk = isinstance(row, dict) and row.get("id") == pk
+        if (op == absent_for and row is not None) or (op != absent_for and not names_pk):
             return f"its {image} row is not row {pk}, the line's pk"
     return None
 

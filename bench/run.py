@@ -38,11 +38,12 @@ def pytest_run(url: str, *args: str) -> tuple[float, int, dict]:
         command = [sys.executable, "-c", RSS_SCRIPT, "invariants", "-q", "-p", "no:cacheprovider", "--reports", reports,
                    *args]
         started = time.perf_counter()
-        done = subprocess.run(command, check=False, cwd=harness.ROOT, env=os.environ | {"DATABASE_URL": url}, capture_output=True,
-                              text=True)
+        env = os.environ | {"DATABASE_URL": url}
+        done = subprocess.run(command, check=False, cwd=harness.ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if done.returncode not in (0, 1):
-            raise RuntimeError(f"pytest {' '.join(args)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            tail = f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            raise RuntimeError(f"pytest {' '.join(args)} exited {done.returncode}:\n{tail}")
         rss = next(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB"))
         report = json.loads((Path(reports) / "invariants.json").read_text())
     return seconds, rss // 1024, report
@@ -57,8 +58,9 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    server = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded"
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": memory, "postgres": version,
-            "server": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded", "python": platform.python_version()}
+            "server": server, "python": platform.python_version()}
 
 
 def main() -> int:
@@ -161,7 +163,8 @@ def print_table(r: dict):
         ("2. D1 repair vs per-row", (f"{rep['engine_rows_per_s']:,.0f} vs {rep['loop_rows_per_s']:,.0f} rows/s = "
                                      f"{rep['speedup']:.0f}x; differences {rep['loop_vs_engine_differences']}"),
          ">= 50x, 0"),
-        ("3. peak RSS", ", ".join(f"{f['d1_violations']:,}: {f['peak_rss_mb']} MB" for f in r["rss"]), "flat, < 200 MB"),
+        ("3. peak RSS", ", ".join(f"{f['d1_violations']:,}: {f['peak_rss_mb']} MB" for f in r["rss"]),
+         "flat, < 200 MB"),
         ("4. -n auto", f"{p['full_seconds']:.1f} s -> {p['xdist_seconds']:.1f} s = {p['xdist_speedup']:.2f}x", ""),
         ("5. --project vs full", f"{p['scoped_seconds']:.1f} s vs {p['full_seconds']:.1f} s = {p['scoped_share']:.2f}",
          "<= 0.10"),

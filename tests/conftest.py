@@ -139,7 +139,8 @@ class Invariants:
             narrowed = entry.model.objects.filter(pk__in=first | second).filter(**{f"{path}__in": occurrences - {None}})
             expected = set(narrowed.values_list("pk", flat=True))
             assert self.violators(rule_id, project=mine.project_id, occurrences=occurrences - {None}) == expected
-            assert expected and not expected & first
+            assert expected
+            assert not expected & first
         if entry.repair_func is not None:
             theirs = [*planted[other.project_id], *planted[NO_PROJECT]]
             before = list(entry.model.objects.filter(pk__in=theirs).order_by("pk").values())

@@ -21,7 +21,8 @@ def collected_marks(tmp_path, *args: str) -> list[dict]:
     whole tests/ directory, whichever part of it this session runs)."""
     out = tmp_path / "covers.json"
     env = {**os.environ, "INVARIANTS_CONTRACT": str(out), "PYTHONPATH": str(ROOT / "tests")}
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "plugins.contract"]
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+               "-p", "plugins.contract"]
     done = subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(out.read_text())
@@ -39,7 +40,8 @@ def test_the_contract_names_the_rule_and_the_kind_a_missing_test_leaves_uncovere
     marks = collected_marks(tmp_path, "tests/test_classifications_rules.py")
     c8_repair = sorted({m["test"] for m in marks if m["args"][0] == "C8" and "repair" in m["args"][1:]})
     assert c8_repair  # the contract holds for C8 here; take its repair tests away:
-    deselected = collected_marks(tmp_path, "tests/test_classifications_rules.py", *(f"--deselect={t}" for t in c8_repair))
+    deselect = [f"--deselect={test}" for test in c8_repair]
+    deselected = collected_marks(tmp_path, "tests/test_classifications_rules.py", *deselect)
     classifications = [rule for rule in RULES.values() if rule.domain == "classifications"]
 
     assert set(gaps(classifications, deselected)) - set(gaps(classifications, marks)) == {

@@ -35,7 +35,7 @@ def for_each_rule(plants: dict, *kinds: str) -> pytest.MarkDecorator:
     one defect and returns its violating rows), each case covering ``kinds`` (if any) of its own rule."""
     cases = [pytest.param(rule_id, plant, id=rule_id, marks=[covers(rule_id, *kinds)] if kinds else [])
              for rule_id, plant in plants.items()]
-    return pytest.mark.parametrize("rule_id, plant", cases)
+    return pytest.mark.parametrize(("rule_id", "plant"), cases)
 
 
 def required(rule) -> list[str]:
@@ -71,6 +71,7 @@ def gaps(rules, marks: list[dict]) -> list[str]:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    marks = [{"test": item.nodeid, "args": list(mark.args)} for item in session.items for mark in item.iter_markers("covers")]
+    marks = [{"test": item.nodeid, "args": list(mark.args)}
+             for item in session.items for mark in item.iter_markers("covers")]
     with open(os.environ["INVARIANTS_CONTRACT"], "w", encoding="utf-8") as out:
         json.dump(marks, out)
