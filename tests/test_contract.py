@@ -65,3 +65,13 @@ def test_the_contract_requires_a_repair_test_only_of_a_rule_that_repairs_and_kno
         "Z2: no scope test (rows of another scope are neither reported nor repaired)",
         "Z2: no repair test (fixes exactly the violators, and a second repair fixes nothing)",
     ]
+
+
+def test_a_domain_has_one_name_for_its_rules_its_self_tests_and_its_scenarios():
+    rules = {path.stem.removeprefix("test_") for path in (ROOT / "invariants").glob("test_*.py")}
+    self_tests = {path.stem[len("test_"):-len("_rules")] for path in (ROOT / "tests").glob("test_*_rules.py")}
+    scenarios = {path.stem for path in (ROOT / "fixtures" / "scenarios").glob("*.py")} - {"__init__"}
+
+    assert self_tests == rules
+    assert scenarios == rules
+    assert {rule.domain for rule in RULES.values()} == rules
