@@ -13,8 +13,11 @@ RISKS = {
 }
 
 
-def rule_order(rule_id: str):
-    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id).groups()
+def rule_order(rule_id: str) -> tuple[str, int, str]:
+    found = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id)
+    if found is None:  # an id not shaped like D1 or K4b: after those, by name
+        return "~", 0, rule_id
+    letters, number, suffix = found.groups()
     return letters, int(number), suffix
 
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import re
 from html import escape
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError, mask
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
 
 MAX_ROWS = 1000
 STATUS_CLASS = {
@@ -85,12 +91,15 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
-def _rule_key(rule_id: str):
-    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id).groups()
+def _rule_key(rule_id: str) -> tuple[str, int, str]:
+    found = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id)
+    if found is None:  # not a rule id (A1, K4b): after the rules
+        return "~", 0, rule_id
+    letters, number, suffix = found.groups()
     return letters, int(number or 0), suffix
 
 
-def _project_key(label: str):
+def _project_key(label: str) -> tuple[int, int, str]:
     project = project_of(label)
     return (0, int(project), "") if project and project.isdigit() else (1, 0, label)
 
@@ -98,13 +107,16 @@ def _project_key(label: str):
 class HtmlReport:
     """pytest-html hooks, registered by the plugin in an invariants session."""
 
-    def __init__(self, title: str, rules: dict, *, antenna_url=None, compare=False, planned=0):
+    def __init__(
+        self, title: str, rules: dict[str, Rule], *, antenna_url: str | None = None, compare: bool = False,
+        planned: int = 0,
+    ) -> None:
         self.title, self.rules, self.outcomes = title, rules, reporting.OUTCOMES
         self.antenna_url, self.compare = antenna_url, compare
         self.passing_rows = planned <= MAX_ROWS
         self.listed = self.omitted = 0
 
-    def pytest_html_report_title(self, report):
+    def pytest_html_report_title(self, report: Any) -> None:  # pytest-html's report object
         report.title = self.title
 
     def columns(self) -> list[tuple[str, str, bool]]:
@@ -120,13 +132,13 @@ class HtmlReport:
             ("changed_under_repair", "Changed under repair", False),
         ]
 
-    def pytest_html_results_table_header(self, cells):
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
         cells[2:2] = [
             f'<th class="sortable" data-column-type="{key}">{title}</th>' if sortable else f"<th>{title}</th>"
             for key, title, sortable in self.columns()
         ]
 
-    def pytest_html_results_table_row(self, report, cells):
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
         data = getattr(report, "invariant", None)
         if data is None:
             return
@@ -147,13 +159,13 @@ class HtmlReport:
         }
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 
-    def pytest_html_results_table_html(self, report, data):
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         record = getattr(report, "invariant", None)
         if record is None or record["status"] == "error":
             return
         data[:] = [self.detail(record)] if record["violations"] else []
 
-    def detail(self, o: dict) -> str:
+    def detail(self, o: dict[str, Any]) -> str:
         entry = self.rules[o["rule"]]
         head = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
         if o.get("new") is not None:
@@ -169,7 +181,9 @@ class HtmlReport:
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
         )
 
-    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
         verdict = escape(reporting.verdict(reporting.totals()))
         top = f"<div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"
         prefix.extend([STYLE, f"<p><b>{verdict}</b></p>{top}"])
@@ -180,8 +194,8 @@ class HtmlReport:
                 beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)"
             prefix.append(f"<p><b>The table below:</b> {passing}{beyond}</p>")
 
-    def per_rule(self) -> dict[str, dict]:
-        rules: dict[str, dict] = {}
+    def per_rule(self) -> dict[str, dict[str, Any]]:
+        rules: dict[str, dict[str, Any]] = {}
         for o in self.outcomes:
             r = rules.setdefault(o["rule"], {"violations": 0, "delta": None, "failing": False})
             r["violations"] += o["violations"]

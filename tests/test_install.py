@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,14 @@ def installed(venv: Path) -> dict[str, str]:
                       "d.metadata['Name'].lower().replace('-', '_') + ' ' + d.version for d in m.distributions()))")
     assert code == 0, output
     return dict(line.split(" ", 1) for line in output.splitlines())
+
+
+@pytest.mark.wheel
+def test_the_wheel_carries_py_typed(wheel_venv):
+    wheel = next(wheel_venv.parent.glob("antenna_invariants-*.whl"))
+    assert "antenna_invariants/py.typed" in zipfile.ZipFile(wheel).namelist()
+    installed_package = next((wheel_venv / "lib").glob("python3*/site-packages/antenna_invariants"))
+    assert (installed_package / "py.typed").is_file()
 
 
 @pytest.mark.wheel

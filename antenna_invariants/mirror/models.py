@@ -19,7 +19,7 @@ class Base(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
-    scope_paths: dict = {}
+    scope_paths: dict[str, str | list[str]] = {}  # scope -> lookup path (or paths) from this table
 
     class Meta:
         abstract = True
@@ -448,7 +448,7 @@ class PeriodicTask(models.Model):
     clocked_id = models.IntegerField(null=True)
     expire_seconds = models.IntegerField(null=True)
 
-    scope_paths: dict = {}
+    scope_paths: dict[str, str | list[str]] = {}  # scope -> lookup path (or paths) from this table
 
     class Meta:
         db_table = "django_celery_beat_periodictask"
