@@ -4,6 +4,7 @@ repair test although it repairs.  The tests declare what they cover with ``@pyte
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,16 @@ def test_a_domain_has_one_name_for_its_rules_its_self_tests_and_its_scenarios():
     assert self_tests == rules
     assert scenarios == rules
     assert {rule.domain for rule in RULES.values()} == rules
+
+
+def test_every_self_test_contributing_names_as_a_guard_exists():
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = text[text.index("# Engine invariants you must not break"):]
+    named = set(re.findall(r"\b(test_\w+)`", section))
+    modules = set(re.findall(r"`(tests/test_\w+\.py)", section))
+    defined = {name for path in (ROOT / "tests").glob("test_*.py")
+               for name in re.findall(r"^def (test_\w+)\(", path.read_text(encoding="utf-8"), re.M)}
+
+    assert len(named) > 15
+    assert named - defined == set()
+    assert {path for path in modules if not (ROOT / path).is_file()} == set()
