@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -239,7 +240,8 @@ def many_projects(url: str, repeat: int) -> dict:
     return {
         "projects": len(harness.project_ids()), "rules": len(harness.load_rules()), "cases": cases,
         "failing": best["failing"], "wall_seconds": wall, "runs": runs, "sql_seconds": sql, "sql_statements": statements,
-        "per_case_ms": 1000 * (wall - sql) / cases, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "per_case_ms": 1000 * (wall - sql) / cases, "cpu_seconds": min(r["cpu_seconds"] for r in runs),
+        "cpu_per_case_ms": 1000 * min(r["cpu_seconds"] for r in runs) / cases, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "bytes": best["bytes"], "html_load_seconds": best["html_load_seconds"],
         "load_average": os.getloadavg(),
     }
@@ -253,9 +255,10 @@ def full_default_run(url: str) -> dict:
                    "-o", f"cache_dir={reports}/.cache"]
         env = os.environ | {"DATABASE_URL": url, "PYTHONPATH": str(harness.ROOT / "bench")}
         load = os.getloadavg()[0]
-        started = time.perf_counter()
+        before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         done = subprocess.run(command, check=False, cwd=harness.ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
+        wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime  # the run's own CPU: less noisy
         if done.returncode not in (0, 1):
             raise RuntimeError(f"pytest exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()
@@ -264,11 +267,11 @@ def full_default_run(url: str) -> dict:
         sizes = {name: (Path(reports) / name).stat().st_size for name in REPORTS}
         sizes["terminal"] = len(done.stdout.encode()) - sum(len(" ".join([k, *v]).encode()) + 1 for k, v in lines.items())
         html_load = html_load_seconds(Path(reports) / "report.html")
-    run = {"wall_seconds": wall, "peak_rss_mb": int(lines["PEAK_RSS_KB"][0]) // 1024,
+    run = {"wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_mb": int(lines["PEAK_RSS_KB"][0]) // 1024,
            "run_statements": int(lines["SQL_STATEMENTS"][0]), "run_sql_seconds": float(lines["SQL_STATEMENTS"][1]),
            "cases": document["totals"]["cases"], "failing": document["totals"]["failing"], "bytes": sizes,
            "html_load_seconds": html_load, "load_before": load}
-    print(f"full run: {wall:.1f} s wall, {run['run_sql_seconds']:.1f} s in {run['run_statements']} statements, "
+    print(f"full run: {wall:.1f} s wall, {cpu:.1f} s CPU, {run['run_sql_seconds']:.1f} s in {run['run_statements']} statements, "
           f"{run['cases']} cases ({run['failing']} failing), {run['peak_rss_mb']} MB, html {html_load} s, "
           f"load {load:.1f}", flush=True)
     return run
@@ -318,7 +321,8 @@ def print_many_projects(f: dict):
     rows = [
         ("scale", f"{f['projects']} projects, {f['rules']} rules, {f['cases']:,} cases, {f['failing']:,} failing", ""),
         ("6. full default run", f"{f['wall_seconds']:.1f} s wall, rules' SQL {f['sql_seconds']:.1f} s", "<= SQL + 60 s"),
-        ("   per-case overhead", f"{f['per_case_ms']:.2f} ms", "<= 2 ms"),
+        ("   per-case overhead", f"{f['per_case_ms']:.2f} ms ({f['cpu_per_case_ms']:.2f} ms of the run's CPU per case)",
+         "<= 2 ms"),
         ("   peak RSS", f"{f['peak_rss_mb']} MB", "< 200 MB"),
         ("   reports", ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in b.items()), "by failing cases"),
         ("   report.html opens in", f"{f['html_load_seconds']} s", "< 3 s"),
