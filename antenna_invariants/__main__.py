@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own exit code is 2 and its message two lines
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 and its message two lines
         print(f"ERROR: {message} (usage: {' '.join(self.format_usage().split()[1:])})", file=sys.stderr)
         sys.exit(4)
 

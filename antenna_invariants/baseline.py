@@ -17,18 +17,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
 
 from antenna_invariants.connection import ConfigError
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Outcome
 
 SCHEMA_VERSION = 1
 ID_CAP = 1000
 
 
-def key(record: dict) -> str:
+def key(record: dict[str, Any]) -> str:
     return f"{record['rule']}/{record['project']}"
 
 
-def _read(path: Path, what: str) -> dict:
+def _read(path: Path, what: str) -> dict[str, Any]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -41,16 +47,16 @@ def _read(path: Path, what: str) -> dict:
 
 
 class Baseline:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         document = _read(path, "--baseline")
         if document.get("kind") != "baseline":
             raise ConfigError(f"--baseline {path}: not a baseline (write one with --write-baseline)")
         cases = document.get("cases", {})
         if not isinstance(cases, dict) or not all(map(_baseline_case, cases.values())):
             raise ConfigError(f"--baseline {path}: not a baseline (its cases are not violation counts and ids)")
-        self.cases: dict[str, dict] = cases
+        self.cases: dict[str, dict[str, Any]] = cases
 
-    def judge(self, outcome, ids: list[int] | None):
+    def judge(self, outcome: Outcome, ids: list[int] | None) -> None:
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
         case = f"{outcome.rule}/{outcome.project}"
         outcome.new_case = case not in self.cases
@@ -65,7 +71,7 @@ class Baseline:
             outcome.status = "baselined"
 
 
-def fingerprint_ids(violators, violations: int, sample: list[int]) -> list[int] | None:
+def fingerprint_ids(violators: QuerySet, violations: int, sample: list[int]) -> list[int] | None:
     """Every violating id when there are at most ``ID_CAP`` (reusing the sample when it is complete)."""
     if violations > ID_CAP:
         return None
@@ -77,7 +83,7 @@ def fingerprint_ids(violators, violations: int, sample: list[int]) -> list[int] 
         return list(violators.order_by("pk").values_list("pk", flat=True)[:ID_CAP])
 
 
-def write(path: Path, outcomes: list[dict], run: dict):
+def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> None:
     cases = {
         key(o): {"violations": o["violations"], "ids": o.get("fingerprint")}
         for o in sorted(outcomes, key=key)
@@ -101,15 +107,17 @@ def previous_counts(path: Path) -> dict[str, int]:
     document = _read(path, "--compare")
     results = document.get("results")
     if not isinstance(results, list) or not all(map(_result, results)):
-        raise ConfigError(f"--compare {path}: not an invariants.json report (no results with rule, project and violations)")
+        raise ConfigError(
+            f"--compare {path}: not an invariants.json report (no results with rule, project and violations)"
+        )
     return {key(r): r["violations"] for r in results if r.get("status") not in ("error", "skipped")}
 
 
-def _count(value) -> bool:
+def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _result(record) -> bool:
+def _result(record: object) -> bool:
     """A record of invariants.json's ``results`` as --compare reads it."""
     return (
         isinstance(record, dict)
@@ -119,12 +127,16 @@ def _result(record) -> bool:
     )
 
 
-def _baseline_case(case) -> bool:
+def _baseline_case(case: object) -> bool:
     ids = case.get("ids") if isinstance(case, dict) else None
-    return isinstance(case, dict) and _count(case.get("violations")) and (ids is None or (isinstance(ids, list) and all(map(_count, ids))))
+    return (
+        isinstance(case, dict)
+        and _count(case.get("violations"))
+        and (ids is None or (isinstance(ids, list) and all(map(_count, ids))))
+    )
 
 
-def delta(record: dict, previous: dict[str, int] | None) -> int | None:
+def delta(record: dict[str, Any], previous: dict[str, int] | None) -> int | None:
     """Violations now minus then; None without ``--compare``, or for a case that did not run then or now."""
     if previous is None or record["status"] in ("error", "skipped"):
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,6 @@ def pytest_arguments(argv: list[str]) -> list[str]:
 
 
 def version() -> str:
-    from importlib import metadata
-
     return f"antenna-invariants {metadata.version('antenna-invariants')} (pytest {pytest.__version__})"
 
 

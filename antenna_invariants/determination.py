@@ -24,6 +24,15 @@ the same values, in any order.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from antenna_invariants import journal
+from antenna_invariants.mirror.models import Classification, Identification, Occurrence
+
 # what the expected determination reads besides the occurrence: the rows a repair locks (``@rule(depends_on=)``)
 EVIDENCE = ("identifications", "detections__classifications")
 
@@ -70,11 +79,7 @@ SCORE_IS_EXPECTED = (
 WRITTEN_SCORE = "NULLIF(e.score, 0)"  # what Antenna writes: a falsy score never
 
 
-def _evidence():
-    from django.db.models import Exists, OuterRef
-
-    from antenna_invariants.mirror.models import Classification, Identification
-
+def _evidence() -> tuple[Exists, Exists]:
     machine = Classification.objects.filter(
         detection__occurrence=OuterRef("pk"), detection__bbox__isnull=False, taxon__isnull=False
     )
@@ -82,26 +87,26 @@ def _evidence():
     return Exists(machine), Exists(human)
 
 
-def has_evidence():
+def has_evidence() -> Q:
     """Q-able test: the occurrence has a classification with a taxon on a real detection, or an active
     identification with a taxon."""
     machine, human = _evidence()
     return machine | human
 
 
-def has_no_evidence():
+def has_no_evidence() -> Q:
     """The negation of ``has_evidence``, written as two NOT EXISTS so PostgreSQL can plan anti-joins."""
     machine, human = _evidence()
     return ~machine & ~human
 
 
-def expected_sql(occurrences) -> tuple[str, list]:
+def expected_sql(occurrences: QuerySet) -> tuple[str, list[Any]]:
     """SQL and params giving (occurrence_id, taxon_id, score, human, blocked) for a queryset of occurrences."""
     target, params = occurrences.order_by().values("pk").query.sql_with_params()
     return EXPECTED_SQL.format(target=target), list(params)
 
 
-def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
+def write_expected(occurrences: QuerySet, *, only_where: str = "TRUE") -> int:
     """Set determination and score to the expected value for ``occurrences`` (one UPDATE).
 
     ``only_where`` is an extra SQL condition on ``o`` (the occurrence) and ``e`` (the expected row), so a
@@ -115,10 +120,6 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
     index on the re-checked column (a NULL determination: every undetermined occurrence, for each batch;
     docs/benchmarks.md).
     """
-    from django.db import connection
-
-    from antenna_invariants.mirror.models import Occurrence
-
     ids = list(occurrences.order_by().values_list("pk", flat=True))
     if not ids:
         return 0
@@ -139,11 +140,9 @@ def write_expected(occurrences, *, only_where: str = "TRUE") -> int:
         return cursor.rowcount
 
 
-def where_expected(occurrences, condition: str):
+def where_expected(occurrences: QuerySet, condition: str) -> QuerySet:
     """The occurrences for which ``condition`` holds, an SQL test on ``o`` (the occurrence) and ``e`` (its
     expected row); the expected values are computed once for the whole queryset, not per row."""
-    from django.db.models.expressions import RawSQL
-
     sql, params = expected_sql(occurrences)
     matching = f"SELECT o.id FROM ({sql}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {condition}"
     return occurrences.model.objects.filter(pk__in=RawSQL(matching, params))  # the rows of ``occurrences`` only
@@ -152,9 +151,6 @@ def where_expected(occurrences, condition: str):
 def rewrite_expected(occurrence_ids: list[int]) -> int:
     """For a repair of another table that changes occurrences' evidence (an identification withdrawn, a
     classification removed): journal those occurrences, then write their expected determination."""
-    from antenna_invariants import journal
-    from antenna_invariants.mirror.models import Occurrence
-
     if journal.ACTIVE is None:
         raise RuntimeError("rewriting determinations from a repair needs an active journal")
     journal.ACTIVE.watch(Occurrence, list(occurrence_ids))

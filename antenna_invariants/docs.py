@@ -8,11 +8,16 @@ from pathlib import Path
 from antenna_invariants.layout import CHECKOUT, load_rules
 
 DOCS = CHECKOUT / "docs" / "invariants.md"
-RISKS = {"L": "low: pure recompute", "M": "medium: changes what users see", "H": "high: deletes rows", "-": "report only"}
+RISKS = {
+    "L": "low: pure recompute", "M": "medium: changes what users see", "H": "high: deletes rows", "-": "report only",
+}
 
 
-def rule_order(rule_id: str):
-    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id).groups()
+def rule_order(rule_id: str) -> tuple[str, int, str]:
+    found = re.fullmatch(r"([A-Z]+)(\d+)(\w*)", rule_id)
+    if found is None:  # an id not shaped like D1 or K4b: after those, by name
+        return "~", 0, rule_id
+    letters, number, suffix = found.groups()
     return letters, int(number), suffix
 
 
@@ -39,7 +44,8 @@ def render() -> str:
             repair = "yes: " + " ".join((entry.repair_func.__doc__ or entry.repair_func.__name__).split())
         else:
             repair = "no" + (f": {entry.hint}" if entry.hint else "")
-        cells = [f'<a id="{entry.id.lower()}"></a>{entry.id}', entry.domain, severity, entry.doc, repair, RISKS.get(entry.risk, entry.risk)]
+        anchor = f'<a id="{entry.id.lower()}"></a>{entry.id}'
+        cells = [anchor, entry.domain, severity, entry.doc, repair, RISKS.get(entry.risk, entry.risk)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

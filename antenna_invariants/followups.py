@@ -7,6 +7,8 @@ A repair's journal says which columns it changed; these are the inputs each coun
 
 from __future__ import annotations
 
+from typing import Any
+
 from antenna_invariants.journal import DELETED
 
 _DETECTION = {"occurrence_id", "bbox", "source_image_id", DELETED}
@@ -49,7 +51,7 @@ def stale_counts(touched: set[tuple[str, str]]) -> list[str]:
     return [rule for rule, inputs in COUNT_INPUTS.items() if any(c in inputs.get(t, ()) for t, c in touched)]
 
 
-def followups(outcomes: list[dict]) -> list[str]:
+def followups(outcomes: list[dict[str, Any]]) -> list[str]:
     """The lines to print after a run that wrote: what a person must still do.  Cache invalidation, the
     counts a repair made stale that no later case of the run recounted (``outcomes`` in run order: the run
     takes the count rules last, so they are only left when they were not selected or not in scope), and
@@ -64,7 +66,8 @@ def followups(outcomes: list[dict]) -> list[str]:
     stale: dict[str, set[str]] = {}
     for index, o in enumerate(outcomes):
         # a count rule checked (and repaired) later in the run, in the same scope, saw the write already
-        recounted = {(x["rule"], x["project"]) for x in outcomes[index + 1 :] if x["status"] not in ("skipped", "error")}
+        later = outcomes[index + 1 :]
+        recounted = {(x["rule"], x["project"]) for x in later if x["status"] not in ("skipped", "error")}
         for rule in (o.get("stale") or ()) if o.get("journal") else ():
             if (rule, o["project"]) not in recounted:
                 stale.setdefault(rule, set()).add(o["project"])

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import re
 from html import escape
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from antenna_invariants import reporting
 from antenna_invariants.connection import ConfigError, mask
 
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
+
 MAX_ROWS = 1000
-STATUS_CLASS = {"passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s"}
+STATUS_CLASS = {
+    "passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s",
+}
 # Antenna's pages per table (its API where the UI has no page, or for rows without a project)
 UI_PATHS = {
     "occurrences": "projects/{project}/occurrences/{id}",
@@ -47,7 +55,8 @@ def antenna_url(url: str | None) -> str | None:
     if url is None:
         return None
     if not re.fullmatch(r"https?://[^\s\"'<>`=]+", url):
-        raise ConfigError(mask(f"--antenna-url {url!r}: expected an http(s) address like https://antenna.example.org", url))
+        expected = "expected an http(s) address like https://antenna.example.org"
+        raise ConfigError(mask(f"--antenna-url {url!r}: {expected}", url))
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
@@ -82,12 +91,15 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
-def _rule_key(rule_id: str):
-    letters, number, suffix = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id).groups()
+def _rule_key(rule_id: str) -> tuple[str, int, str]:
+    found = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id)
+    if found is None:  # not a rule id (A1, K4b): after the rules
+        return "~", 0, rule_id
+    letters, number, suffix = found.groups()
     return letters, int(number or 0), suffix
 
 
-def _project_key(label: str):
+def _project_key(label: str) -> tuple[int, int, str]:
     project = project_of(label)
     return (0, int(project), "") if project and project.isdigit() else (1, 0, label)
 
@@ -95,13 +107,16 @@ def _project_key(label: str):
 class HtmlReport:
     """pytest-html hooks, registered by the plugin in an invariants session."""
 
-    def __init__(self, title: str, rules: dict, *, antenna_url=None, compare=False, planned=0):
+    def __init__(
+        self, title: str, rules: dict[str, Rule], *, antenna_url: str | None = None, compare: bool = False,
+        planned: int = 0,
+    ) -> None:
         self.title, self.rules, self.outcomes = title, rules, reporting.OUTCOMES
         self.antenna_url, self.compare = antenna_url, compare
         self.passing_rows = planned <= MAX_ROWS
         self.listed = self.omitted = 0
 
-    def pytest_html_report_title(self, report):
+    def pytest_html_report_title(self, report: Any) -> None:  # pytest-html's report object
         report.title = self.title
 
     def columns(self) -> list[tuple[str, str, bool]]:
@@ -117,13 +132,13 @@ class HtmlReport:
             ("changed_under_repair", "Changed under repair", False),
         ]
 
-    def pytest_html_results_table_header(self, cells):
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
         cells[2:2] = [
             f'<th class="sortable" data-column-type="{key}">{title}</th>' if sortable else f"<th>{title}</th>"
             for key, title, sortable in self.columns()
         ]
 
-    def pytest_html_results_table_row(self, report, cells):
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
         data = getattr(report, "invariant", None)
         if data is None:
             return
@@ -144,13 +159,13 @@ class HtmlReport:
         }
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 
-    def pytest_html_results_table_html(self, report, data):
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         record = getattr(report, "invariant", None)
         if record is None or record["status"] == "error":
             return
         data[:] = [self.detail(record)] if record["violations"] else []
 
-    def detail(self, o: dict) -> str:
+    def detail(self, o: dict[str, Any]) -> str:
         entry = self.rules[o["rule"]]
         head = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
         if o.get("new") is not None:
@@ -166,16 +181,21 @@ class HtmlReport:
             f"<p>Ids ({shown}): {ids}{rows}</p><p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"
         )
 
-    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
         verdict = escape(reporting.verdict(reporting.totals()))
-        prefix.extend([STYLE, f"<p><b>{verdict}</b></p><div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"])
+        top = f"<div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"
+        prefix.extend([STYLE, f"<p><b>{verdict}</b></p>{top}"])
         if self.omitted or not self.passing_rows:
             passing = "" if self.passing_rows else f"more than {MAX_ROWS} cases: passing cases are in the matrix only; "
-            beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)" if self.omitted else ""
+            beyond = ""
+            if self.omitted:
+                beyond = f"{self.omitted} more non-passing cases are not listed (see invariants.json)"
             prefix.append(f"<p><b>The table below:</b> {passing}{beyond}</p>")
 
-    def per_rule(self) -> dict[str, dict]:
-        rules: dict[str, dict] = {}
+    def per_rule(self) -> dict[str, dict[str, Any]]:
+        rules: dict[str, dict[str, Any]] = {}
         for o in self.outcomes:
             r = rules.setdefault(o["rule"], {"violations": 0, "delta": None, "failing": False})
             r["violations"] += o["violations"]
@@ -226,7 +246,8 @@ class HtmlReport:
                     continue
                 tds.append(f"<td class={STATUS_CLASS[o['status']]} title='{rule_id} {p} {o['status']}'>{count}</td>")
             delta = f" ({signed(total['delta'])})" if total["delta"] is not None else ""
-            rows.append(f"<tr><td class=rule>{escape(rule_id)}</td>{''.join(tds)}<td>{total['violations']}{delta}</td></tr>")
+            total_td = f"<td>{total['violations']}{delta}</td>"
+            rows.append(f"<tr><td class=rule>{escape(rule_id)}</td>{''.join(tds)}{total_td}</tr>")
         legend = "".join(f"<span class={c}>{s}</span>" for s, c in STATUS_CLASS.items())
         return (
             f"<h3>Rules x projects</h3><p class=inv-legend>{legend}</p><div class=inv-matrix><table>"

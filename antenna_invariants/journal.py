@@ -29,14 +29,17 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from django.db import connection, models
+from django.db.models import Model, QuerySet
 
-ACTIVE: "Journal | None" = None
+ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
@@ -44,11 +47,11 @@ VERSION = 2  # the journal format: 2 has a header line, batches and sums (1: bar
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
 
 
 class Journal:
-    def __init__(self, directory: Path, run: str | None = None):
+    def __init__(self, directory: Path, run: str | None = None) -> None:
         self.run = run or new_run_id()
         self.path = Path(directory) / f"journal-{self.run}.jsonl"
         self.counts: dict[tuple[str, str], dict[str, int]] = {}  # (rule, scope) -> {"op table": rows}
@@ -70,7 +73,7 @@ class Journal:
         return self.columns.get((rule, scope), set())
 
     @contextmanager
-    def batch(self, rule: str, scope: str):
+    def batch(self, rule: str, scope: str) -> Iterator[Journal]:
         """Journal what the body changes; call inside the transaction (or savepoint) that makes the change."""
         with connection.cursor() as cursor:
             cursor.execute(
@@ -80,18 +83,18 @@ class Journal:
         yield self
         self._flush(rule, scope)
 
-    def watch(self, model, ids: list[int]) -> None:
+    def watch(self, model: type[Model], ids: list[int]) -> None:
         """Lock these rows and stage their images: the batch journals the ones that change."""
         self._stage("update", model._meta.db_table, ids)
 
-    def delete(self, queryset) -> int:
+    def delete(self, queryset: QuerySet) -> int:
         """Delete ``queryset``'s rows, emulating Django's on_delete for their children (CASCADE: delete them
         too; SET_NULL: null the link), set-based and journaled.  Returns the number of the queryset's own
         rows deleted, never the cascade total."""
         ids = list(queryset.order_by("pk").values_list("pk", flat=True))
         return self._delete(queryset.model, ids) if ids else 0
 
-    def _delete(self, model, ids: list[int]) -> int:
+    def _delete(self, model: type[Model], ids: list[int]) -> int:
         table = model._meta.db_table
         for relation in _reverse_relations(model):
             child, link = relation.related_model, relation.field
@@ -140,7 +143,8 @@ class Journal:
                 lines += cursor.fetchall()
             cursor.execute(
                 f"""SELECT seq, op, tbl, changed, {line}
-                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed FROM {STAGE} WHERE op = 'delete') AS d""",
+                      FROM (SELECT *, NULL::jsonb AS new, NULL::json AS changed
+                              FROM {STAGE} WHERE op = 'delete') AS d""",
                 [self.run, rule, scope],
             )
             lines = [row[1:] for row in sorted(lines + cursor.fetchall())]
@@ -164,7 +168,7 @@ class Journal:
         counts[f"purge {table}"] = counts.get(f"purge {table}", 0) + count
         self.columns.setdefault((rule, scope), set()).add((table, DELETED))
 
-    def _append(self, rule: str, scope: str, lines: list[tuple]) -> None:
+    def _append(self, rule: str, scope: str, lines: list[tuple[Any, ...]]) -> None:
         """Append ``(op, table, ..., line)`` rows to the file as one batch and fsync."""
         if not lines:
             return
@@ -243,7 +247,9 @@ def _changed(op: str, new: str, old: str) -> str:
     )
 
 
-def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None) -> str:
+def _line(
+    run: str, rule: str, scope: str, op: str, table: str, pk: str, old: str, new: str, changed: str | None = None
+) -> str:
     """SQL building one journal line from SQL expressions (json keeps the key order for the reader)."""
     return (
         f"json_build_object('run', {run}, 'rule', {rule}, 'scope', {scope}, 'op', {op}, 'table', {table}, "
@@ -251,7 +257,7 @@ def _line(run: str, rule: str, scope: str, op: str, table: str, pk: str, old: st
     )
 
 
-def _reverse_relations(model):
+def _reverse_relations(model: type[Model]) -> list[Any]:
     """Foreign keys (mirrored or auto-created M2M through tables) pointing at ``model``."""
     return [
         f
@@ -260,7 +266,7 @@ def _reverse_relations(model):
     ]
 
 
-def delete_journaled(queryset) -> int:
+def delete_journaled(queryset: QuerySet) -> int:
     """For deleting repairs: delete ``queryset`` through the active journal (refuses without one)."""
     if ACTIVE is None:
         raise RuntimeError("a deleting repair needs an active journal")
@@ -274,13 +280,16 @@ class JournalError(ValueError):
     """A file undo must not act on: not a journal, an edited line, another database's (one line, exit 4)."""
 
 
+Line = tuple[int, dict[str, Any], str]  # a journal line as read: (line number, parsed, text)
+
+
 @dataclass
 class Reading:
     """A journal as read: ``header`` (None for a version-1 journal), the lines of its whole batches as
     (line number, parsed line, text), and the line numbers of a batch cut off while being written."""
 
-    header: dict | None
-    lines: list[tuple[int, dict, str]] = field(default_factory=list)
+    header: dict[str, Any] | None
+    lines: list[Line] = field(default_factory=list)
     torn: tuple[int, int] | None = None
 
 
@@ -306,7 +315,8 @@ def read(path: Path, version_1: bool = False) -> Reading:
         return _read_version_1(path, raw, version_1)
     if not isinstance(first, dict) or first.get("journal") != VERSION:
         raise JournalError(f"{path}:1: not a journal (no version {VERSION} header)")
-    reading, chain, batch = Reading(header=first), "", []
+    reading, chain = Reading(header=first), ""
+    batch: list[Line] = []
     for number, line in raw:
         meta = _json(line)
         found = SUM.search(line.decode("utf-8", "replace"))
@@ -353,7 +363,7 @@ def _read_version_1(path: Path, raw: list[tuple[int, bytes]], trusted: bool) -> 
     return reading
 
 
-def _json(line: bytes):
+def _json(line: bytes) -> Any:
     try:
         return json.loads(line)
     except ValueError:  # UnicodeDecodeError is one

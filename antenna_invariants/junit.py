@@ -6,7 +6,7 @@ pytest's own JUnit knows passed, failed and skipped.  An invariants case has mor
 |---|---|
 | failed (and warned under ``--strict``) | ``<failure message="12 violating occurrences of 5300 checked: D1 …">`` |
 | error (could not run), timed out | ``<error type="error" | "timeout">`` |
-| warned, baselined, tolerated (violations within ``error_if``/``warn_if``) | ``<skipped type="warned" …>`` etc., message ``WARN: …`` |
+| warned, baselined, tolerated (within ``error_if``/``warn_if``) | ``<skipped type="warned" …>`` etc.: ``WARN: …`` |
 | repaired | passed, ``<system-out>REPAIRED: …</system-out>`` |
 | passed (no violation) | passed |
 
@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
 
 CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
 
 
-def kind(record: dict) -> str:
+def kind(record: dict[str, Any]) -> str:
     """The JUnit outcome of a record: failure, error, timeout, warned, baselined, tolerated, repaired, passed."""
-    status = record["status"]
+    status: str = record["status"]
     if status == "error":
         return "timeout" if record.get("message", "").startswith("timed out") else "error"
     if record.get("fails_run"):
@@ -38,7 +43,13 @@ def kind(record: dict) -> str:
     return status
 
 
-def reshape(path: Path, records: list[dict], rules: dict, family: str, details) -> None:
+def reshape(
+    path: Path,
+    records: list[dict[str, Any]],
+    rules: dict[str, Rule],
+    family: str,
+    details: Callable[[dict[str, Any]], str],
+) -> None:
     """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text."""
     tree = ET.parse(path)
     by_case = {(r["rule"], r["project"]): r for r in records}
@@ -55,7 +66,7 @@ def reshape(path: Path, records: list[dict], rules: dict, family: str, details) 
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _reshape_case(case: ET.Element, record: dict, entry, family: str, text: str) -> None:
+def _reshape_case(case: ET.Element, record: dict[str, Any], entry: Rule, family: str, text: str) -> None:
     outcome = kind(record)
     if family == "xunit1":
         case.set("line", str(entry.def_line))

@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE_DIR.parent
@@ -39,7 +40,7 @@ PGDATA_DIR = (
 )
 
 
-def _import(package: str, name: str):
+def _import(package: str, name: str) -> ModuleType:
     if IN_CHECKOUT and str(CHECKOUT) not in sys.path:
         sys.path.insert(0, str(CHECKOUT))  # what pytest's rootdir import does for a session started elsewhere
     return importlib.import_module(f"{package}.{name}")
@@ -51,6 +52,6 @@ def load_rules() -> None:
         _import(RULES_PACKAGE, path.stem)
 
 
-def fixtures_module(name: str):
+def fixtures_module(name: str) -> ModuleType:
     """A module of the factories and scenarios, e.g. ``fixtures_module("demo")``."""
     return _import(FIXTURES_PACKAGE, name)

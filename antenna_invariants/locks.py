@@ -18,21 +18,27 @@ a function ``ids -> queryset`` (rows the paths cannot reach, e.g. a taxon's ance
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.db import connection
+from django.db.models import Field, Model, QuerySet
+
+# a lookup path from the target table, or a function ``ids -> queryset`` of the rows a repair reads
+DependsOn = str | Callable[[list[int]], QuerySet]
 
 
-def plan(model, depends_on: Iterable[str | Callable]) -> list[tuple[str | Callable, object, str, str]]:
+def plan(model: type[Model], depends_on: Iterable[DependsOn]) -> list[tuple[DependsOn, Any, str | None, str]]:
     """(path, model, back, lock) for every row set the paths reach, shallowest first: ``back`` is the lookup
     from those rows to the target, ``lock`` is ``UPDATE`` for a set some path leaves through a reverse relation,
-    else ``SHARE``."""
-    sets: dict[str | Callable, list] = {}
+    else ``SHARE`` (model and back are None for a function)."""
+    sets: dict[DependsOn, list[Any]] = {}
     for path in depends_on:
         if callable(path):
             sets[path] = [None, None, "SHARE"]
             continue
-        current, names, back = model, path.split("__"), []
+        current, names = model, path.split("__")
+        back: list[str] = []
         for depth, name in enumerate(names):
             field = current._meta.get_field(name)
             if not field.is_relation:
@@ -46,11 +52,11 @@ def plan(model, depends_on: Iterable[str | Callable]) -> list[tuple[str | Callab
     return [(path, *sets[path]) for path in order]
 
 
-def _is_reverse(field) -> bool:
+def _is_reverse(field: Field) -> bool:
     return field.auto_created and not field.concrete
 
 
-def lock(model, depends_on: Iterable[str | Callable], ids: list[int]) -> None:
+def lock(model: type[Model], depends_on: Iterable[DependsOn], ids: list[int]) -> None:
     """Lock the rows the condition of a repair of ``model``'s rows ``ids`` reads (the caller locks the targets
     first).  Each set is reached from its own side (a join to the targets' ids), so a row is found by the
     index of its link and locked where it is read."""

@@ -16,10 +16,10 @@ import inspect
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from typing import Callable
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
@@ -32,7 +32,7 @@ from antenna_invariants.connection import ConfigError
 from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
 from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``field__any=ids``, used by the repairs)
 
-RULES: dict[str, "Rule"] = {}
+RULES: dict[str, Rule] = {}
 BATCH_SIZE = int(os.environ.get("INVARIANTS_BATCH_SIZE", 5000))
 
 
@@ -170,7 +170,7 @@ RUN_ORDER = (("K4", "K4b"), ("F1", "F2"), ("G1", "G2", "G3", "G4", "G5", "G6"),
              ("D7", "D1", "D2", "D3", "D4", "D5", "D6"), ("K1", "K2", "K3"))
 
 
-def run_order(entry: "Rule | None") -> tuple[int, int]:
+def run_order(entry: Rule | None) -> tuple[int, int]:
     """Sort key of a rule's cases in a run (a stable sort: unlisted rules keep their collection order)."""
     for phase, ids in enumerate(RUN_ORDER, start=1):
         if entry is not None and entry.id in ids:

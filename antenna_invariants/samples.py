@@ -6,7 +6,15 @@ storage paths or URLs, no job parameters, logs or results (where credentials can
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from antenna_invariants.connection import ConfigError
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
+    from antenna_invariants.scope import Scope
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     "occurrences": ("project_id", "deployment_id", "event_id", "determination_id", "determination_score"),
@@ -40,7 +48,7 @@ def parse_columns(values: list[str] | None) -> tuple[str, ...]:
     return columns
 
 
-def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict]:
+def sample_rows(entry: Rule, sample: list[int], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """The sample's rows with the requested columns this rule's table allows, and those it always shows
     (primary key first)."""
     shown = SHOWN.get(entry.table, ())
@@ -54,15 +62,13 @@ def sample_rows(entry, sample: list[int], columns: tuple[str, ...]) -> list[dict
     return [{"id": pk} | {c: _plain(rows[pk][c]) for c in wanted} for pk in sample if pk in rows]
 
 
-def _plain(value):
+def _plain(value: object) -> bool | int | float | str | None:
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def store_failures(directory, entry, scope, record: dict) -> None:
+def store_failures(directory: Path, entry: Rule, scope: Scope, record: dict[str, Any]) -> None:
     """``--store-failures DIR`` (dbt's store_failures): ``DIR/<rule>-<scope>.csv``, every violating id of the
     case with its table's allowlisted columns, streamed from the database (never all in memory)."""
-    import csv
-
     from antenna_invariants.rules import read_only
 
     columns = ALLOWED.get(entry.table, ())

@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.apps import apps
 from django.db import connection
+from django.db.models import Model
 
 from antenna_invariants.connection import ConfigError
 
@@ -21,10 +25,15 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
    AND c.relname = ANY(%s)
 """
 
-TYPE_ALIASES = {"varchar": "character varying", "serial": "integer", "bigserial": "bigint", "timestamptz": "timestamp with time zone"}
+TYPE_ALIASES = {
+    "varchar": "character varying",
+    "serial": "integer",
+    "bigserial": "bigint",
+    "timestamptz": "timestamp with time zone",
+}
 
 
-def mirror_models():
+def mirror_models() -> list[type[Model]]:
     """Mirrored models plus the auto-created M2M tables."""
     return list(apps.get_app_config("antenna").get_models(include_auto_created=True))
 
@@ -47,7 +56,7 @@ def _normalise(db_type: str) -> str:
     return db_type
 
 
-def live_columns(cursor, tables) -> dict[str, dict[str, tuple[str, bool, bool]]]:
+def live_columns(cursor: Any, tables: Iterable[str]) -> dict[str, dict[str, tuple[str, bool, bool]]]:
     """{table: {column: (type, nullable, has_default)}} in the database behind ``cursor`` (any DB-API cursor)."""
     cursor.execute(LIVE_COLUMNS_SQL, [list(tables)])
     rows = cursor.fetchall()
@@ -57,7 +66,9 @@ def live_columns(cursor, tables) -> dict[str, dict[str, tuple[str, bool, bool]]]
     return live
 
 
-def missing(mirror, live) -> list[str]:
+def missing(
+    mirror: dict[str, dict[str, tuple[str, bool]]], live: dict[str, dict[str, tuple[str, bool, bool]]]
+) -> list[str]:
     problems = []
     for table, columns in sorted(mirror.items()):
         if table not in live:
@@ -67,7 +78,7 @@ def missing(mirror, live) -> list[str]:
     return problems
 
 
-def differences(cursor) -> list[str]:
+def differences(cursor: Any) -> list[str]:
     """Everything that makes the mirror incompatible with the schema behind ``cursor``."""
     mirror = mirror_columns()
     live = live_columns(cursor, mirror)
@@ -87,7 +98,7 @@ def differences(cursor) -> list[str]:
     return problems
 
 
-def guard():
+def guard() -> None:
     """Stop the run when a mirrored table or column is missing from the live database."""
     mirror = mirror_columns()
     with connection.cursor() as cursor:
@@ -100,7 +111,7 @@ def guard():
         raise ConfigError(f"schema drift: {problems[0]}{more}")
 
 
-def refuse_read_only_server():
+def refuse_read_only_server() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')")
         in_recovery, read_only = cursor.fetchone()

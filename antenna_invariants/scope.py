@@ -30,7 +30,7 @@ class JobFootprint:
     algorithm_ids: tuple[int, ...] | None  # None: the job has no pipeline
 
     @classmethod
-    def infer(cls, job_id: int) -> "JobFootprint":
+    def infer(cls, job_id: int) -> JobFootprint:
         from antenna_invariants.mirror.models import Job
 
         job = Job.objects.filter(pk=job_id).first()

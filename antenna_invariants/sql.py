@@ -1,7 +1,22 @@
 """Small SQL building blocks shared by the rules."""
 
-from django.db.models import BooleanField, Exists, Field, ForeignObject, Func, Lookup, OuterRef, Q, Subquery
+from typing import Any
+
+from django.db.models import (
+    BooleanField,
+    Exists,
+    Field,
+    ForeignObject,
+    Func,
+    Lookup,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Now
+from django.db.models.sql.compiler import SQLCompiler
 
 
 class AnyOf(Lookup):
@@ -12,7 +27,7 @@ class AnyOf(Lookup):
     lookup_name = "any"
     prepare_rhs = False
 
-    def as_sql(self, compiler, connection):
+    def as_sql(self, compiler: SQLCompiler, connection: Any) -> tuple[str, list[Any]]:
         lhs, params = self.process_lhs(compiler, connection)
         return f"{lhs} = ANY(%s)", [*params, list(self.rhs)]
 
@@ -45,7 +60,7 @@ class IsNotDistinctFrom(Func):
     output_field = BooleanField()
 
 
-def has_an_older_twin(model, keys: list[str], where: Q | None = None) -> Exists:
+def has_an_older_twin(model: type[Model], keys: list[str], where: Q | None = None) -> Exists:
     """True for a row of ``model`` when another row matching ``where`` shares its ``keys`` (NULL-safe: NULLs
     group together) and is older (created_at, then id).  Filtering rows that match ``where`` by it leaves
     every row of a group but the oldest, and the oldest never depends on the scope; the first key must be
@@ -57,12 +72,12 @@ def has_an_older_twin(model, keys: list[str], where: Q | None = None) -> Exists:
     return Exists(twins.filter(older))
 
 
-def project_differs_from_deployment(rows):
+def project_differs_from_deployment(rows: QuerySet) -> QuerySet:
     """Rows (captures, events, occurrences) with a deployment whose project differs from it, NULL-safe."""
     return rows.filter(deployment__isnull=False).filter(IsDistinctFrom("project", "deployment__project"))
 
 
-def copy_deployment_project(violators):
+def copy_deployment_project(violators: QuerySet) -> int:
     """Copy the deployment's project onto the rows, as Deployment.update_children does.  A project is never
     cleared: rows of a deployment without a project stay unfixable (see S6b)."""
     from antenna_invariants.mirror.models import Deployment

@@ -4,8 +4,12 @@ tolerated violations, repairs.  Both are capped: the reports have every case."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from antenna_invariants.docs import rule_order
 
@@ -16,7 +20,7 @@ SUMMARY_ROWS = 30  # failing rules in summary.md
 RISKS = {"low": "L", "medium": "M", "high": "H"}
 
 
-def standing(o: dict) -> str | None:
+def standing(o: dict[str, Any]) -> str | None:
     if o["fails_run"]:
         return "ERROR" if o["status"] == "error" else "FAILED"
     if o["status"] == "passed":
@@ -33,7 +37,7 @@ class RuleRow:
     standing: str = "REPAIRED"
     violations: int = 0
     new: int | None = None
-    cases: list[dict] = field(default_factory=list)
+    cases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def scopes(self) -> list[str]:
@@ -44,7 +48,7 @@ class RuleRow:
         return [pk for o in self.cases for pk in o["sample"]]
 
 
-def rows(outcomes: list[dict]) -> list[RuleRow]:
+def rows(outcomes: list[dict[str, Any]]) -> list[RuleRow]:
     """The rules with something to say, ranked."""
     by_rule: dict[str, RuleRow] = {}
     for o in outcomes:
@@ -63,7 +67,7 @@ def rows(outcomes: list[dict]) -> list[RuleRow]:
                                                    -r.violations, rule_order(r.rule)))
 
 
-def repair_text(o: dict) -> str:
+def repair_text(o: dict[str, Any]) -> str:
     risk = f", risk {RISKS[o['risk']]}" if o.get("risk") in RISKS else ""
     if not o.get("repairable"):
         return "no repair"
@@ -78,7 +82,7 @@ def _ids(ids: list[int], shown: int = 5) -> str:
     return ", ".join(map(str, ids[:shown])) + (", …" if len(ids) > shown else "")
 
 
-def terminal_table(terminal, outcomes: list[dict], reports: Path) -> list[RuleRow]:
+def terminal_table(terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]], reports: Path) -> list[RuleRow]:
     ranked = rows(outcomes)
     if not ranked:
         return ranked
@@ -96,7 +100,9 @@ def terminal_table(terminal, outcomes: list[dict], reports: Path) -> list[RuleRo
     return ranked
 
 
-def first_failures(terminal, ranked: list[RuleRow], message, reports: Path) -> None:
+def first_failures(
+    terminal: pytest.TerminalReporter, ranked: list[RuleRow], message: Callable[[dict[str, Any]], str], reports: Path
+) -> None:
     """The first ``FULL`` failing cases in full (count, what to do, ids, SQL); where the others are."""
     failing = [(r, o) for r in ranked if r.standing in ("FAILED", "ERROR") for o in r.cases if o["fails_run"]]
     for r, o in failing[:FULL]:
@@ -109,7 +115,7 @@ def first_failures(terminal, ranked: list[RuleRow], message, reports: Path) -> N
         )
 
 
-def markdown(outcomes: list[dict], run: dict, verdict: str) -> str:
+def markdown(outcomes: list[dict[str, Any]], run: dict[str, Any], verdict: str) -> str:
     """summary.md: a heading with the verdict, one row per failing rule, then the rest in one line."""
     ranked = rows(outcomes)
     failing = [r for r in ranked if r.standing in ("FAILED", "ERROR")]
@@ -131,5 +137,6 @@ def markdown(outcomes: list[dict], run: dict, verdict: str) -> str:
     for mark in STANDINGS[2:]:
         named = [f"{r.rule} ({r.violations})" for r in rest if r.standing == mark]
         if named:
-            lines.append(f"\n**{mark}**: " + ", ".join(named[:SUMMARY_ROWS]) + (" …" if len(named) > SUMMARY_ROWS else ""))
+            more = " …" if len(named) > SUMMARY_ROWS else ""
+            lines.append(f"\n**{mark}**: " + ", ".join(named[:SUMMARY_ROWS]) + more)
     return "\n".join(lines) + "\n"

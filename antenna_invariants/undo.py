@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.db import DataError, IntegrityError, connection, models, transaction
 
 from antenna_invariants.journal import (
     Journal,
     JournalError,
+    Line,
     _line,
     _reverse_relations,
     database_identity,
@@ -53,7 +56,7 @@ class UndoResult:
     not_applied: int = 0  # lines whose change is not in the database: never committed (a killed run), or undone
     refused: list[tuple[str, int, str]] = field(default_factory=list)  # (table, pk, why)
     torn: tuple[int, int] | None = None  # the lines of a batch cut off while being written (never committed)
-    purged: list[dict] = field(default_factory=list)  # purge lines: rows deleted for good, not restorable
+    purged: list[dict[str, Any]] = field(default_factory=list)  # purge lines: rows deleted for good, not restorable
 
 
 def writable_tables() -> set[str]:
@@ -68,7 +71,8 @@ def writable_tables() -> set[str]:
         model = todo.pop()
         if model._meta.db_table not in tables:
             tables.add(model._meta.db_table)
-            todo += [r.related_model for r in _reverse_relations(model) if r.on_delete in (models.CASCADE, models.SET_NULL)]
+            cascading = (models.CASCADE, models.SET_NULL)
+            todo += [r.related_model for r in _reverse_relations(model) if r.on_delete in cascading]
     return tables
 
 
@@ -110,7 +114,7 @@ def undo(path: Path, directory: Path | None = None, dry_run: bool = False, versi
     return result
 
 
-def _problem(meta: dict, allowed: set[str]) -> str | None:
+def _problem(meta: dict[str, Any], allowed: set[str]) -> str | None:
     """What makes a (checksummed) line one undo must not act on, if anything."""
     op, table, pk = meta.get("op"), meta.get("table"), meta.get("pk")
     if op not in (*INVERSE, "purge") or not isinstance(table, str) or not TABLE.fullmatch(table):
@@ -125,12 +129,13 @@ def _problem(meta: dict, allowed: set[str]) -> str | None:
         return f"{table} is not a table the suite's repairs write"
     for image, absent_for in (("old", "insert"), ("new", "delete")):
         row = meta.get(image)
-        if op == absent_for and row is not None or op != absent_for and not (isinstance(row, dict) and row.get("id") == pk):
+        names_pk = isinstance(row, dict) and row.get("id") == pk
+        if (op == absent_for and row is not None) or (op != absent_for and not names_pk):
             return f"its {image} row is not row {pk}, the line's pk"
     return None
 
 
-def _same_database(path: Path, recorded) -> None:
+def _same_database(path: Path, recorded: object) -> None:
     here = database_identity()
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k in ("name", "oid", "system_identifier") if recorded.get(k) != here[k]
@@ -143,9 +148,10 @@ def _same_database(path: Path, recorded) -> None:
         )
 
 
-def _chunks(entries, size: int = 5000):
+def _chunks(entries: list[Line], size: int = 5000) -> Iterator[list[Line]]:
     """Consecutive lines of one table and op, each row at most once: one set-based statement each."""
-    chunk, seen = [], set()
+    chunk: list[Line] = []
+    seen: set[int] = set()
     for number, meta, line in entries:
         key = (meta["table"], meta["op"])
         if chunk and (key != (chunk[0][1]["table"], chunk[0][1]["op"]) or meta["pk"] in seen or len(chunk) >= size):
@@ -157,7 +163,7 @@ def _chunks(entries, size: int = 5000):
         yield chunk
 
 
-def _undo_chunk(chunk, journal: Journal, result: UndoResult, dry_run: bool) -> None:
+def _undo_chunk(chunk: list[Line], journal: Journal, result: UndoResult, dry_run: bool) -> None:
     table, op = chunk[0][1]["table"], chunk[0][1]["op"]
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s) FOR UPDATE', [[m["pk"] for _, m, _ in chunk]])
@@ -207,7 +213,7 @@ def _restore(table: str, op: str, origin: str, rows: list[tuple[int, str]], jour
     result.restored[key] = result.restored.get(key, 0) + len(rows)
 
 
-def _write(cursor, table: str, op: str, lines: list[str]) -> None:
+def _write(cursor: Any, table: str, op: str, lines: list[str]) -> None:
     if op == "update":
         columns = [c for c in _columns(cursor, table) if c != "id"]
         cursor.execute(
@@ -227,7 +233,7 @@ def _write(cursor, table: str, op: str, lines: list[str]) -> None:
         cursor.execute(f'DELETE FROM "{table}" WHERE id = ANY(%s)', [[json.loads(x)["pk"] for x in lines]])
 
 
-def _columns(cursor, table: str) -> list[str]:
+def _columns(cursor: Any, table: str) -> list[str]:
     cursor.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
         "ORDER BY attnum",

@@ -51,7 +51,9 @@ def table_sizes() -> dict[str, float]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace")
+        cursor.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        )
         return dict(cursor.fetchall())
 
 
@@ -88,7 +90,8 @@ def main() -> int:
         }
         f = findings[rule_id]
         flag = "  SEQ SCAN " + ", ".join(f["seq_scans"]) if f["seq_scans"] else ""
-        print(f"{rule_id:5} {f['scope']:10} {f['ms']:9.1f} ms  hit {f['shared_hit']:>8} read {f['shared_read']:>7}{flag}",
+        buffers = f"hit {f['shared_hit']:>8} read {f['shared_read']:>7}"
+        print(f"{rule_id:5} {f['scope']:10} {f['ms']:9.1f} ms  {buffers}{flag}",
               flush=True)
         if args.plans:
             print(json.dumps(top, indent=1))

@@ -19,7 +19,8 @@ FIRST_CAPTURE = """(SELECT s.{field} FROM main_detection d JOIN main_sourceimage
     WHERE d.occurrence_id = o.id ORDER BY s."timestamp", s.id, d.id LIMIT 1)"""
 MACHINE = """EXISTS (SELECT 1 FROM main_detection d JOIN main_classification c ON c.detection_id = d.id
     WHERE d.occurrence_id = o.id AND d.bbox IS NOT NULL AND c.taxon_id IS NOT NULL)"""
-HUMAN = "EXISTS (SELECT 1 FROM main_identification i WHERE i.occurrence_id = o.id AND NOT i.withdrawn AND i.taxon_id IS NOT NULL)"
+HUMAN = """EXISTS (SELECT 1 FROM main_identification i
+    WHERE i.occurrence_id = o.id AND NOT i.withdrawn AND i.taxon_id IS NOT NULL)"""
 
 FLOOR = {
     "S6": "SELECT count(*) FROM main_sourceimage WHERE deployment_id IS NULL OR project_id IS NULL",
@@ -78,7 +79,8 @@ FLOOR = {
     "C2": """SELECT count(*) FROM main_event e JOIN main_deployment d ON d.id = e.deployment_id
              WHERE e.project_id IS DISTINCT FROM d.project_id""",
     "E1": """SELECT count(*) FROM main_event WHERE "end" < start""",
-    "E2": """SELECT count(*) FROM main_event e WHERE NOT EXISTS (SELECT 1 FROM main_sourceimage s WHERE s.event_id = e.id)
+    "E2": """SELECT count(*) FROM main_event e
+             WHERE NOT EXISTS (SELECT 1 FROM main_sourceimage s WHERE s.event_id = e.id)
              AND NOT EXISTS (SELECT 1 FROM main_occurrence o WHERE o.event_id = e.id)""",
     "E3": """SELECT count(*) FROM main_event WHERE "end" > start + interval '24 hours'
              OR group_by <> to_char(start AT TIME ZONE 'America/New_York', 'YYYY-MM-DD')""",
@@ -109,7 +111,8 @@ FLOOR = {
                 SELECT 1 FROM main_detection d WHERE d.occurrence_id = o.id AND d.bbox IS NOT NULL)""",
     "F2": """SELECT count(*) FROM (SELECT occurrence_id FROM main_detection WHERE bbox IS NOT NULL
              AND occurrence_id IS NOT NULL GROUP BY occurrence_id HAVING count(*) > 1) f""",
-    "D5": f"SELECT count(*) FROM main_occurrence o WHERE o.determination_id IS NOT NULL AND NOT {MACHINE} AND NOT {HUMAN}",
+    "D5": f"""SELECT count(*) FROM main_occurrence o
+             WHERE o.determination_id IS NOT NULL AND NOT {MACHINE} AND NOT {HUMAN}""",
     "D6": "SELECT count(*) FROM main_occurrence WHERE determination_score < 0 OR determination_score > 1",
     "S5": "SELECT count(*) FROM main_occurrence WHERE project_id IS NULL OR deployment_id IS NULL OR event_id IS NULL",
     "C3": """SELECT count(*) FROM main_occurrence o JOIN main_deployment d ON d.id = o.deployment_id
@@ -117,11 +120,14 @@ FLOOR = {
     "C4": f"""SELECT count(*) FROM main_occurrence o WHERE EXISTS (
                 SELECT 1 FROM main_detection d JOIN main_sourceimage s ON s.id = d.source_image_id
                  WHERE d.occurrence_id = o.id
-                   AND s.deployment_id IS DISTINCT FROM coalesce(o.deployment_id, {FIRST_CAPTURE.format(field="deployment_id")}))""",
-    "C5": f"SELECT count(*) FROM main_occurrence o WHERE o.event_id IS DISTINCT FROM {FIRST_CAPTURE.format(field='event_id')}",
+                   AND s.deployment_id IS DISTINCT FROM
+                       coalesce(o.deployment_id, {FIRST_CAPTURE.format(field="deployment_id")}))""",
+    "C5": f"""SELECT count(*) FROM main_occurrence o
+             WHERE o.event_id IS DISTINCT FROM {FIRST_CAPTURE.format(field='event_id')}""",
     "K1": f"""WITH truth AS (
                 SELECT d.source_image_id AS id, count(*) AS n FROM main_detection d
-                  JOIN main_sourceimage s ON s.id = d.source_image_id LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
+                  JOIN main_sourceimage s ON s.id = d.source_image_id
+                  LEFT JOIN main_occurrence o ON o.id = d.occurrence_id
                  WHERE d.bbox IS NOT NULL AND {passes_default_filters("o", "s.project_id")} GROUP BY 1)
              SELECT count(*) FROM main_sourceimage s LEFT JOIN truth t ON t.id = s.id
              WHERE s.detections_count IS DISTINCT FROM coalesce(t.n, 0)""",
@@ -144,18 +150,23 @@ FLOOR |= {
              WHERE t.name IN ('jobs.health_check', 'celery.check_processing_services_online')
                AND (NOT t.enabled OR t.last_run_at IS NULL OR t.last_run_at < now() - interval '5 minutes' - 2 *
                     CASE WHEN i.id IS NOT NULL THEN i.every * ('1 ' || i.period)::interval
-                         WHEN c.hour = '*' AND c.minute LIKE '*/%' THEN split_part(c.minute, '/', 2)::int * interval '1 minute'
+                         WHEN c.hour = '*' AND c.minute LIKE '*/%'
+                              THEN split_part(c.minute, '/', 2)::int * interval '1 minute'
                          ELSE interval '1 day' END)""",
     "TL1": """SELECT count(*) FROM main_taxalist l WHERE EXISTS (
                 SELECT 1 FROM main_taxalist o WHERE o.name = l.name AND (o.created_at, o.id) < (l.created_at, l.id)
-                   AND (coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects WHERE taxalist_id = l.id), '{}')
-                        && coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects WHERE taxalist_id = o.id), '{}')
+                   AND (coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects
+                                   WHERE taxalist_id = l.id), '{}')
+                        && coalesce((SELECT array_agg(project_id) FROM main_taxalist_projects
+                                      WHERE taxalist_id = o.id), '{}')
                      OR NOT EXISTS (SELECT 1 FROM main_taxalist_projects WHERE taxalist_id IN (l.id, o.id))))""",
     "TL1b": r"SELECT count(*) FROM main_taxalist WHERE name ~ ' \(duplicate [0-9]+\)$'",
     "T2": """SELECT count(*) FROM main_taxon t LEFT JOIN main_taxon p ON p.id = t.parent_id
-             WHERE (t.rank = 'SPECIES' AND (p.id IS NULL OR p.rank <> 'GENUS' OR p.name <> split_part(t.name, ' ', 1)))
-                OR (p.rank <> 'UNKNOWN' AND t.rank <> 'UNKNOWN' AND array_position(ARRAY['KINGDOM', 'PHYLUM', 'CLASS',
-                    'ORDER', 'SUPERFAMILY', 'FAMILY', 'SUBFAMILY', 'TRIBE', 'SUBTRIBE', 'GENUS', 'SPECIES'], p.rank::text)
+             WHERE (t.rank = 'SPECIES'
+                    AND (p.id IS NULL OR p.rank <> 'GENUS' OR p.name <> split_part(t.name, ' ', 1)))
+                OR (p.rank <> 'UNKNOWN' AND t.rank <> 'UNKNOWN'
+                    AND array_position(ARRAY['KINGDOM', 'PHYLUM', 'CLASS', 'ORDER', 'SUPERFAMILY', 'FAMILY',
+                    'SUBFAMILY', 'TRIBE', 'SUBTRIBE', 'GENUS', 'SPECIES'], p.rank::text)
                     >= array_position(ARRAY['KINGDOM', 'PHYLUM', 'CLASS', 'ORDER', 'SUPERFAMILY', 'FAMILY', 'SUBFAMILY',
                     'TRIBE', 'SUBTRIBE', 'GENUS', 'SPECIES'], t.rank::text))""",
     "T2b": "SELECT count(*) - 1 FROM main_taxon WHERE parent_id IS NULL",  # the base has one root, Lepidoptera
@@ -170,7 +181,8 @@ FLOOR |= {
              OR ((uploaded_by_id IS NOT NULL OR test_image) AND date_trunc('second', "timestamp") <> "timestamp"
                  AND "timestamp" BETWEEN created_at - interval '5 minutes' AND created_at)""",
     "W1": """SELECT count(*) FROM main_sourceimage s WHERE (s.width IS NULL OR s.height IS NULL OR s.width < 1
-             OR s.height < 1) AND EXISTS (SELECT 1 FROM main_detection d WHERE d.source_image_id = s.id AND d.bbox IS NOT NULL)""",
+             OR s.height < 1)
+             AND EXISTS (SELECT 1 FROM main_detection d WHERE d.source_image_id = s.id AND d.bbox IS NOT NULL)""",
     "X1": """SELECT count(*) FROM main_deployment d LEFT JOIN main_site s ON s.id = d.research_site_id
              LEFT JOIN main_device v ON v.id = d.device_id LEFT JOIN main_s3storagesource x ON x.id = d.data_source_id
              WHERE s.project_id IS DISTINCT FROM d.project_id AND s.project_id IS NOT NULL
@@ -195,8 +207,10 @@ def shared_statement_floors() -> dict[str, str]:
     ranks = ", ".join(f"'{rank}'" for rank in RANKS)
     taxa = TAXA_SQL.format(target="SELECT id FROM main_taxon", ranks=ranks)
     floors = {
-        "D2": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {WRONG_TAXON}",
-        "D3": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id WHERE {WRONG_SCORE}",
+        "D2": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id"
+              f" WHERE {WRONG_TAXON}",
+        "D3": f"SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id"
+              f" WHERE {WRONG_SCORE}",
         "D4": f"""SELECT count(*) FROM ({expected}) e JOIN main_occurrence o ON o.id = e.occurrence_id
                   WHERE {HALF_SET} AND NOT ({ZERO_LEFT_NULL})""",
         "K4": f"""{taxa} SELECT count(*) FROM expected e JOIN main_taxon t ON t.id = e.id WHERE NOT e.cyclic
@@ -205,7 +219,9 @@ def shared_statement_floors() -> dict[str, str]:
     }
     for rule_id, recount in (("K2", EVENTS), ("K3", DEPLOYMENTS)):
         truth = recount.template.format(target=f"SELECT id FROM {recount.table}")
-        floors[rule_id] = f"SELECT count(*) FROM ({truth}) t JOIN {recount.table} x ON x.id = t.id WHERE {recount.differs()}"
+        floors[rule_id] = (
+            f"SELECT count(*) FROM ({truth}) t JOIN {recount.table} x ON x.id = t.id WHERE {recount.differs()}"
+        )
     return floors
 
 

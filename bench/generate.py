@@ -30,12 +30,14 @@ CREATE TABLE bench_planted (rule text NOT NULL, id bigint NOT NULL);
 INSERT INTO users_user (id, password, is_superuser, email, is_staff, is_active, date_joined, name)
 SELECT u, '!', false, 'user' || u || '@example.org', false, true, now(), 'user ' || u FROM generate_series(1, 5) u;
 
-INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank, parent_id, parents_json, active, author, notes)
+INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank, parent_id, parents_json, active, author,
+    notes)
 SELECT id, now(), now(), name, name, rank, parent, '[]', true, '', '' FROM (
     SELECT 1 AS id, 'Lepidoptera' AS name, 'ORDER' AS rank, NULL::int AS parent
     UNION ALL SELECT f, 'Family ' || f, 'FAMILY', 1 FROM generate_series(2, 6) f
     UNION ALL SELECT g, 'Genus' || g, 'GENUS', 2 + g %% 5 FROM generate_series(7, 56) g
-    UNION ALL SELECT s, 'Genus' || (7 + s %% 50) || ' species' || s, 'SPECIES', 7 + s %% 50 FROM generate_series(101, 1100) s
+    UNION ALL SELECT s, 'Genus' || (7 + s %% 50) || ' species' || s, 'SPECIES', 7 + s %% 50
+              FROM generate_series(101, 1100) s
     UNION ALL SELECT 1101, 'moth', 'UNKNOWN', 1
     UNION ALL SELECT 1102, 'nonmoth', 'UNKNOWN', 1
     UNION ALL SELECT 1100 + i, 'Label ' || i, 'UNKNOWN', 1 FROM generate_series(3, 5) i
@@ -45,7 +47,8 @@ INSERT INTO django_celery_beat_crontabschedule (id, minute, hour, day_of_week, d
 VALUES (1, '0', '3', '*', '*', '*', 'UTC');
 INSERT INTO django_celery_beat_periodictask (id, name, task, args, kwargs, enabled, last_run_at, total_run_count,
     date_changed, description, crontab_id, one_off, headers)
-VALUES (1, 'jobs.health_check', 'ami.jobs.tasks.jobs_health_check', '[]', '{}', true, now(), 1, now(), '', 1, false, '{}'),
+VALUES (1, 'jobs.health_check', 'ami.jobs.tasks.jobs_health_check', '[]', '{}',
+        true, now(), 1, now(), '', 1, false, '{}'),
        (2, 'celery.check_processing_services_online', 'ami.ml.tasks.check_processing_services_online', '[]', '{}',
         true, now(), 1, now(), '', 1, false, '{}');
 
@@ -59,7 +62,8 @@ VALUES (1, now(), now(), 'detector', 'detector', '', 1, 'localization', NULL),
        (5, now(), now(), 'masking', 'masking', '', 1, 'classification', NULL),
        (6, now(), now(), 'classifier saved as detector', 'mistyped', '', 1, 'classification', NULL),
        (7, now(), now(), 'mapped', 'mapped', '', 1, 'classification', 1);
-INSERT INTO ml_pipeline (id, created_at, updated_at, name, slug, description, version, version_name, stages, default_config)
+INSERT INTO ml_pipeline (id, created_at, updated_at, name, slug, description, version, version_name, stages,
+    default_config)
 VALUES (1, now(), now(), 'moths', 'moths', '', 1, '', '[]', '{}');
 INSERT INTO ml_pipeline_algorithms (pipeline_id, algorithm_id) VALUES (1, 1), (1, 2), (1, 3);
 
@@ -116,13 +120,16 @@ INSERT INTO main_detection (id, created_at, updated_at, source_image_id, bbox, "
 SELECT 2 * %(n)s + c, now() - interval '30 days', now(), %(h)s + c, NULL, s."timestamp", NULL, NULL, 1
 FROM generate_series(1, %(h)s) c JOIN main_sourceimage s ON s.id = %(h)s + c;
 
-INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal, algorithm_id)
+INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal,
+    algorithm_id)
 SELECT now(), now(), d.id, 1101, 0.95, now(), false, 2 FROM main_detection d WHERE d.bbox IS NOT NULL;
-INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal, algorithm_id)
+INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal,
+    algorithm_id)
 SELECT now(), now(), d.id, 101 + d.occurrence_id %% 1000,
        0.55 + (d.occurrence_id %% 40) / 100.0 - CASE WHEN d.id > %(n)s THEN 0.1 ELSE 0 END, now(), true, 3
 FROM main_detection d WHERE d.bbox IS NOT NULL;
-INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal, algorithm_id)
+INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score, "timestamp", terminal,
+    algorithm_id)
 SELECT now(), now(), d.id, 101 + (d.occurrence_id + 1) %% 1000, 0.35 + (d.occurrence_id %% 40) / 100.0, now(), true, 4
 FROM main_detection d WHERE d.id <= %(n)s;
 
@@ -194,7 +201,8 @@ def classify(detection="g", taxon="101", score="0.1", terminal="false", algorith
 
 
 def first_classification(algorithm: int, detection: str = "g") -> str:
-    return f"(SELECT c.id FROM main_classification c WHERE c.detection_id = {detection} AND c.algorithm_id = {algorithm})"
+    return (f"(SELECT c.id FROM main_classification c WHERE c.detection_id = {detection}"
+            f" AND c.algorithm_id = {algorithm})")
 
 
 def with_slot(*statements: str) -> list[str]:
@@ -208,7 +216,8 @@ EMPTY_CAPTURE = "{h} + (g + 1) / 2"
 OCC = "UPDATE main_occurrence o SET {set} FROM slot WHERE o.id = g RETURNING o.id"
 DET = "UPDATE main_detection d SET {set} FROM slot WHERE d.id = g RETURNING d.id"
 CAP = "UPDATE main_sourceimage s SET {set} FROM slot WHERE s.id = " + EMPTY_CAPTURE + " RETURNING s.id"
-CLS = "UPDATE main_classification c SET {set} FROM slot WHERE c.detection_id = g AND c.algorithm_id = {algorithm} RETURNING c.id"
+CLS = ("UPDATE main_classification c SET {set} FROM slot WHERE c.detection_id = g AND c.algorithm_id = {algorithm}"
+       " RETURNING c.id")
 
 # rule -> the statements that plant it (``{slot}`` is the rule's own slot; ``{offset}`` a free id range)
 PLANTS: dict[str, list[str]] = {
@@ -227,8 +236,10 @@ PLANTS: dict[str, list[str]] = {
     "C3": with_slot(record("C3", fill(OCC, set="project_id = o.project_id % {projects} + 1"))),
     "C4": with_slot(fill(NEW_CAPTURE, offset="{offset}", timestamp="s.\"timestamp\" + interval '1 second'",
                                        event="(s.event_id - 1 + {nights}) % ({deployments} * {nights}) + 1")
-                    .replace("s.project_id, s.deployment_id", "s.deployment_id % {projects} + 1, s.deployment_id % {deployments} + 1"),
-                    fill(REAL_DETECTION, offset="{offset}", capture="{offset} + g", bbox="'[1, 1, 9, 9]'", occurrence="g"),
+                    .replace("s.project_id, s.deployment_id",
+                             "s.deployment_id % {projects} + 1, s.deployment_id % {deployments} + 1"),
+                    fill(REAL_DETECTION, offset="{offset}", capture="{offset} + g", bbox="'[1, 1, 9, 9]'",
+                         occurrence="g"),
                     *(f"INSERT INTO bench_planted SELECT '{rule}', g FROM slot" for rule in ("C4", "F2"))),
     "C5": with_slot(fill(NEW_EVENT, offset="{offset}", end="st + interval '1 hour'", deployment="s.deployment_id",
                                      project="s.project_id"),
@@ -245,21 +256,23 @@ PLANTS: dict[str, list[str]] = {
                         withdrawn, comment) SELECT now() - interval '{age} days', now(), g, 101 + g % 1000, 2, false, ''
                         FROM slot""" for age in (5, 4)),
                     "UPDATE main_occurrence o SET determination_score = 1.0 FROM slot WHERE o.id = g",
-                    """INSERT INTO bench_planted SELECT 'D7', i.id FROM main_identification i JOIN slot ON i.occurrence_id = g
-                        WHERE i.created_at < now() - interval '4 days 12 hours'"""),
+                    """INSERT INTO bench_planted SELECT 'D7', i.id FROM main_identification i JOIN slot ON
+                        i.occurrence_id = g WHERE i.created_at < now() - interval '4 days 12 hours'"""),
     "S7": with_slot(record("S7", """INSERT INTO main_identification (created_at, updated_at, occurrence_id, taxon_id,
-                        user_id, withdrawn, comment) SELECT now(), now(), g, NULL, 3, false, '' FROM slot RETURNING id""")),
+                        user_id, withdrawn, comment) SELECT now(), now(), g, NULL, 3, false, '' FROM slot
+                        RETURNING id""")),
     "C10": with_slot(record("C10", f"""INSERT INTO main_identification (created_at, updated_at, occurrence_id, taxon_id,
                         user_id, withdrawn, comment, agreed_with_prediction_id) SELECT now(), now(), g, 101 + g % 1000,
                         4, false, '', {first_classification(3, "g + 2")} FROM slot RETURNING id"""),
                      "UPDATE main_occurrence o SET determination_score = 1.0 FROM slot WHERE o.id = g"),
     "N2": with_slot(record("N2", classify(detection=MARKER).replace("RETURNING id", "RETURNING detection_id AS id"))),
     "N3": with_slot(record("N3", """INSERT INTO main_detection (id, created_at, updated_at, source_image_id, bbox,
-                        "timestamp", detection_algorithm_id) SELECT {offset} + g, now(), now(), s.id, NULL, s."timestamp", 1
-                        FROM slot JOIN main_sourceimage s ON s.id = """ + EMPTY_CAPTURE + " RETURNING id")),
+                        "timestamp", detection_algorithm_id) SELECT {offset} + g, now(), now(), s.id, NULL,
+                        s."timestamp", 1 FROM slot JOIN main_sourceimage s
+                        ON s.id = """ + EMPTY_CAPTURE + " RETURNING id")),
     "N4": with_slot(record("N4", """INSERT INTO main_detection (id, created_at, updated_at, source_image_id, bbox,
-                        "timestamp", detection_algorithm_id) SELECT {offset} + g, now(), now(), s.id, NULL, s."timestamp", 1
-                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+                        "timestamp", detection_algorithm_id) SELECT {offset} + g, now(), now(), s.id, NULL,
+                        s."timestamp", 1 FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
     "N5": with_slot(record("N5", fill(DET, set="bbox = '[]'"))),
     "N5b": with_slot(record("N5b", fill(DET, set="bbox = '[50, 10, 40, 50]'"))),
     "N6": with_slot(record("N6", fill(REAL_DETECTION, offset="{offset}", capture="(g + 1) / 2", bbox="'[1, 2, 3, 4]'",
@@ -273,10 +286,10 @@ PLANTS: dict[str, list[str]] = {
     "C7": with_slot(record("C7", fill(DET, set="\"timestamp\" = d.\"timestamp\" + interval '1 hour'"))),
     "S1": with_slot(record("S1", fill(CLS, set="detection_id = NULL", algorithm=4))),
     "S2": with_slot(record("S2", fill(CLS, set="taxon_id = NULL", algorithm=4))),
-    "G1": with_slot(record("G1", f"""INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id, score,
-                        "timestamp", terminal, algorithm_id) SELECT c.created_at + interval '1 second', now(), g, c.taxon_id,
-                        c.score, now(), c.terminal, 4 FROM slot JOIN main_classification c ON c.id = {first_classification(4)}
-                        RETURNING id""")),
+    "G1": with_slot(record("G1", f"""INSERT INTO main_classification (created_at, updated_at, detection_id, taxon_id,
+                        score, "timestamp", terminal, algorithm_id) SELECT c.created_at + interval '1 second', now(), g,
+                        c.taxon_id, c.score, now(), c.terminal, 4 FROM slot JOIN main_classification c ON c.id =
+                        {first_classification(4)} RETURNING id""")),
     "G4": with_slot(classify(taxon="101 + g % 1000", score="0.55 + (g % 40) / 100.0", terminal="true", algorithm="5",
                              applied=first_classification(3)),
                     "INSERT INTO bench_planted SELECT 'G4', " + first_classification(3) + " FROM slot"),
@@ -294,42 +307,46 @@ PLANTS: dict[str, list[str]] = {
     "S6": with_slot(record("S6", fill(CAP, set="deployment_id = NULL, event_id = NULL, \"timestamp\" = NULL")),
                     "UPDATE main_detection d SET \"timestamp\" = NULL FROM slot WHERE d.id = " + MARKER,
                     "INSERT INTO bench_planted SELECT 'C12', " + EMPTY_CAPTURE + " FROM slot"),
-    "C11": with_slot("""INSERT INTO main_sourceimagecollection (id, created_at, updated_at, name,
-                        description, project_id, method) SELECT {offset} + g, now(), now(), 'mixed', '',
-                        s.project_id % {projects} + 1, 'random' FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2""",
+    "C11": with_slot("""INSERT INTO main_sourceimagecollection (id, created_at, updated_at, name, description,
+                        project_id, method) SELECT {offset} + g, now(), now(), 'mixed', '',
+                        s.project_id % {projects} + 1, 'random'
+                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2""",
                      record("C11", """INSERT INTO main_sourceimagecollection_images (sourceimagecollection_id,
                         sourceimage_id) SELECT {offset} + g, (g + 1) / 2 FROM slot RETURNING id""")),
-    "S6b": with_slot(record("S6b", """INSERT INTO main_deployment (id, created_at, updated_at, name, description, project_id)
-                        SELECT {offset} + g, now(), now(), 'orphan', '', NULL FROM slot RETURNING id""")),
+    "S6b": with_slot(record("S6b", """INSERT INTO main_deployment (id, created_at, updated_at, name, description,
+                        project_id) SELECT {offset} + g, now(), now(), 'orphan', '', NULL FROM slot RETURNING id""")),
     "E2": with_slot(record("E2", fill(NEW_EVENT, offset="{offset}", end="st", deployment="s.deployment_id",
                                                   project="s.project_id"))),
-    "S4": with_slot(record("S4", fill(NEW_EVENT, offset="{offset}", end="st", deployment="NULL", project="s.project_id")),
+    "S4": with_slot(record("S4", fill(NEW_EVENT, offset="{offset}", end="st", deployment="NULL",
+                                      project="s.project_id")),
                     "INSERT INTO bench_planted SELECT 'E2', {offset} + g FROM slot"),
     "J1": with_slot(record("J1", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
-                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id) SELECT now(), now() - interval
-                        '1 day', 'stuck', 'default', 'STARTED', '{{}}', '{{}}', 0, true, 'ml', 'internal', s.project_id, 1
-                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id) SELECT now(), now() -
+                        interval '1 day', 'stuck', 'default', 'STARTED', '{{}}', '{{}}', 0, true, 'ml', 'internal',
+                        s.project_id, 1 FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
     "J2": with_slot(record("J2", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
-                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id) SELECT now(), now(), 'done',
-                        'default', 'SUCCESS', '{{}}', '{{}}', 0, true, 'ml', 'internal', s.project_id, 1
-                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id) SELECT now(), now(),
+                        'done', 'default', 'SUCCESS', '{{}}', '{{}}', 0, true, 'ml', 'internal', s.project_id, 1 FROM
+                        slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
     "J3": with_slot(record("J3", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
-                        delay, shuffle, job_type_key, dispatch_mode, project_id, finished_at) SELECT now(), now(), 'no pipeline',
-                        'default', 'FAILURE', '{{}}', '{{}}', 0, true, 'ml', 'internal', s.project_id, now()
-                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+                        delay, shuffle, job_type_key, dispatch_mode, project_id, finished_at) SELECT now(), now(),
+                        'no pipeline', 'default', 'FAILURE', '{{}}', '{{}}', 0, true, 'ml', 'internal', s.project_id,
+                        now() FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
     "J4": with_slot(record("J4", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
-                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id, deployment_id, finished_at)
-                        SELECT now(), now(), 'elsewhere', 'default', 'SUCCESS', '{{}}', '{{}}', 0, true, 'ml', 'internal',
-                        s.project_id % {projects} + 1, 1, s.deployment_id, now()
-                        FROM slot JOIN main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
+                        delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id, deployment_id,
+                        finished_at) SELECT now(), now(), 'elsewhere', 'default', 'SUCCESS', '{{}}', '{{}}', 0, true,
+                        'ml', 'internal', s.project_id % {projects} + 1, 1, s.deployment_id, now() FROM slot JOIN
+                        main_sourceimage s ON s.id = (g + 1) / 2 RETURNING id""")),
     "K4b": with_slot(*(record("K4b", f"""INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
                         parent_id, parents_json, active, author, notes) SELECT {{offset}} + 2 * g + {k}, now(), now(),
                         'Loop ' || ({{offset}} + 2 * g + {k}), NULL, 'SPECIES', NULL, '[]', true, '', '' FROM slot
                         RETURNING id""") for k in (0, 1)),
-                     "UPDATE main_taxon t SET parent_id = t.id + 1 - 2 * (t.id % 2) FROM slot WHERE t.id IN ({offset} + 2 * g, {offset} + 2 * g + 1)",
+                     "UPDATE main_taxon t SET parent_id = t.id + 1 - 2 * (t.id % 2) FROM slot"
+                     " WHERE t.id IN ({offset} + 2 * g, {offset} + 2 * g + 1)",
                      "INSERT INTO bench_planted SELECT 'T2', id FROM bench_planted WHERE rule = 'K4b'"),
     "C12": with_slot(record("C12", fill(NEW_CAPTURE, offset="{offset}", timestamp="NULL", event="NULL"))),
-    "W1": with_slot(record("W1", "UPDATE main_sourceimage s SET width = NULL FROM slot WHERE s.id = (g + 1) / 2 RETURNING s.id")),
+    "W1": with_slot(record("W1", "UPDATE main_sourceimage s SET width = NULL FROM slot WHERE s.id = (g + 1) / 2"
+                                 " RETURNING s.id")),
     "X1": with_slot("""INSERT INTO main_site (id, created_at, updated_at, name, description, project_id)
                         SELECT {offset} + d.id, now(), now(), 'elsewhere', '', d.project_id % {projects} + 1
                         FROM main_deployment d WHERE d.id <= LEAST({v}, {deployments})""",
@@ -339,10 +356,11 @@ PLANTS: dict[str, list[str]] = {
     "X2": with_slot("""INSERT INTO main_s3storagesource (id, created_at, updated_at, name, bucket, prefix, access_key,
                         secret_key, project_id) VALUES ({offset}, now(), now(), 'bucket', 'moths', '', '', '', 1)""",
                     """INSERT INTO main_deployment (id, created_at, updated_at, name, description, project_id,
-                        data_source_id, data_source_subdir) VALUES ({offset}, now(), now(), 'synced', '', 1, {offset}, 'night1')""",
+                        data_source_id, data_source_subdir) VALUES ({offset}, now(), now(), 'synced', '', 1, {offset},
+                        'night1')""",
                     record("X2", """INSERT INTO main_sourceimage (id, created_at, updated_at, path, width, height, size,
-                        test_image, project_id, deployment_id) SELECT {offset} + g, now(), now(), 'night2/' || g || '.jpg',
-                        4096, 3072, 1000, false, 1, {offset} FROM slot RETURNING id"""),
+                        test_image, project_id, deployment_id) SELECT {offset} + g, now(), now(), 'night2/' || g ||
+                        '.jpg', 4096, 3072, 1000, false, 1, {offset} FROM slot RETURNING id"""),
                     "INSERT INTO bench_planted SELECT 'C12', {offset} + g FROM slot"),
     "J5": with_slot(record("J5", """INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs,
                         delay, shuffle, job_type_key, dispatch_mode, project_id, pipeline_id, finished_at) SELECT now(),
@@ -359,14 +377,14 @@ PLANTS: dict[str, list[str]] = {
                         SELECT {{offset}} + 2 * g + {k}, now() + interval '{k} second', now(), 'list ' || g, ''
                         FROM slot""" for k in (0, 1)),
                      "INSERT INTO bench_planted SELECT 'TL1', {offset} + 2 * g + 1 FROM slot"),
-    "TL1b": with_slot(record("TL1b", """INSERT INTO main_taxalist (id, created_at, updated_at, name, description)
-                        SELECT {offset} + g, now(), now(), 'list ' || g || ' (duplicate 2)', '' FROM slot RETURNING id""")),
-    "T2": with_slot(record("T2", """INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank, parent_id,
-                        parents_json, active, author, notes) SELECT {offset} + g, now(), now(), 'Nogenus species' || g,
-                        NULL, 'SPECIES', 2, '[]', true, '', '' FROM slot RETURNING id""")),
+    "TL1b": with_slot(record("TL1b", """INSERT INTO main_taxalist (id, created_at, updated_at, name, description) SELECT
+                        {offset} + g, now(), now(), 'list ' || g || ' (duplicate 2)', '' FROM slot RETURNING id""")),
+    "T2": with_slot(record("T2", """INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
+                        parent_id, parents_json, active, author, notes) SELECT {offset} + g, now(), now(),
+                        'Nogenus species' || g, NULL, 'SPECIES', 2, '[]', true, '', '' FROM slot RETURNING id""")),
     "T2b": with_slot(record("T2b", """INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
-                        parent_id, parents_json, active, author, notes) SELECT {offset} + g, now(), now(), 'label ' || g,
-                        NULL, 'UNKNOWN', NULL, '[]', true, '', '' FROM slot RETURNING id""")),
+                        parent_id, parents_json, active, author, notes) SELECT {offset} + g, now(), now(),
+                        'label ' || g, NULL, 'UNKNOWN', NULL, '[]', true, '', '' FROM slot RETURNING id""")),
     "T3": with_slot(record("T3", """UPDATE main_taxon t SET synonym_of_id = 1 FROM slot WHERE t.id = 101 + g % 1000
                         RETURNING t.id""")),
     "T3b": with_slot(*(record("T3b", f"""INSERT INTO main_taxon (id, created_at, updated_at, name, display_name, rank,
@@ -387,16 +405,20 @@ for _rule, _ends, _set in (("E1", "st - interval '1 hour'", "E1"), ("E3", "st + 
 
 # cached fields: made stale after the recount (on captures, events, deployments, taxa the base already has)
 STALE = {
-    "K1": "UPDATE main_sourceimage s SET detections_count = detections_count + 1 FROM slot WHERE s.id = " + EMPTY_CAPTURE + " RETURNING s.id",
-    "K2": "UPDATE main_event e SET captures_count = captures_count + 1 FROM slot WHERE e.id = (SELECT event_id FROM main_sourceimage WHERE id = " + EMPTY_CAPTURE + ") RETURNING e.id",
-    "K3": "UPDATE main_deployment d SET taxa_count = taxa_count + 1 WHERE d.id <= LEAST({v}, {deployments}) RETURNING d.id",
+    "K1": "UPDATE main_sourceimage s SET detections_count = detections_count + 1 FROM slot"
+          " WHERE s.id = " + EMPTY_CAPTURE + " RETURNING s.id",
+    "K2": "UPDATE main_event e SET captures_count = captures_count + 1 FROM slot"
+          " WHERE e.id = (SELECT event_id FROM main_sourceimage WHERE id = " + EMPTY_CAPTURE + ") RETURNING e.id",
+    "K3": "UPDATE main_deployment d SET taxa_count = taxa_count + 1 WHERE d.id <= LEAST({v}, {deployments})"
+          " RETURNING d.id",
     "K4": "UPDATE main_taxon t SET parents_json = '[]' FROM slot WHERE t.id = 101 + g % 1000 RETURNING t.id",
 }
 # E1 and E3 bounds set after the recount (which gives an event with an untimed capture an open end, as Antenna's
 # refresh does): the same events are then also K2's
 REBOUND = {
     rule: [f"""WITH x AS (UPDATE main_event e SET "end" = e.start + interval '{shift}' FROM bench_planted p
-               WHERE p.rule = '{rule}' AND p.id = e.id RETURNING e.id) INSERT INTO bench_planted SELECT 'K2', id FROM x"""]
+               WHERE p.rule = '{rule}' AND p.id = e.id RETURNING e.id)
+               INSERT INTO bench_planted SELECT 'K2', id FROM x"""]
     for rule, shift in (("E1", "-1 hour"), ("E3", "30 hours"))
 }
 SLOT_RULES = sorted(PLANTS) + ["K1", "K2", "K4"]
@@ -421,7 +443,9 @@ def layout(occurrences: int, projects: int, interleaved: bool = False) -> dict:
             "per_night": CAPTURES_PER_NIGHT, "interleaved": interleaved} | order
 
 
-def generate(cursor, occurrences: int, violations: int, projects: int = 20, log=print, interleaved: bool = False) -> dict:
+def generate(
+    cursor, occurrences: int, violations: int, projects: int = 20, log=print, interleaved: bool = False
+) -> dict:
     """Fill an empty Antenna-shaped database (mirror migrations or Antenna's schema.sql); returns the layout."""
     shape = layout(occurrences, projects, interleaved)
     cursor.execute(BASE % shape)
@@ -434,8 +458,8 @@ def generate(cursor, occurrences: int, violations: int, projects: int = 20, log=
     for rule_id, statements in PLANTS.items():
         index = SLOT_RULES.index(rule_id)
         for statement in statements:
-            cursor.execute(statement.format(slot=slot(index, stride, shape["n"], violations), offset=offset, v=violations,
-                                            **shape))
+            planted = slot(index, stride, shape["n"], violations)
+            cursor.execute(statement.format(slot=planted, offset=offset, v=violations, **shape))
         offset += 10 * shape["n"]
     _reset_sequences(cursor)
     _compute_caches()

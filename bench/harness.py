@@ -138,9 +138,11 @@ ALTER TABLE bench_truth ADD PRIMARY KEY (id);
 # the partial saves are spread over every project and deployment: every ninth id first
 BREAK = """UPDATE main_occurrence o SET determination_id = NULL, determination_score = NULL
            FROM (SELECT id FROM bench_truth ORDER BY mod(id, 9), id LIMIT %s) t WHERE o.id = t.id RETURNING o.id"""
-RESTORE = """UPDATE main_occurrence o SET determination_id = t.determination_id, determination_score = t.determination_score
+RESTORE = """UPDATE main_occurrence o
+                SET determination_id = t.determination_id, determination_score = t.determination_score
              FROM bench_truth t WHERE o.id = t.id
-               AND (o.determination_id, o.determination_score) IS DISTINCT FROM (t.determination_id, t.determination_score)"""
+               AND (o.determination_id, o.determination_score)
+                   IS DISTINCT FROM (t.determination_id, t.determination_score)"""
 # both repairs start from a rewritten table with fresh statistics: breaking and restoring rows (the RSS figure
 # breaks a million) leaves the table and its indexes three times their size, which a plain VACUUM keeps
 SETTLE = "VACUUM FULL ANALYZE main_occurrence"
@@ -168,7 +170,9 @@ def determinations(ids: list[int]) -> dict[int, tuple]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, determination_id, determination_score FROM main_occurrence WHERE id = ANY(%s)", [ids])
+        cursor.execute(
+            "SELECT id, determination_id, determination_score FROM main_occurrence WHERE id = ANY(%s)", [ids]
+        )
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
@@ -193,7 +197,7 @@ def compare_repairs(rows: int, loop_rows: int, journal_dir: Path) -> dict:
     fixed = engine_repair("D1", journal_dir)
     engine_seconds = time.perf_counter() - started
     by_engine = determinations(ids)
-    truth = dict(zip(ids, (by_engine.get(i) for i in ids)))
+    truth = dict(zip(ids, (by_engine.get(i) for i in ids), strict=True))
     differ = sum(1 for i in loop_ids if by_loop[i] != by_engine[i])
     wrong = sum(1 for i, value in _truth(ids).items() if truth[i] != value)
     execute(RESTORE)

@@ -17,7 +17,9 @@ def determine(occurrence_id: int) -> None:
 
     occurrence = Occurrence.objects.get(pk=occurrence_id)
     identification = (
-        Identification.objects.filter(occurrence_id=occurrence_id, withdrawn=False).order_by("-created_at", "-pk").first()
+        Identification.objects.filter(occurrence_id=occurrence_id, withdrawn=False)
+        .order_by("-created_at", "-pk")
+        .first()
     )
     if identification is not None:
         if identification.taxon_id is None:
@@ -36,7 +38,8 @@ def determine(occurrence_id: int) -> None:
             return
         maxima: dict[int | None, float] = {}
         for prediction in predictions:
-            maxima[prediction.algorithm_id] = max(prediction.score, maxima.get(prediction.algorithm_id, prediction.score))
+            algorithm = prediction.algorithm_id
+            maxima[algorithm] = max(prediction.score, maxima.get(algorithm, prediction.score))
         leaders = [p for p in predictions if p.score in maxima.values()]
         best = max(leaders, key=lambda p: (p.terminal, p.score, p.pk))
         taxon, score = best.taxon_id, best.score

@@ -75,7 +75,9 @@ def test_capture_timestamp_is_plausible(captures):
         & Q(timestamp__lte=F("created_at"), timestamp__gte=F("created_at") - UPLOAD_WINDOW)
     )
     implausible = (
-        Q(timestamp__isnull=True) | Q(timestamp__lt=EARLIEST_CAPTURE) | Q(timestamp__gt=F("created_at") + timedelta(days=1))
+        Q(timestamp__isnull=True)
+        | Q(timestamp__lt=EARLIEST_CAPTURE)
+        | Q(timestamp__gt=F("created_at") + timedelta(days=1))
     )
     return captures.filter(implausible | upload_time)
 

@@ -29,7 +29,7 @@ class TopLabel(Func):
     output_field = CharField()
 
     def as_sql(self, compiler, connection):
-        (labels, scores), params = zip(*(compiler.compile(e) for e in self.source_expressions))
+        (labels, scores), params = zip(*(compiler.compile(e) for e in self.source_expressions), strict=True)
         top, top_params = compiler.compile(ArrayMax(self.source_expressions[1]))
         return f"({labels})[array_position({scores}, {top})]", [*params[0], *params[1], *top_params]
 
@@ -63,7 +63,8 @@ def copy_the_algorithms_category_map(violators):
     return violators.update(category_map=Subquery(algorithm))
 
 
-@rule("C9", incremental=("applied_to",), hint="the lineage link is wrong: find the post-processing job that wrote the derived classification")
+@rule("C9", incremental=("applied_to",), hint="the lineage link is wrong: find the post-processing job that wrote the "
+                                               "derived classification")
 def test_derived_classification_shares_its_sources_detection(classifications):
     """A derived classification (applied_to set: class masking) is about the same detection as the
     classification it was derived from."""

@@ -208,7 +208,8 @@ def test_deployment_cached_fields_match_a_recount(deployments):
     passing its project's default filters), occurrences_count and taxa_count (occurrences of the deployment
     that have an event and pass the filters) and first / last capture timestamps equal a recount.  taxa_count
     is Antenna's occ_qs.values("determination_id").distinct().count() (Deployment.update_calculated_fields):
-    the distinct determinations of those occurrences, a NULL one counting as one value.  A sync in progress may briefly hold the storage file count."""
+    the distinct determinations of those occurrences, a NULL one counting as one value.  A sync in progress
+    may briefly hold the storage file count."""
     return DEPLOYMENTS.stale(deployments)
 
 

@@ -18,7 +18,10 @@ def test_deployment_links_stay_in_its_project(deployments):
     project is NULL).  DeploymentSerializer accepts any project's rows, and a moved deployment keeps the old
     project's (its captures then sync from another project's bucket)."""
     foreign = [
-        Exists(model.objects.filter(pk=OuterRef(column), project__isnull=False).filter(IsDistinctFrom("project", OuterRef("project"))))
+        Exists(
+            model.objects.filter(pk=OuterRef(column), project__isnull=False)
+            .filter(IsDistinctFrom("project", OuterRef("project")))
+        )
         for column, model in LINKS.items()
     ]
     return deployments.filter(foreign[0] | foreign[1] | foreign[2])
@@ -29,8 +32,8 @@ def test_deployment_links_stay_in_its_project(deployments):
 SIMPLE_REGEX = r"^\^?([A-Za-z0-9_ /-]|\\[.dDwWsS]|\.[*+]?)*\$?$"
 OUTSIDE_THE_SOURCE = r"""EXISTS (
     SELECT FROM main_deployment d JOIN main_s3storagesource src ON src.id = d.data_source_id,
-           LATERAL (SELECT concat_ws('/', nullif(btrim(src.prefix, '/'), ''), nullif(btrim(d.data_source_subdir, '/'), ''))
-                        AS dir) p
+           LATERAL (SELECT concat_ws('/', nullif(btrim(src.prefix, '/'), ''),
+                                          nullif(btrim(d.data_source_subdir, '/'), '')) AS dir) p
      WHERE d.id = "main_sourceimage"."deployment_id"
        AND ((p.dir <> '' AND NOT starts_with("main_sourceimage"."path", p.dir || '/'))
             OR (d.data_source_regex ~ %s AND "main_sourceimage"."path" !~ d.data_source_regex)))"""

@@ -33,7 +33,7 @@ class OutsideItsFrame(Func):
     output_field = BooleanField()
 
     def as_sql(self, compiler, connection):
-        (box, width, height), params = zip(*(compiler.compile(e) for e in self.source_expressions))
+        (box, width, height), params = zip(*(compiler.compile(e) for e in self.source_expressions), strict=True)
         assert not any(params), "OutsideItsFrame takes plain columns"
         is_box, box_params = compiler.compile(IsBox(self.source_expressions[0]))
         x1, y1, x2, y2 = (f"(({box})->>{i})::float8" for i in range(4))
@@ -109,7 +109,8 @@ def test_capture_has_no_null_marker_beside_a_real_detection_of_its_algorithm(det
     return null_markers(detections).filter(found_something)
 
 
-@rule("N5", incremental=True, hint="Antenna counts these as real detections; re-run detection on the captures, then delete them")
+@rule("N5", incremental=True, hint="Antenna counts these as real detections; re-run detection on the captures, then "
+                                   "delete them")
 def test_real_detection_bbox_is_four_numbers(detections):
     """A real detection's bbox is a JSON array of exactly four numbers [x1, y1, x2, y2]: not [] (the legacy
     null marker, which counts as real today), JSON null, an object, a string or a list of another length.
@@ -117,7 +118,8 @@ def test_real_detection_bbox_is_four_numbers(detections):
     return real(detections).alias(is_box=IsBox("bbox")).filter(is_box=False)
 
 
-@rule("N5b", incremental=("source_image",), severity="warn", hint="look at the detector's output for these captures: such boxes crop badly or not at all")
+@rule("N5b", incremental=("source_image",), severity="warn", hint="look at the detector's output for these captures: "
+                                                                  "such boxes crop badly or not at all")
 def test_real_detection_box_lies_inside_its_capture(detections):
     """(soft) A well-formed box has x1 < x2 and y1 < y2, no negative corner, and lies inside its capture's
     width and height when those are known (the geometric half of catalogue N5)."""
@@ -147,7 +149,8 @@ def test_real_detection_has_a_crop(detections):
     return settled.filter(Q(path__isnull=True) | Q(path=""))
 
 
-@rule("N9", incremental=("detection_algorithm",), hint="the algorithm's task_type is wrong, or a classifier's output was saved as detections")
+@rule("N9", incremental=("detection_algorithm",), hint="the algorithm's task_type is wrong, or a classifier's output "
+                                                       "was saved as detections")
 def test_detection_algorithm_is_a_detector(detections):
     """A detection's algorithm has a detector task type (detection, localization or segmentation); a NULL
     task type is not one.  Detections without an algorithm are S3's."""

@@ -56,7 +56,8 @@ def recompute_start_and_end(violators):
     timestamps = captures_with_timestamps()
     untimed = SourceImage.objects.filter(event=OuterRef("pk"), timestamp__isnull=True)
     first = Subquery(timestamps.annotate(first=Min("timestamp")).values("first"))
-    last = Case(When(Exists(untimed), then=None), default=Subquery(timestamps.annotate(last=Max("timestamp")).values("last")))
+    latest = Subquery(timestamps.annotate(last=Max("timestamp")).values("last"))
+    last = Case(When(Exists(untimed), then=None), default=latest)
     return violators.filter(Exists(timestamps)).update(start=first, end=last, updated_at=Now())
 
 
@@ -68,7 +69,8 @@ def test_event_is_not_empty(events):
     return events.filter(~Exists(captures), ~Exists(occurrences))
 
 
-@rule("E3", incremental=True, severity="warn", hint="regroup the deployment; ask the project first, it changes the sessions users see")
+@rule("E3", incremental=True, severity="warn", hint="regroup the deployment; ask the project first, it changes the "
+                                                    "sessions users see")
 def test_event_is_one_night(events):
     """(soft) An event lasts at most 24 hours, and its group_by is the date of its start in
     America/New_York.  Continuous monitoring collapsed whole deployments into one event (#1268)."""

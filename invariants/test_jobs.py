@@ -86,7 +86,8 @@ def test_job_links_stay_in_its_project(jobs):
     return jobs.filter(outside)
 
 
-@rule("J5", incremental=True, hint="read the job's logs: re-run it, or set the status its progress shows (Job.save logs the mismatch)")
+@rule("J5", incremental=True, hint="read the job's logs: re-run it, or set the status its progress shows (Job.save "
+                                   "logs the mismatch)")
 def test_job_agrees_with_itself(jobs):
     """A job row agrees with itself: its status equals progress.summary.status (when the progress has one); a
     SUCCESS job's stages are all complete and final (progress >= 1 and a final status: Antenna's
@@ -94,11 +95,12 @@ def test_job_agrees_with_itself(jobs):
     only logs a mismatch; lost status updates and reapers racing the workers leave them (#1337, #1342, #1235,
     #1338).  Overlaps J1 on a running job whose progress says it finished."""
     summary = Q(summary_status__isnull=False) & ~Q(summary_status=F("status"))
+    final = ", ".join(f"'{s}'" for s in FINAL)
     unfinished_stage = RawSQL(
         f"""EXISTS (SELECT FROM jsonb_array_elements(CASE WHEN jsonb_typeof("jobs_job"."progress" -> 'stages') = 'array'
                                                        THEN "jobs_job"."progress" -> 'stages' END) s
                      WHERE NOT (CASE WHEN jsonb_typeof(s -> 'progress') = 'number' THEN (s ->> 'progress')::float8 >= 1
-                                     ELSE false END AND coalesce(s ->> 'status', '') IN ({", ".join(f"'{s}'" for s in FINAL)})))""",
+                                     ELSE false END AND coalesce(s ->> 'status', '') IN ({final})))""",
         [], output_field=BooleanField(),
     )
     return jobs.annotate(summary_status=KT("progress__summary__status")).filter(

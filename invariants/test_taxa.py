@@ -94,8 +94,9 @@ def namesake_genera(ids):
     return Taxon.objects.filter(name__in=Taxon.objects.filter(pk__any=ids).values(first=FirstWord("name")))
 
 
-@rule("T2", risk="M", depends_on=("parent", namesake_genera), hint="a species whose genus is missing or mis-ranked, and a parent ranked finer than its child, "
-                          "are a taxonomist's call: fix parent_id or the rank (then K4 recomputes the chain)")
+@rule("T2", risk="M", depends_on=("parent", namesake_genera),
+      hint="a species whose genus is missing or mis-ranked, and a parent ranked finer than its child, "
+           "are a taxonomist's call: fix parent_id or the rank (then K4 recomputes the chain)")
 def test_the_taxon_tree_is_well_formed(taxa):
     """The taxon tree is well formed: a SPECIES' parent is the GENUS named by its first word (Antenna's
     TaxonManager.add_genus_parents, commit 71ad6058, #1307), and a parent's rank is coarser than its child's
@@ -240,8 +241,10 @@ def rename_as_migration_0083_does(violators):
                      bases AS (SELECT name, max(n) AS n FROM v GROUP BY name),
                      free AS (SELECT b.name, i, row_number() OVER (PARTITION BY b.name ORDER BY i) AS k
                                 FROM bases b, LATERAL generate_series(2, 1 + b.n + (
-                                    SELECT count(*) FROM main_taxalist t WHERE starts_with(t.name, b.name || ' (duplicate '))) i
-                               WHERE NOT EXISTS (SELECT FROM main_taxalist t WHERE t.name = b.name || ' (duplicate ' || i || ')'))
+                                    SELECT count(*) FROM main_taxalist t
+                                     WHERE starts_with(t.name, b.name || ' (duplicate '))) i
+                               WHERE NOT EXISTS (SELECT FROM main_taxalist t
+                                                  WHERE t.name = b.name || ' (duplicate ' || i || ')'))
                 UPDATE main_taxalist t SET name = v.name || ' (duplicate ' || f.i || ')', updated_at = now()
                   FROM v JOIN free f ON f.name = v.name AND f.k = v.k
                  WHERE t.id = v.id""",

@@ -43,11 +43,13 @@ CASES = [
     ("text sample size", ["--sample-size", "many"], "ERROR: usage:"),
     ("bad timeout", ["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration"),
     ("timeout with a space", ["--statement-timeout", "5 min"], "ERROR: --statement-timeout '5 min': give a duration"),
-    ("timeout beyond the server's", ["--statement-timeout", "30d"], "ERROR: --statement-timeout '30d': give a duration"),
+    ("timeout beyond the server's", ["--statement-timeout", "30d"],
+     "ERROR: --statement-timeout '30d': give a duration"),
     ("zero repair limit", ["--repair", "--all-projects", "--repair-limit", "0"], "ERROR: --repair-limit must be 1"),
     ("repair under xdist", ["--repair", "--all-projects", "-n", "2"], "ERROR: --repair runs in one process"),
     ("bad max share", ["-o", "invariants_repair_max_share=lots"], "ERROR: invariants_repair_max_share: 'lots'"),
-    ("bad job-log age", ["-o", "invariants_joblog_max_age=soon"], "ERROR: invariants_joblog_max_age: 'soon' is not an age"),
+    ("bad job-log age", ["-o", "invariants_joblog_max_age=soon"],
+     "ERROR: invariants_joblog_max_age: 'soon' is not an age"),
     ("bad since", ["--since", "yesterday"], "ERROR: --since 'yesterday': give a date"),
     ("future since", ["--since", "2999-01-01"], "ERROR: --since 2999-01-01 is in the future"),
     ("missing baseline", ["--baseline", "{tmp}/none.json"], "ERROR: --baseline {tmp}/none.json: no such file"),
@@ -147,7 +149,7 @@ def _alter(statement: str):
         cursor.execute(statement)
 
 
-@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "args", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, args, message):
     fill = {**world, **{token: "{" + token + "}" for token in ("badpassword", "drift", "readonly")}}
     args = [a.format(**fill) for a in args]
@@ -172,8 +174,10 @@ def test_bad_input_is_one_line_and_exit_code_4(run, invariants, world, name, arg
 
     assert code == 4, output
     errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and message in errors[0], output
-    assert "Traceback" not in output and "INTERNALERROR" not in output, output
+    assert len(errors) == 1, output
+    assert message in errors[0], output
+    assert "Traceback" not in output, output
+    assert "INTERNALERROR" not in output, output
     assert "s3cret" not in output, output
     assert invariants.snapshot() == before
     if name not in AFTER_THE_RUN:
@@ -188,7 +192,7 @@ NOTHING_CHECKED = [
 ]
 
 
-@pytest.mark.parametrize("args, code", [c[1:] for c in NOTHING_CHECKED], ids=[c[0] for c in NOTHING_CHECKED])
+@pytest.mark.parametrize(("args", "code"), [c[1:] for c in NOTHING_CHECKED], ids=[c[0] for c in NOTHING_CHECKED])
 def test_a_run_that_checks_nothing_claims_nothing_and_keeps_the_previous_reports(run, args, code):
     occurrences.partial_save(f.DeploymentFactory())
     first, output = run("-k", "D1")
@@ -199,7 +203,8 @@ def test_a_run_that_checks_nothing_claims_nothing_and_keeps_the_previous_reports
     exit_code, output = run(*args)
 
     assert exit_code == code, output
-    assert "NO VIOLATIONS REMAIN" not in output and "NO FAILING VIOLATIONS" not in output, output
+    assert "NO VIOLATIONS REMAIN" not in output, output
+    assert "NO FAILING VIOLATIONS" not in output, output
     assert "nothing was checked" in output, output
     assert "Traceback" not in output, output
     assert {name: (run.reports / name).read_bytes() for name in reports} == before
@@ -231,9 +236,12 @@ def test_a_malformed_database_url_never_shows_its_password(run, url):
     undo_code, undo_output = run("README.md", module=UNDO, env={DATABASE_URL: url})
 
     written = _everything_written(output + undo_output, run.reports)
-    assert SECRET not in written and SECRET.replace("-", "%2D") not in written, written
-    assert code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in output, output
-    assert undo_code == 4 and "ERROR: DATABASE_URL is not a PostgreSQL URL" in undo_output, undo_output
+    assert SECRET not in written, written
+    assert SECRET.replace("-", "%2D") not in written, written
+    assert code == 4, output
+    assert "ERROR: DATABASE_URL is not a PostgreSQL URL" in output, output
+    assert undo_code == 4, undo_output
+    assert "ERROR: DATABASE_URL is not a PostgreSQL URL" in undo_output, undo_output
 
 
 def test_credentials_reach_no_output_and_no_report(run):
@@ -248,5 +256,7 @@ def test_credentials_reach_no_output_and_no_report(run):
     assert code == 1, output
     written = _everything_written(output, run.reports)
     assert {p.name for p in run.reports.iterdir()} >= {"invariants.json", "junit.xml", "report.html"}
-    assert SECRET not in written and "editor:" not in written and "editor@" not in written
+    assert SECRET not in written
+    assert "editor:" not in written
+    assert "editor@" not in written
     assert 'href=https://antenna.example.org/projects/' in (run.reports / "report.html").read_text()

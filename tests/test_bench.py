@@ -52,7 +52,8 @@ def test_the_grouped_checks_of_a_full_run_find_per_project_what_one_check_per_pr
 
 def test_the_per_row_baseline_and_the_set_based_repair_write_the_same_determinations(smoke):
     repair = smoke["repair"]
-    assert repair["rows"] == 300 and repair["loop_rows"] == 100
+    assert repair["rows"] == 300
+    assert repair["loop_rows"] == 100
     assert repair["fixed"] == 300 + smoke["planted"]["D1"]  # the planted partial saves are repaired too
     assert repair["loop_vs_engine_differences"] == 0
     assert repair["engine_vs_original_differences"] == 0

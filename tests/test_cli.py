@@ -21,11 +21,13 @@ def test_check_reports_every_rule_per_project_and_writes_nothing(run, invariants
     code, output = run()
 
     assert code == 1, output
-    assert "live database" in output and "mode: check (read-only)" in output
+    assert "live database" in output
+    assert "mode: check (read-only)" in output
     assert invariants.snapshot() == before
     d1 = run.results()[("D1", f"project{station.project_id}")]
     assert (d1["status"], d1["violations"], d1["sample"], d1["fixed"]) == ("failed", 1, [partial.pk], 0)
-    assert d1["sql"].startswith("SELECT") and d1["duration"] >= 0
+    assert d1["sql"].startswith("SELECT")
+    assert d1["duration"] >= 0
     assert run.results()[("F1", "noproject")]["status"] == "failed"
     cases = ET.parse(run.reports / "junit.xml").getroot().iter("testcase")
     names = {c.get("name") for c in cases}
@@ -43,7 +45,8 @@ def test_repair_fixes_exactly_the_scope_and_says_repaired(run, invariants):
     code, output = run("--repair", f"--project={mine.project_id}", "-m", "D1 or F1", "-v")
 
     assert code == 0, output
-    assert "REPAIRED" in output and "fixed 1, unfixable 0" in output
+    assert "REPAIRED" in output
+    assert "fixed 1, unfixable 0" in output
     assert "1 delete main_identification" in output  # the cascade is shown, not hidden in the count
     found = run.results()
     assert found[("D1", f"project{mine.project_id}")]["status"] == "repaired"
@@ -103,7 +106,8 @@ def test_selection_by_keyword_and_marker_under_xdist(run):
     assert set(run.results()) == {("D1", f"project{station.project_id}")}
     code, output = run("-m", "occurrences", f"--project={station.project_id}", "--co", "-q")
     assert code == 0, output
-    assert "D1-project" in output and "N6-project" not in output
+    assert "D1-project" in output
+    assert "N6-project" not in output
 
 
 def test_a_clean_database_passes(run):
@@ -120,12 +124,14 @@ def test_soft_rules_warn_and_fail_only_under_strict(run):
 
     code, output = run("-k", "N5b", f"--project={station.project_id}", "-v")
     assert code == 0, output
-    assert "WARN" in output and "1 warned" in output
+    assert "WARN" in output
+    assert "1 warned" in output
     assert run.results()[("N5b", f"project{station.project_id}")]["status"] == "warned"
 
     code, output = run("-k", "N5b", f"--project={station.project_id}", "--strict")
     assert code == 1, output
-    assert "N5b" in output and "1 violating detections" in output
+    assert "N5b" in output
+    assert "1 violating detections" in output
 
 
 def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
@@ -140,7 +146,8 @@ def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
     record = run.results()[("D1", f"project{station.project_id}")]
     assert (record["status"], record["threshold"]) == ("warned", "error_if >2")
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >2", "-o", "invariants_warn_if=D1 >5")
-    assert code == 0 and run.results()[("D1", f"project{station.project_id}")]["status"] == "passed", output
+    assert code == 0, output
+    assert run.results()[("D1", f"project{station.project_id}")]["status"] == "passed", output
     assert "TOLERATED D1" in output  # within both: tolerated, and still shown
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 >70%")  # 2 of 3 is 67 %
     assert code == 0, output
@@ -149,9 +156,11 @@ def test_thresholds_from_the_ini_tolerate_an_amount_and_show_both_numbers(run):
     assert code == 1, output
     assert "2 violating occurrences of 3 checked (error_if >1)" in output
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D9 >1")
-    assert code == 4 and "ERROR: invariants_error_if: no rule 'D9'" in output, output
+    assert code == 4, output
+    assert "ERROR: invariants_error_if: no rule 'D9'" in output, output
     code, output = run("-k", "D1", project, "-o", "invariants_error_if=D1 1%")
-    assert code == 4 and "is not a threshold" in output, output
+    assert code == 4, output
+    assert "is not a threshold" in output, output
 
 
 def test_severity_from_the_ini_and_selection_by_severity_repair_and_risk(run):
@@ -160,14 +169,19 @@ def test_severity_from_the_ini_and_selection_by_severity_repair_and_risk(run):
     project = f"--project={station.project_id}"
 
     code, output = run("-m", "D1", project, "-o", "invariants_severity=D1 warn")
-    assert code == 0 and run.results()[("D1", f"project{station.project_id}")]["severity"] == "warn", output
+    assert code == 0, output
+    assert run.results()[("D1", f"project{station.project_id}")]["severity"] == "warn", output
     code, output = run("-m", "warn", project, "-o", "invariants_severity=D1 warn")
     assert ("D1", f"project{station.project_id}") in run.results(), output
     code, output = run("-m", "error and repairable and risk_medium", project)
     rules = {rule for rule, _ in run.results()}
-    assert code == 1 and "D1" in rules and "F1" not in rules and "D6" not in rules, output  # F1: high; D6: none
+    assert code == 1, output
+    assert "D1" in rules, output
+    assert "F1" not in rules, output
+    assert "D6" not in rules, output  # F1: high; D6: none
     code, output = run("-m", "D1", project, "-o", "invariants_severity=D1 loud")
-    assert code == 4 and "ERROR: invariants_severity: 'loud' is not warn or error" in output, output
+    assert code == 4, output
+    assert "ERROR: invariants_severity: 'loud' is not warn or error" in output, output
 
 
 def test_a_project_run_leaves_global_rules_out_unless_asked(run):
@@ -194,4 +208,5 @@ def test_the_job_log_retention_age_comes_from_the_ini(run):
 
     assert run("-m", "JL1", project)[0] == 0  # the default: 90 days
     code, output = run("-m", "JL1", project, "-o", "invariants_joblog_max_age=30d")
-    assert code == 1 and "1 violating" in output, output
+    assert code == 1, output
+    assert "1 violating" in output, output

@@ -45,7 +45,8 @@ def race(invariants, rule_id, project, *statements, then=()):
         deadline = time.monotonic() + WAIT
         while not repaired.is_set() and time.monotonic() < deadline:
             blocked = monitor.execute(
-                "SELECT %s = ANY (pg_blocking_pids(%s)) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                "SELECT %s = ANY (pg_blocking_pids(%s)) FROM pg_stat_activity"
+                " WHERE pid = %s AND wait_event_type = 'Lock'",
                 [writer.info.backend_pid, repairer, repairer],
             ).fetchone()
             if blocked and blocked[0]:
@@ -104,8 +105,8 @@ def test_d1_leaves_undetermined_an_occurrence_whose_evidence_was_withdrawn_durin
     station = f.DeploymentFactory()
     occurrence = occurrence_scenarios.identified_but_undetermined(station)
 
-    outcome, waited = race(invariants, "D1", station.project_id,
-                           ("UPDATE main_identification SET withdrawn = true WHERE occurrence_id = %s", [occurrence.pk]))
+    withdraw = ("UPDATE main_identification SET withdrawn = true WHERE occurrence_id = %s", [occurrence.pk])
+    outcome, waited = race(invariants, "D1", station.project_id, withdraw)
 
     assert_changed_under_the_repair(outcome, waited)
     row = m.Occurrence.objects.get(pk=occurrence.pk)
@@ -134,8 +135,8 @@ def test_c5_keeps_the_event_that_a_capture_moved_back_into_during_the_repair(inv
     occurrence = occurrence_scenarios.regrouped_without_realignment(station)
     capture = occurrence.detections.get().source_image
 
-    outcome, waited = race(invariants, "C5", station.project_id,
-                           ("UPDATE main_sourceimage SET event_id = %s WHERE id = %s", [occurrence.event_id, capture.pk]))
+    move = ("UPDATE main_sourceimage SET event_id = %s WHERE id = %s", [occurrence.event_id, capture.pk])
+    outcome, waited = race(invariants, "C5", station.project_id, move)
 
     assert_changed_under_the_repair(outcome, waited)
     assert m.Occurrence.objects.get(pk=occurrence.pk).event_id == occurrence.event_id

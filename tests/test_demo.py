@@ -26,7 +26,8 @@ def test_the_demo_has_a_defect_for_every_rule(invariants):
 def test_without_database_url_the_run_uses_the_embedded_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "invariants", "-p", "no:cacheprovider", "-m", "D1", "--reports", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "invariants", "-p", "no:cacheprovider", "-m", "D1",
+         "--reports", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 1, done.stdout + done.stderr

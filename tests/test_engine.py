@@ -20,7 +20,7 @@ def test_parse_ids_accepts_repeats_and_commas_and_rejects_the_rest():
 
 
 @pytest.mark.parametrize(
-    "error_if, violations, checked, tolerated",
+    ("error_if", "violations", "checked", "tolerated"),
     [(None, 0, 10, True), (None, 1, 10, False), (">2", 2, 10, True), (">2", 3, 10, False),
      (">10%", 1, 10, True), (">10%", 2, 10, False), (">0.1%", 1, 0, False), (">0.1%", 0, 0, True)],
 )
@@ -32,7 +32,7 @@ def test_thresholds_tolerate_a_count_or_a_share_of_the_denominator(error_if, vio
 
 
 @pytest.mark.parametrize(
-    "severity, warn_if, error_if, violations, status",
+    ("severity", "warn_if", "error_if", "violations", "status"),
     [("error", None, ">5", 3, "warned"), ("error", ">3", ">5", 3, "passed"), ("error", ">3", ">5", 6, "failed"),
      ("warn", None, None, 1, "warned"), ("warn", ">1", None, 1, "passed"), ("warn", None, None, 0, "passed")],
 )
@@ -55,9 +55,12 @@ def test_a_write_in_a_read_only_session_fails():
 @COMMITTED
 def test_a_write_inside_the_checks_transaction_fails():
     occurrences.partial_save(f.DeploymentFactory())
-    with pytest.raises(Exception, match="read-only transaction"):
-        with read_only_transaction(), connection.cursor() as cursor:
-            cursor.execute("UPDATE main_occurrence SET determination_score = 0.5")
+    with (
+        pytest.raises(Exception, match="read-only transaction"),
+        read_only_transaction(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE main_occurrence SET determination_score = 0.5")
 
 
 def test_job_scope_is_the_jobs_project_captures_and_algorithms(invariants):
@@ -78,8 +81,9 @@ def test_job_scope_is_the_jobs_project_captures_and_algorithms(invariants):
 def test_job_scope_without_pipeline_or_inputs_falls_back_to_what_is_known(invariants):
     station = f.DeploymentFactory()
     orphan = detections.orphaned_detection(station)
-    by_deployment = f.JobFactory(project=station.project, job_type_key="regroup_events", deployment=station, pipeline=None)
-    elsewhere = f.JobFactory(project=station.project, deployment=f.DeploymentFactory(project=station.project), pipeline=None)
+    project = station.project
+    by_deployment = f.JobFactory(project=project, job_type_key="regroup_events", deployment=station, pipeline=None)
+    elsewhere = f.JobFactory(project=project, deployment=f.DeploymentFactory(project=project), pipeline=None)
 
     assert invariants.violators("N6", project=station.project, job=by_deployment) == {orphan.pk}
     assert invariants.violators("N6", project=station.project, job=elsewhere) == set()
@@ -145,10 +149,12 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
             single = check_projects(entry, [scope], sample_size=3)[scope.label]
             fields = ("violations", "checked", "sample", "status", "sql", "message")
             expected = [getattr(alone, k) for k in fields]
-            assert [getattr(together, k) for k in fields] == expected == [getattr(single, k) for k in fields], (entry.id, scope)
+            in_group, in_one = [getattr(together, k) for k in fields], [getattr(single, k) for k in fields]
+            assert in_group == expected == in_one, (entry.id, scope)
             compared += 1
             failing += alone.violations > 0
-    assert compared > 100 and failing > 40
+    assert compared > 100
+    assert failing > 40
 
 
 def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_timeout(db, monkeypatch):
@@ -166,7 +172,8 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
     monkeypatch.setattr(rules, "check_projects", lambda *a, **k: calls.append(1) or real(*a, **k))
     checks = rules.Checks()
     assert [checks.check(entry, s, scopes).project for s in scopes] == [s.label for s in scopes]
-    assert len(calls) == 1 and checks.pending == {"D1": {}}
+    assert len(calls) == 1
+    assert checks.pending == {"D1": {}}
 
     def slow(entry, scopes, *args, **kwargs):  # PostgreSQL cancels the statement for every project, not one
         if len(scopes) == 1:
@@ -181,4 +188,5 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
     monkeypatch.setattr(rules, "check_projects", slow)
     checks = rules.Checks()
     outcomes = [checks.check(entry, s, scopes) for s in scopes]
-    assert checks.ungrouped == {"D1"} and [o.status for o in outcomes] == ["passed"] * len(scopes)
+    assert checks.ungrouped == {"D1"}
+    assert [o.status for o in outcomes] == ["passed"] * len(scopes)

@@ -20,7 +20,7 @@ from fixtures import factories as f
 from fixtures.scenarios import occurrences as scenarios
 
 load_rules()
-PURGING = {"JL1"}  # deletes for good, journaled as a count and an id range: not restorable (test_job_rules.py)
+PURGING = {"JL1"}  # deletes for good, journaled as a count and an id range: not restorable (test_jobs_rules.py)
 REPAIRING = sorted(entry.id for entry in RULES.values() if entry.repair_func is not None and entry.id not in PURGING)
 
 
@@ -55,7 +55,8 @@ def test_repair_then_undo_gives_back_the_database_row_for_row(rule_id, invariant
     result = undo(journal.path)
 
     assert invariants.snapshot() == before
-    assert not result.refused and result.not_applied == 0
+    assert not result.refused
+    assert result.not_applied == 0
     assert sum(result.restored.values()) == len(lines(journal))
     undo(result.journal)  # the undo is journaled: undoing it repeats the repair
     assert invariants.snapshot() == repaired
@@ -107,7 +108,8 @@ def test_undo_dry_run_writes_nothing_and_says_what_it_would_do(invariants, tmp_p
 
     assert result.restored == {"update main_occurrence": 1}
     assert invariants.snapshot() == repaired
-    assert result.journal is None and not (tmp_path / "undo").exists()
+    assert result.journal is None
+    assert not (tmp_path / "undo").exists()
 
 
 def test_lines_of_a_change_that_never_committed_are_recognised_and_skipped(invariants, tmp_path):
@@ -117,7 +119,8 @@ def test_lines_of_a_change_that_never_committed_are_recognised_and_skipped(invar
     with transaction.atomic():
         invariants.repair("D1", project=station.project_id)  # journaled, then the transaction is lost
         transaction.set_rollback(True)
-    assert invariants.snapshot() == before and lines(invariants.journal)
+    assert invariants.snapshot() == before
+    assert lines(invariants.journal)
 
     result = undo(invariants.journal.path)
 
@@ -193,7 +196,8 @@ def test_a_torn_last_line_is_a_batch_that_never_committed_and_the_rest_is_restor
 
     result = undo(journal.path)
 
-    assert result.torn == (4, 4) and result.restored == {"update main_occurrence": 2}
+    assert result.torn == (4, 4)
+    assert result.restored == {"update main_occurrence": 2}
     assert {Occurrence.objects.get(pk=o.pk).determination_id for o in (first, second)} == {None}
     assert Occurrence.objects.get(pk=third.pk).determination_id is not None  # its line never made it: left
 
@@ -219,7 +223,7 @@ def test_an_empty_or_header_only_journal_has_nothing_to_undo(invariants, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "edit, message",
+    ("edit", "message"),
     [
         (lambda text: text.replace('"determination_id": null', '"determination_id": 1'), "does not match its checksum"),
         (lambda text: "\n".join(text.splitlines()[:1] + text.splitlines()[2:]) + "\n", "does not match its checksum"),
@@ -252,7 +256,8 @@ def test_a_forged_line_for_a_table_no_repair_writes_is_refused(invariants, tmp_p
     with pytest.raises(JournalError, match=r":3: users_user is not a table the suite's repairs write"):
         undo(journal.path)
     assert invariants.snapshot() == repaired
-    assert "main_occurrence" in writable_tables() and "main_identification" in writable_tables()  # cascades
+    assert "main_occurrence" in writable_tables()
+    assert "main_identification" in writable_tables()
     assert not writable_tables() & {"users_user", "main_project", "ml_algorithm"}
 
 
@@ -277,7 +282,8 @@ def test_a_journal_of_another_database_is_refused(invariants, tmp_path):
     _, _, journal = repaired_in_batches(invariants, tmp_path, violators=1)
     repaired = invariants.snapshot()
     here = database_identity()
-    assert here["system_identifier"] and here["name"] == connection.settings_dict["NAME"]
+    assert here["system_identifier"]
+    assert here["name"] == connection.settings_dict["NAME"]
 
     def elsewhere(lines):
         lines[0]["database"] = {**here, "system_identifier": "1234567890123456789"}
@@ -290,7 +296,7 @@ def test_a_journal_of_another_database_is_refused(invariants, tmp_path):
     assert invariants.snapshot() == repaired
 
 
-@pytest.mark.parametrize("name, accepted", [("same", True), ("another", False)])
+@pytest.mark.parametrize(("name", "accepted"), [("same", True), ("another", False)])
 def test_without_a_system_identifier_the_name_and_oid_decide(name, accepted, invariants, tmp_path):
     (planted,), _, journal = repaired_in_batches(invariants, tmp_path, violators=1)
     here = database_identity()
@@ -331,7 +337,8 @@ def test_a_purge_line_is_reported_as_not_restorable_and_skipped(invariants, tmp_
 
     assert result.purged == [{**read(journal.path).lines[-1][1]}]
     assert (result.purged[0]["count"], result.purged[0]["first_id"], result.purged[0]["last_id"]) == (1200, 5, 1204)
-    assert result.restored == {"update main_occurrence": 1} and not result.refused
+    assert result.restored == {"update main_occurrence": 1}
+    assert not result.refused
     assert journal.tally("JL1", "global") == {"purge jobs_joblog": 1200}
 
 
@@ -345,9 +352,11 @@ def test_a_restore_the_database_refuses_is_listed_and_the_rest_restored(invarian
 
     refused = {(table, pk): why for table, pk, why in result.refused}
     assert "foreign key" in refused["main_occurrence", orphaned.pk]
-    assert Occurrence.objects.filter(pk=kept.pk).exists() and not Occurrence.objects.filter(pk=orphaned.pk).exists()
+    assert Occurrence.objects.filter(pk=kept.pk).exists()
+    assert not Occurrence.objects.filter(pk=orphaned.pk).exists()
     journaled = {(meta["table"], meta["pk"]) for _, meta, _ in read(result.journal).lines}
-    assert ("main_occurrence", kept.pk) in journaled and ("main_occurrence", orphaned.pk) not in journaled
+    assert ("main_occurrence", kept.pk) in journaled
+    assert ("main_occurrence", orphaned.pk) not in journaled
     assert sum(result.restored.values()) == len(journaled)
 
 
@@ -368,12 +377,13 @@ def test_a_batch_the_disk_had_no_room_for_is_cut_off_before_the_next_one(invaria
     repair_d1(mine)
     with monkeypatch.context() as patch:
         patch.setattr(os, "fsync", disk_full)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="No space left on device"):
             repair_d1(other)  # rolled back: never committed
     assert not journal.path.read_bytes().endswith(b"\n")  # a torn line, for now
     repair_d1(other)  # the next batch cuts it off first
 
     reading = read(journal.path)
-    assert reading.torn is None and [meta["pk"] for _, meta, _ in reading.lines] == [o.pk for o in planted]
+    assert reading.torn is None
+    assert [meta["pk"] for _, meta, _ in reading.lines] == [o.pk for o in planted]
     assert undo(journal.path).restored == {"update main_occurrence": 2}
     assert invariants.snapshot() == before

@@ -61,7 +61,7 @@ def backups(antenna_schema, tmp_path):
     return {"gzip": tmp_path / "antenna.sql.gz", "custom": tmp_path / "antenna.dump"}, partial.project_id, partial.pk
 
 
-@pytest.mark.parametrize("kind, keep", [("gzip", False), ("custom", True)])
+@pytest.mark.parametrize(("kind", "keep"), [("gzip", False), ("custom", True)])
 def test_snapshot_is_restored_checked_and_dropped(run, backups, kind, keep):
     paths, project, partial = backups
     before = _databases()
@@ -74,7 +74,8 @@ def test_snapshot_is_restored_checked_and_dropped(run, backups, kind, keep):
     assert (d1["violations"], d1["sample"]) == (1, [partial])
     name = re.search(r"snapshot database (antenna_snapshot_[0-9a-f]+)", output)[1]
     try:
-        assert (name in _databases()) == keep and name not in before
+        assert (name in _databases()) == keep
+        assert name not in before
         if keep:
             assert "kept: " in output
     finally:
@@ -118,14 +119,16 @@ def test_since_checks_rows_changed_since_and_runs_the_others_in_full(run):
     assert re.search(r"cannot be incremental and run in full: .*\bD1\b", output), output
     assert "E1," not in output.split("run in full:")[1].splitlines()[0]
     run_record = json.loads((run.reports / "invariants.json").read_text())["run"]
-    assert run_record["since"] and "D1" in run_record["in_full"] and "E1" not in run_record["in_full"]
+    assert run_record["since"]
+    assert "D1" in run_record["in_full"]
+    assert "E1" not in run_record["in_full"]
 
     code, output = run("--since", "2019-12-31", "-k", "E1", project)
     assert code == 1, output
     assert run.results()[("E1", f"project{station.project_id}")]["sample"] == sorted([old.pk, new.pk])
 
 
-@pytest.mark.parametrize("conflicts, status", [(2, "failed"), (4, "error")])
+@pytest.mark.parametrize(("conflicts", "status"), [(2, "failed"), (4, "error")])
 def test_a_query_the_standby_cancels_is_retried_then_an_error_of_that_rule_only(run, conflicts, status):
     station = f.DeploymentFactory()
     occurrences.partial_save(station)
@@ -159,7 +162,8 @@ def test_parallel_run_reports_every_case_exactly_once(run):
 
     assert code == serial_code == code_again == 1, output
     keys = [(r["rule"], r["project"]) for r in parallel]
-    assert len(keys) == len(set(keys)) and keys == sorted(keys)
+    assert len(keys) == len(set(keys))
+    assert keys == sorted(keys)
     assert keys == [(r["rule"], r["project"]) for r in serial]
     assert [r["violations"] for r in parallel] == [r["violations"] for r in serial]
     cases = [c.get("name") for c in ET.parse(run.reports / "junit.xml").getroot().iter("testcase")]

@@ -40,7 +40,9 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
                 "UPDATE main_occurrence SET determination_id = %s, determination_score = 1.0 WHERE id = %s",
                 [person_choice.pk, fixed_by_antenna.pk],
             )
-            other.execute("UPDATE main_occurrence SET project_id = %s WHERE id = %s", [theirs.project_id, moved_by_antenna.pk])
+            other.execute(
+                "UPDATE main_occurrence SET project_id = %s WHERE id = %s", [theirs.project_id, moved_by_antenna.pk]
+            )
         return real_batch(*args)
 
     monkeypatch.setattr(rules, "_repair_batch", antenna_writes_between_check_and_repair)
@@ -72,7 +74,8 @@ def test_a_row_being_repaired_is_locked_until_the_repair_commits(invariants, mon
 
     assert attempts == [[occurrence.pk]]
     with antenna() as other:  # and free once it has
-        assert other.execute("UPDATE main_occurrence SET updated_at = now() WHERE id = %s", [occurrence.pk]).rowcount == 1
+        touched = other.execute("UPDATE main_occurrence SET updated_at = now() WHERE id = %s", [occurrence.pk])
+        assert touched.rowcount == 1
 
 
 # --- crash safety ------------------------------------------------------------------------------------------
@@ -89,7 +92,7 @@ CRASHES = [
 ]
 
 
-@pytest.mark.parametrize("point, landed", CRASHES)
+@pytest.mark.parametrize(("point", "landed"), CRASHES)
 def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(point, landed, run, invariants):
     stations = [f.DeploymentFactory(), f.DeploymentFactory()]
     planted = {}
@@ -152,7 +155,8 @@ def test_undo_exits_1_listing_a_row_the_database_refuses_and_restores_the_rest(r
 
     assert code == 1, output
     assert f"refused: main_occurrence id {orphaned.pk}: refused by the database: " in output
-    assert Occurrence.objects.filter(pk=kept.pk).exists() and not Occurrence.objects.filter(pk=orphaned.pk).exists()
+    assert Occurrence.objects.filter(pk=kept.pk).exists()
+    assert not Occurrence.objects.filter(pk=orphaned.pk).exists()
     (undone,) = run.reports.glob("journal-undo-*.jsonl")
     assert ("main_occurrence", orphaned.pk) not in {(m["table"], m["pk"]) for _, m, _ in read(undone).lines}
 
@@ -167,7 +171,10 @@ def test_repair_limit_caps_the_rows_changed_and_reports_the_rest(run, invariants
     code, output = run("--repair", f"--project={station.project_id}", "-m", "D1", "--repair-limit", "2")
 
     assert code == 1, output
-    assert "repair: 2 fixed, 0 unfixable, 0 changed under the repair, 1 remaining (1 left alone by --repair-limit)" in output
+    assert (
+        "repair: 2 fixed, 0 unfixable, 0 changed under the repair, 1 remaining (1 left alone by --repair-limit)"
+        in output
+    )
     assert invariants.violators("D1", project=station.project_id) == {max(planted)}  # the lowest ids go first
 
 

@@ -37,10 +37,14 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
 
     assert code == 1, output
     doc = document(run.reports)
-    assert doc["schema_version"] == 1 and doc["violations_remain"] is True
+    assert doc["schema_version"] == 1
+    assert doc["violations_remain"] is True
     meta = doc["run"]
-    assert meta["database"]["name"] == connection.settings_dict["NAME"] and meta["mode"] == "check"
-    assert meta["scope"].startswith("all projects") and meta["duration"] > 0 and meta["started"]
+    assert meta["database"]["name"] == connection.settings_dict["NAME"]
+    assert meta["mode"] == "check"
+    assert meta["scope"].startswith("all projects")
+    assert meta["duration"] > 0
+    assert meta["started"]
     assert meta["provenance"]["mirror_schema_revision"] == runinfo.schema_revision() != "unknown"
     assert meta["provenance"]["django"] == __import__("django").__version__
     assert f"mirrored Antenna schema {runinfo.schema_revision()}" in output  # the terminal header
@@ -65,18 +69,21 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
         xmlschema.XMLSchema(schema).validate(run.reports / "junit.xml")
     root = ET.parse(run.reports / "junit.xml").getroot()
     suite = {p.get("name"): p.get("value") for p in root.find("testsuite/properties")}
-    assert suite["database"] == meta["database"]["label"] and suite["scope"] == meta["scope"]
+    assert suite["database"] == meta["database"]["label"]
+    assert suite["scope"] == meta["scope"]
     cases = {c.get("name"): c for c in root.iter("testcase")}
     assert len(cases) == len(doc["results"])  # one testcase per rule x project
     case = cases[f"test_occurrence_with_evidence_has_a_determination[D1-{project}]"]
-    assert case.get("classname") == "invariants.test_occurrences" and case.get("line") is None  # xunit2
+    assert case.get("classname") == "invariants.test_occurrences"
+    assert case.get("line") is None
     assert case.find("failure").get("message").startswith("1 violating occurrences of ")
     assert f"ids: {partial.pk}" in case.find("system-out").text
 
     page = browser(run.reports / "report.html")
     assert page.console_errors() == []
     driver = page.driver
-    assert meta["database"]["label"] in driver.title and meta["scope"] in driver.title
+    assert meta["database"]["label"] in driver.title
+    assert meta["scope"] in driver.title
     assert driver.find_element("css selector", ".inv-matrix td.f").text == "1"
     assert driver.find_elements("css selector", "svg rect")
     row_id = f"invariants/test_occurrences.py::test_occurrence_with_evidence_has_a_determination[D1-{project}]"
@@ -84,7 +91,9 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert not row.find_element("css selector", ".inv").is_displayed()  # collapsed until clicked
     row.find_element("css selector", ".col-result").click()
     detail = driver.find_element("id", row_id).find_element("css selector", ".inv")  # the row is redrawn
-    assert detail.is_displayed() and d1["sql"] in detail.text and "What to do: repair (journaled" in detail.text
+    assert detail.is_displayed()
+    assert d1["sql"] in detail.text
+    assert "What to do: repair (journaled" in detail.text
     href = detail.find_element("link text", str(partial.pk)).get_attribute("href")
     assert href == f"https://antenna.example.org/projects/{station.project_id}/occurrences/{partial.pk}"
     assert page.console_errors() == []
@@ -137,7 +146,8 @@ def test_store_failures_writes_every_violating_id_with_allowlisted_columns_per_c
     rows = list(csv.DictReader((stored / f"D1-project{station.project_id}.csv").open()))
     assert [int(r["id"]) for r in rows] == sorted(p.pk for p in partials)  # all of them, not the 1-id sample
     assert set(rows[0]) == {"id", "project_id", "deployment_id", "event_id", "determination_id", "determination_score"}
-    assert rows[0]["project_id"] == str(station.project_id) and rows[0]["determination_id"] == ""
+    assert rows[0]["project_id"] == str(station.project_id)
+    assert rows[0]["determination_id"] == ""
 
 
 def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa: F811
@@ -158,13 +168,16 @@ def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa
 
     code, output = run(*scope, "--baseline", str(baseline), "-v")
     assert code == 0, output
-    assert "BASELINED" in output and "NO FAILING VIOLATIONS; 1 tolerated" in output
+    assert "BASELINED" in output
+    assert "NO FAILING VIOLATIONS; 1 tolerated" in output
     assert run.results()[key]["status"] == "baselined"
 
     junit = ET.parse(run.reports / "junit.xml").getroot()
     skipped = next(c.find("skipped") for c in junit.iter("testcase") if key[1] in c.get("name"))
-    assert skipped.get("type") == "baselined" and skipped.get("message").startswith("BASELINED: 0 new violating occurrences (1 now, 1 in the baseline)")
-    assert junit.find("testsuite").get("skipped") == "1" and junit.find("testsuite").get("failures") == "0"
+    assert skipped.get("type") == "baselined"
+    assert skipped.get("message").startswith("BASELINED: 0 new violating occurrences (1 now, 1 in the baseline)")
+    assert junit.find("testsuite").get("skipped") == "1"
+    assert junit.find("testsuite").get("failures") == "0"
 
     new = occurrences.partial_save(station)  # a new row
     code, output = run(*scope, "--baseline", str(baseline), "--compare", str(previous), "-v")
@@ -172,8 +185,10 @@ def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa
     record = run.results()[key]
     assert (record["new"], record["baseline"], record["delta"]) == (1, 1, 1)
     assert (record["new_ids"], record["new_case"]) == ([new.pk], False)
-    assert "2 violating / " in output and "new 1 (baseline 1)  +1 since the previous run" in output
-    assert "1 new violating occurrences (2 now, 1 in the baseline)" in output and f"new ids: {new.pk}" in output
+    assert "2 violating / " in output
+    assert "new 1 (baseline 1)  +1 since the previous run" in output
+    assert "1 new violating occurrences (2 now, 1 in the baseline)" in output
+    assert f"new ids: {new.pk}" in output
     assert "| violations | new | projects |" in (run.reports / "summary.md").read_text()
     assert ">2 (+1)</td>" in (run.reports / "report.html").read_text()  # the matrix cell: count and delta
 
@@ -191,11 +206,12 @@ def test_sample_columns_come_from_an_allowlist(run):  # noqa: F811
     rows = run.results()[("D1", f"project{station.project_id}")]["sample_rows"]
     assert rows == [{"id": partial.pk, "event_id": partial.event_id}]
     code, output = run("-m", "D1", "--sample-columns", "path")
-    assert code == 4 and "ERROR: --sample-columns path: not on the allowlist" in output, output
+    assert code == 4, output
+    assert "ERROR: --sample-columns path: not on the allowlist" in output, output
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["--baseline", "/nonexistent/baseline.json"], "ERROR: --baseline /nonexistent/baseline.json: no such file"),
         (["--compare", str(ROOT / "pyproject.toml")], "pyproject.toml: not a JSON file"),
@@ -205,7 +221,8 @@ def test_sample_columns_come_from_an_allowlist(run):  # noqa: F811
 def test_bad_report_options_are_one_line_and_exit_code_4(run, args, message):  # noqa: F811
     code, output = run(*args)
     assert code == 4, output
-    assert message in output and "Traceback" not in output
+    assert message in output
+    assert "Traceback" not in output
 
 
 def test_no_secret_reaches_any_report_or_log_line(run):  # noqa: F811
@@ -221,7 +238,8 @@ def test_no_secret_reaches_any_report_or_log_line(run):  # noqa: F811
     written = [p for p in run.reports.iterdir() if p.is_file()]
     assert {p.name for p in written} >= {"invariants.json", "junit.xml", "report.html", "baseline.json"}
     for text in [output] + [p.read_text() for p in written]:
-        assert PASSWORD not in text and CI_TOKEN not in text
+        assert PASSWORD not in text
+        assert CI_TOKEN not in text
     html = (run.reports / "report.html").read_text()
     assert "postgres://reader:****@db.example.org/antenna" in html.replace("&#34;", '"')  # masked, not dropped
 
@@ -255,7 +273,8 @@ def rows(occurrences):
     """An occurrence with evidence has a determination (synthetic)."""
 
 RULES = {f"R{i}": Rule(f"R{i}", rows, "occurrences", "synthetic", hint="look at it") for i in range(RULES_N)}
-SQL = "SELECT " + ", ".join(f'"main_occurrence"."c{i}"' for i in range(40)) + ' FROM "main_occurrence" WHERE "project_id" = '
+COLUMNS = ", ".join(f'"main_occurrence"."c{i}"' for i in range(40))
+SQL = "SELECT " + COLUMNS + ' FROM "main_occurrence" WHERE "project_id" = '
 CASES = [(rule, project) for rule in range(RULES_N) for project in range(PROJECTS_N)]
 
 def failing(rule, project):
@@ -302,7 +321,8 @@ def test_60_rules_by_1000_projects_stay_small_and_open(tmp_path, browser):  # no
     (tmp_path / "test_synthetic.py").write_text("def test_case(rule, project):\n    pass\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "antenna_invariants.settings"}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django", "-o", "render_collapsed=all"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django",
+         "-o", "render_collapsed=all"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert "6000 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -37,8 +37,8 @@ def _scratch(pid: int | None = None) -> set[str]:
 def _snapshot_run(tmp_path, *args, wait=True):
     """``pytest invariants --snapshot ...`` in a subprocess: (exit code, output, pid), or the process."""
     env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict)}
-    command = [sys.executable, "-m", "pytest", "invariants", "-p", "no:cacheprovider", "--reports", str(tmp_path / "reports"),
-               *args]
+    command = [sys.executable, "-m", "pytest", "invariants", "-p", "no:cacheprovider",
+               "--reports", str(tmp_path / "reports"), *args]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if not wait:
@@ -83,13 +83,14 @@ HOSTILE = {
     "unrestrict with a guessed key": (["\\unrestrict abc", "\\! touch {marker}"], "line 3: a psql meta-command (\\!)"),
     "copy to program": (["COPY (SELECT 1) TO PROGRAM 'touch {marker}';"], "to COPY to or from an external program"),
     "alter system": (["ALTER SYSTEM SET work_mem = '77MB';"],  # PostgreSQL 16+ / 15
-                     re.compile('permission denied to set parameter "work_mem"|must be superuser to execute ALTER SYSTEM')),
+                     re.compile('permission denied to set parameter "work_mem"'
+                                '|must be superuser to execute ALTER SYSTEM')),
     "drop another database": (['DROP DATABASE "{victim}";'], "must be owner of database"),
     "untrusted extension": (["CREATE EXTENSION IF NOT EXISTS plpython3u;"], "restore failed: "),
 }
 
 
-@pytest.mark.parametrize("lines, message", HOSTILE.values(), ids=HOSTILE.keys())
+@pytest.mark.parametrize(("lines", "message"), HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_hostile_backup_touches_nothing_but_its_scratch_database(tmp_path, victim, lines, message):
     marker = tmp_path / "pwned"
     fill = {"marker": marker, "victim": victim}
@@ -103,7 +104,8 @@ def test_a_hostile_backup_touches_nothing_but_its_scratch_database(tmp_path, vic
     assert code == 4, output
     errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
     expected = message.search(errors[0]) if isinstance(message, re.Pattern) else message.format(**fill) in errors[0]
-    assert len(errors) == 1 and expected, output
+    assert len(errors) == 1, output
+    assert expected, output
     assert "Traceback" not in output, output
     time.sleep(0.5)  # a shell command psql had started would have run by now
     assert not marker.exists()
@@ -119,7 +121,8 @@ def test_a_refused_backup_is_not_kept_even_with_keep_snapshot(tmp_path):
 
     code, output, pid = _snapshot_run(tmp_path, "--snapshot", str(backup), "--keep-snapshot")
 
-    assert code == 4 and "line 2: a psql meta-command (\\!), refused" in output, output
+    assert code == 4, output
+    assert "line 2: a psql meta-command (\\!), refused" in output, output
     assert not marker.exists()
     assert _scratch(pid) == set()
 
@@ -135,7 +138,8 @@ def test_a_backup_is_restored_and_checked_by_a_role_without_privileges(tmp_path)
     name = re.search(r"kept: (antenna_snapshot_[0-9a-f]+)", output)
     assert name, output
     try:
-        assert code == 4 and "has none of Antenna's tables" in output, output
+        assert code == 4, output
+        assert "has none of Antenna's tables" in output, output
         assert f'DROP DATABASE IF EXISTS "{name[1]}" WITH (FORCE); DROP ROLE IF EXISTS "{name[1]}";' in output
         with _admin() as admin:
             role = admin.execute(
@@ -178,7 +182,8 @@ def test_the_scratch_database_of_a_killed_run_is_dropped_by_the_next_run(tmp_pat
     notes.write_text("CREATE TABLE notes (id integer);\n")
     code, output, _ = _snapshot_run(tmp_path, "--snapshot", str(notes))
 
-    assert code == 4 and "has none of Antenna's tables" in output, output
+    assert code == 4, output
+    assert "has none of Antenna's tables" in output, output
     assert _scratch(killed.pid) == set()
     with _admin() as admin:
         assert not admin.execute("SELECT 1 FROM pg_database WHERE datname = ANY(%s)", [list(left)]).fetchall()

@@ -42,16 +42,19 @@ def test_the_nightly_workflow_has_what_its_actions_need():
     assert document["permissions"]["checks"] == "write"  # mikepenz/action-junit-report publishes a check run
     steps = document["jobs"]["invariants"]["steps"]
     uses = {s["uses"].split("@")[0]: int(s["uses"].split("@v")[1]) for s in steps if "uses" in s}
-    assert uses["actions/checkout"] >= 6 and uses["actions/setup-python"] >= 6  # Node 24 majors
-    assert uses["actions/upload-artifact"] >= 6 and uses["mikepenz/action-junit-report"] >= 6
+    assert uses["actions/checkout"] >= 6
+    assert uses["actions/setup-python"] >= 6
+    assert uses["actions/upload-artifact"] >= 6
+    assert uses["mikepenz/action-junit-report"] >= 6
     runs = "\n".join(s.get("run", "") for s in steps)
-    assert "pip install antenna-invariants\n" in runs + "\n" and "[" not in runs.split("pip install")[1].split("\n")[0]
+    assert "pip install antenna-invariants\n" in runs + "\n"
+    assert "[" not in runs.split("pip install")[1].split("\n")[0]
     assert 'cat reports/summary.md >> "$GITHUB_STEP_SUMMARY"' in runs
     assert next(s for s in steps if "upload-artifact" in s.get("uses", ""))["with"]["path"] == "reports/"
 
 
 @pytest.mark.parametrize(
-    "baseline, code, expected",
+    ("baseline", "code", "expected"),
     [(True, 1, 1), (True, 0, 0), (False, 1, 0), (False, 4, 4)],
     ids=["new-violations-fail", "clean", "first-night-adopts", "first-night-bad-config-fails"],
 )
@@ -68,4 +71,5 @@ def test_the_check_step_adopts_a_baseline_on_the_first_night(tmp_path, baseline,
     done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == expected, done.stdout + done.stderr
     args = (tmp_path / "args").read_text()
-    assert ("--baseline ci/baseline.json" in args) is baseline and ("--write-baseline" in args) is not baseline
+    assert ("--baseline ci/baseline.json" in args) is baseline
+    assert ("--write-baseline" in args) is not baseline

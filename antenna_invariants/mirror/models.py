@@ -19,7 +19,7 @@ class Base(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
-    scope_paths: dict = {}
+    scope_paths: dict[str, str | list[str]] = {}  # scope -> lookup path (or paths) from this table
 
     class Meta:
         abstract = True
@@ -76,7 +76,9 @@ class Algorithm(Base):
     version_name = models.CharField(max_length=255, null=True)
     task_type = models.CharField(max_length=255, null=True, default="unknown")
     uri = models.CharField(max_length=255, null=True)
-    category_map = models.ForeignKey(AlgorithmCategoryMap, null=True, on_delete=models.CASCADE, related_name="algorithms")
+    category_map = models.ForeignKey(
+        AlgorithmCategoryMap, null=True, on_delete=models.CASCADE, related_name="algorithms"
+    )
 
     class Meta:
         db_table = "ml_algorithm"
@@ -279,7 +281,9 @@ class SourceImageCollection(Base):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="collections")
     method = models.CharField(max_length=255, default="full")
     kwargs = models.JSONField(null=True, default=dict)
-    images = models.ManyToManyField(SourceImage, related_name="collections", db_table="main_sourceimagecollection_images")
+    images = models.ManyToManyField(
+        SourceImage, related_name="collections", db_table="main_sourceimagecollection_images"
+    )
 
     scope_paths = {"project": "project", "images": "images"}
 
@@ -313,7 +317,9 @@ class Job(Base):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
     deployment = models.ForeignKey(Deployment, null=True, on_delete=models.CASCADE, related_name="jobs")
     source_image_single = models.ForeignKey(SourceImage, null=True, on_delete=models.SET_NULL, related_name="+")
-    source_image_collection = models.ForeignKey(SourceImageCollection, null=True, on_delete=models.SET_NULL, related_name="jobs")
+    source_image_collection = models.ForeignKey(
+        SourceImageCollection, null=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     pipeline = models.ForeignKey(Pipeline, null=True, on_delete=models.SET_NULL, related_name="jobs")
     data_export_id = models.BigIntegerField(null=True, unique=True)
 
@@ -442,7 +448,7 @@ class PeriodicTask(models.Model):
     clocked_id = models.IntegerField(null=True)
     expire_seconds = models.IntegerField(null=True)
 
-    scope_paths: dict = {}
+    scope_paths: dict[str, str | list[str]] = {}  # scope -> lookup path (or paths) from this table
 
     class Meta:
         db_table = "django_celery_beat_periodictask"

@@ -13,7 +13,8 @@ from plugins import before_grouped_checks
 
 RULE, _, TIMES = os.environ["INVARIANTS_RECOVERY_CONFLICT"].partition(":")
 CANCEL = """DO $$ BEGIN RAISE EXCEPTION 'canceling statement due to conflict with recovery'
-USING ERRCODE = 'serialization_failure', DETAIL = 'User query might have needed to see row versions that must be removed.';
+USING ERRCODE = 'serialization_failure',
+      DETAIL = 'User query might have needed to see row versions that must be removed.';
 END $$"""
 cancelled = 0
 

@@ -44,7 +44,8 @@ def test_s6_and_s6b_are_report_only_and_check_writes_nothing(invariants):
     assert invariants.check("S6", project=station.project).status == "failed"
     assert invariants.check("S6b", project=NO_PROJECT).violations == 1
     assert invariants.snapshot() == before
-    assert RULES["S6"].repair_func is None and RULES["S6b"].repair_func is None
+    assert RULES["S6"].repair_func is None
+    assert RULES["S6b"].repair_func is None
 
 
 def test_c1_flags_mismatched_and_missing_projects_only(invariants):
@@ -134,7 +135,8 @@ def test_c6_respects_project_scope_and_is_report_only(invariants):
 
     assert invariants.violators("C6", project=mine.project) == {ungrouped.pk}
     assert invariants.snapshot() == before
-    assert RULES["C6"].repair_func is None and "regroup" in RULES["C6"].hint
+    assert RULES["C6"].repair_func is None
+    assert "regroup" in RULES["C6"].hint
 
 
 def memberships(collection, captures=None):

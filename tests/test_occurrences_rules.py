@@ -185,9 +185,11 @@ def test_f2_warns_on_occurrences_with_more_than_one_real_detection(invariants):
 
     outcome = invariants.check("F2", project=station.project)
     assert set(outcome.sample) == {o.pk for o in grouped}
-    assert outcome.status == "warned" and RULES["F2"].severity == "warn"
+    assert outcome.status == "warned"
+    assert RULES["F2"].severity == "warn"
     assert not {o.pk for o in near_misses} & set(outcome.sample)
-    assert RULES["F2"].repair_func is None and RULES["F2"].hint
+    assert RULES["F2"].repair_func is None
+    assert RULES["F2"].hint
 
 
 # --- S5, C3, C4, C5: links ---------------------------------------------------------------------------------------
@@ -296,7 +298,8 @@ def test_c4_flags_detections_outside_the_occurrence_deployment(invariants):
 
     assert invariants.violators("C4", project=station.project) == {straddling.pk, homeless_straddling.pk}
     assert not {o.pk for o in near_misses} & invariants.violators("C4", project=station.project)
-    assert RULES["C4"].repair_func is None and RULES["C4"].hint
+    assert RULES["C4"].repair_func is None
+    assert RULES["C4"].hint
 
 
 def test_c4_counts_a_null_marker_on_another_deployment(invariants):
@@ -512,7 +515,7 @@ def determinations():
     return sorted(Occurrence.objects.values_list("pk", "determination_id", "determination_score"))
 
 
-@pytest.mark.parametrize("first, second", [("D1", "D3"), ("D2", "D4"), ("D3", "D2"), ("D4", "D1")])
+@pytest.mark.parametrize(("first", "second"), [("D1", "D3"), ("D2", "D4"), ("D3", "D2"), ("D4", "D1")])
 def test_overlapping_determination_repairs_converge_in_any_order(invariants, first, second):
     station = f.DeploymentFactory()
     scenarios.seed(station)
@@ -551,7 +554,8 @@ def test_d5_flags_determinations_without_evidence(invariants):
 
     assert invariants.violators("D5", project=station.project) == {deleted.pk, withdrawn.pk, on_a_marker.pk}
     assert not {o.pk for o in near_misses} & invariants.violators("D5", project=station.project)
-    assert RULES["D5"].repair_func is None and RULES["D5"].hint
+    assert RULES["D5"].repair_func is None
+    assert RULES["D5"].hint
 
 
 def test_d6_flags_scores_outside_the_unit_interval(invariants):
@@ -567,7 +571,8 @@ def test_d6_flags_scores_outside_the_unit_interval(invariants):
 
     assert invariants.violators("D6", project=station.project) == {logit.pk, negative.pk, nan.pk}
     assert not {o.pk for o in near_misses} & invariants.violators("D6", project=station.project)
-    assert RULES["D6"].repair_func is None and RULES["D6"].hint
+    assert RULES["D6"].repair_func is None
+    assert RULES["D6"].hint
 
 
 # --- every new rule: scope and check mode ----------------------------------------------------------------------
@@ -604,4 +609,7 @@ def test_rule_respects_project_and_occurrence_scope(invariants, rule_id):
 
 @pytest.mark.parametrize("rule_id", MY_RULES)
 def test_check_mode_writes_nothing(invariants, rule_id):
-    invariants.assert_check_writes_nothing(rule_id, lambda station: scenarios.seed(station) or identifications.seed(station))
+    def seed(station):
+        return scenarios.seed(station) or identifications.seed(station)
+
+    invariants.assert_check_writes_nothing(rule_id, seed)

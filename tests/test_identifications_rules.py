@@ -28,7 +28,8 @@ def test_s7_flags_active_identifications_without_a_taxon(invariants):
 
     assert invariants.violators("S7", project=station.project) == {deleted.pk, older.pk}
     assert not {withdrawn.pk, healthy.pk} & invariants.violators("S7", project=station.project)
-    assert RULES["S7"].repair_func is None and RULES["S7"].hint
+    assert RULES["S7"].repair_func is None
+    assert RULES["S7"].hint
 
 
 def test_c10_flags_agreements_with_rows_of_other_occurrences(invariants):
@@ -44,7 +45,8 @@ def test_c10_flags_agreements_with_rows_of_other_occurrences(invariants):
     flagged = {with_identification.pk, with_prediction.pk, orphaned.pk}
     assert invariants.violators("C10", project=station.project) == flagged
     assert not near_misses & invariants.violators("C10", project=station.project)
-    assert RULES["C10"].repair_func is None and RULES["C10"].hint
+    assert RULES["C10"].repair_func is None
+    assert RULES["C10"].hint
 
 
 def test_c10_flags_a_prediction_whose_detection_left_the_occurrence(invariants):
@@ -134,4 +136,7 @@ def test_rule_respects_project_and_occurrence_scope(invariants, rule_id):
 
 @pytest.mark.parametrize("rule_id", ["S7", "C10", "D7"])
 def test_check_mode_writes_nothing(invariants, rule_id):
-    invariants.assert_check_writes_nothing(rule_id, lambda station: scenarios.seed(station) or occurrences.seed(station))
+    def seed(station):
+        return scenarios.seed(station) or occurrences.seed(station)
+
+    invariants.assert_check_writes_nothing(rule_id, seed)

@@ -52,7 +52,8 @@ def test_j1_repair_fails_stale_jobs_in_scope_and_spares_finished_ones(invariants
 
     assert (outcome.status, outcome.fixed, outcome.unfixable) == ("failed", 1, 1)
     stale.refresh_from_db()
-    assert stale.status == "FAILURE" and stale.finished_at is not None
+    assert stale.status == "FAILURE"
+    assert stale.finished_at is not None
     assert stale.progress["summary"]["status"] == "FAILURE"
     assert {pk: Job.objects.filter(pk=pk).values().get() for pk in untouched} == untouched
     assert invariants.violators("J1", project=station.project) == {resurrected.pk}
@@ -86,7 +87,9 @@ def test_j1_check_mode_writes_nothing(invariants):
 def test_j2_flags_final_jobs_without_finished_at(invariants):
     station = f.DeploymentFactory()
     unfinished = {scenarios.final_job_without_finished_at(station, status=s) for s in FINAL}
-    near_misses = [scenarios.stale_running_job(station), scenarios.created_job_never_started(station), scenarios.job(station)]
+    near_misses = [
+        scenarios.stale_running_job(station), scenarios.created_job_never_started(station), scenarios.job(station),
+    ]
 
     assert invariants.violators("J2", project=station.project) == {j.pk for j in unfinished}
     assert not {j.pk for j in near_misses} & invariants.violators("J2")
@@ -187,7 +190,10 @@ def test_j5_flags_jobs_contradicting_themselves_and_none_of_the_near_misses(inva
 
 def test_j5_respects_scope_and_check_writes_nothing(invariants):
     # a job always has a project (NOT NULL): the project-less case has nothing to report
-    invariants.assert_scoped("J5", lambda station: scenarios.status_contradicting_progress(station) if station.project_id else [])
+    def plant(station):
+        return scenarios.status_contradicting_progress(station) if station.project_id else []
+
+    invariants.assert_scoped("J5", plant)
     invariants.assert_check_writes_nothing("J5", scenarios.success_with_an_unfinished_stage)
     assert RULES["J5"].repair_func is None
 
@@ -226,7 +232,7 @@ def test_jl1_repair_deletes_exactly_the_old_logs_and_journals_a_count_and_an_id_
 
     assert (outcome.status, outcome.fixed) == ("repaired", 3)
     assert set(JobLog.objects.values_list("pk", flat=True)) == {row.pk for row in recent}
-    lines = [json.loads(line) for line in open(outcome.journal)]
+    lines = [json.loads(line) for line in Path(outcome.journal).read_text().splitlines()]
     purges = [line for line in lines if line.get("op") == "purge"]
     assert [(p["table"], p["count"], p["first_id"], p["last_id"]) for p in purges] == [
         ("jobs_joblog", 3, min(r.pk for r in old), max(r.pk for r in old))]
@@ -263,14 +269,16 @@ def test_b1_flags_a_hung_beat_a_disabled_and_a_missing_watchdog(invariants):
 
     disabled = scenarios.watchdog_disabled()
     outcome = invariants.check("B1")
-    assert (outcome.status, outcome.violations, outcome.sample, outcome.message) == ("failed", 2, [hung.pk, disabled.pk], "")
+    found = (outcome.status, outcome.violations, outcome.sample, outcome.message)
+    assert found == ("failed", 2, [hung.pk, disabled.pk], "")
 
 
 def test_b1_reads_the_schedule_of_each_task(invariants):
     never = scenarios.watchdog_on_an_hourly_interval_never_run()
     scenarios.watchdog("celery.check_processing_services_online", ran=timedelta(minutes=16))  # 2 x 5 + 5 < 16
     late = invariants.violators("B1")
-    assert never.pk in late and len(late) == 2
+    assert never.pk in late
+    assert len(late) == 2
 
 
 def test_b1_is_global_and_check_writes_nothing(invariants):

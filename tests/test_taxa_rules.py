@@ -30,7 +30,8 @@ def test_k4_flags_stale_parents_and_wrong_display_names(invariants):
 def test_k4_near_misses_follow_antennas_display_rule(invariants):
     order, family, genus, species = scenarios.lineage()
     plain = f.TaxonFactory()  # what the other factories create: a root species
-    assert genus.display_name == f"{genus.name} sp." and family.display_name == family.name
+    assert genus.display_name == f"{genus.name} sp."
+    assert family.display_name == family.name
     assert species.parents_json == chain(order, family, genus)
     assert invariants.violators("K4") == set()
     assert plain.parents_json == []
@@ -52,7 +53,8 @@ def test_k4_caches_an_out_of_order_chain_in_rank_order_as_antenna_does(invariant
 def test_k4_is_global(invariants):
     genus, species = scenarios.reparented_genus()
     project = f.ProjectFactory()
-    assert RULES["K4"].is_global and RULES["K4b"].is_global
+    assert RULES["K4"].is_global
+    assert RULES["K4b"].is_global
     assert invariants.violators("K4", project=project) == invariants.violators("K4") == {genus.pk, species.pk}
 
 
@@ -182,7 +184,8 @@ def test_t2_repair_attaches_species_to_their_genus_as_antenna_does_and_nothing_e
 def test_t2_check_writes_nothing_and_is_global(invariants):
     scenarios.species_under_a_tribe()
     project = f.ProjectFactory()
-    assert RULES["T2"].is_global and RULES["T2b"].is_global
+    assert RULES["T2"].is_global
+    assert RULES["T2b"].is_global
     before = invariants.snapshot()
     assert invariants.check("T2", project=project).violations == invariants.check("T2").violations == 1
     assert invariants.snapshot() == before
@@ -195,7 +198,8 @@ def test_t2b_flags_every_parentless_taxon_but_antennas_root(invariants):
 
     assert invariants.violators("T2b") == {other_kingdom.pk, label.pk, order.pk}
     outcome = invariants.check("T2b")
-    assert outcome.status == "warned" and RULES["T2b"].repair_func is None
+    assert outcome.status == "warned"
+    assert RULES["T2b"].repair_func is None
 
 
 def test_t2b_root_is_the_coarsest_rank_then_ordering_then_name(invariants):
@@ -243,9 +247,11 @@ def test_t3_rules_are_report_only_and_check_writes_nothing(invariants):
     scenarios.synonym_chain()
     scenarios.synonym_determined(f.DeploymentFactory())
     before = invariants.snapshot()
-    assert invariants.check("T3").violations == 1 and invariants.check("T3b").violations == 1
+    assert invariants.check("T3").violations == 1
+    assert invariants.check("T3b").violations == 1
     assert invariants.snapshot() == before
-    assert RULES["T3"].repair_func is None and RULES["T3b"].repair_func is None
+    assert RULES["T3"].repair_func is None
+    assert RULES["T3b"].repair_func is None
 
 
 # --- TL1 / TL1b: taxa-list names ---------------------------------------------------------------------------
@@ -299,4 +305,5 @@ def test_tl1_check_writes_nothing_and_tl1b_is_soft(invariants):
     outcome = invariants.check("TL1b")
     assert (outcome.status, outcome.violations) == ("warned", 1)
     assert invariants.snapshot() == before
-    assert RULES["TL1"].is_global and RULES["TL1b"].repair_func is None
+    assert RULES["TL1"].is_global
+    assert RULES["TL1b"].repair_func is None

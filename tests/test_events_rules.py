@@ -195,4 +195,5 @@ def test_e3_respects_scope_and_check_writes_nothing(invariants):
 
     assert invariants.violators("E3", project=mine.project) == {long_.pk}
     assert invariants.snapshot() == before
-    assert RULES["E3"].severity == "warn" and RULES["E3"].repair_func is None
+    assert RULES["E3"].severity == "warn"
+    assert RULES["E3"].repair_func is None
