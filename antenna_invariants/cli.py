@@ -51,6 +51,10 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gate"]:  # the post-job gate (antenna_invariants/gate.py), not a pytest run
+        from antenna_invariants.gate import main as gate
+
+        return gate(argv[1:])
     if "--version" in argv or "-V" in argv:
         print(version())
         return 0

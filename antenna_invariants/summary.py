@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from antenna_invariants.blame import origin_summary
 from antenna_invariants.docs import rule_order
 
 STANDINGS = ("FAILED", "ERROR", "WARN", "BASELINED", "TOLERATED", "REPAIRED")
@@ -124,13 +125,16 @@ def markdown(outcomes: list[dict[str, Any]], run: dict[str, Any], verdict: str) 
              f"`{run['database']['label']}` · {run['scope']} · {run['mode']}", ""]
     if failing:
         new = " new |" if baseline else ""
-        lines += [f"| rule | title | severity | violations |{new} projects | repairable |",
-                  "|---|---|---|--:|" + ("--:|" if baseline else "") + "---|---|"]
+        attributed = any(o.get("attribution") for r in failing for o in r.cases)
+        origin = " most likely origin |" if attributed else ""
+        lines += [f"| rule | title | severity | violations |{new} projects | repairable |{origin}",
+                  "|---|---|---|--:|" + ("--:|" if baseline else "") + "---|---|" + ("---|" if attributed else "")]
         for r in failing[:SUMMARY_ROWS]:
             scopes = ", ".join(r.scopes[:3]) + (f" +{len(r.scopes) - 3}" if len(r.scopes) > 3 else "")
             count = f"{r.violations}" if r.standing == "FAILED" else "could not run"
             cells = [f"**{r.rule}**", r.title, r.severity, count] + ([str(r.new or 0)] if baseline else [])
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in [*cells, scopes, r.repair]) + " |")
+            cells += [scopes, r.repair] + ([origin_summary(r.cases)] if attributed else [])
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         if len(failing) > SUMMARY_ROWS:
             lines.append(f"\n_{len(failing) - SUMMARY_ROWS} more failing rules: see report.html and invariants.json._")
     rest = [r for r in ranked if r.standing not in ("FAILED", "ERROR")]

@@ -85,7 +85,11 @@ def main() -> int:
     parser.add_argument("--existing", action="store_true",
                         help="figure 6 on the database --name as a --keep run left it (no build, not dropped)")
     parser.add_argument("--repeat", type=int, default=2, help="figure 6: how many times the full run is measured")
+    parser.add_argument("--attribution-on", metavar="DB", help="only the attribution figure, on this existing database")
+    parser.add_argument("--stress-jobs", type=int, default=0, help="attribution: jobs per project holding every row")
     args = parser.parse_args()
+    if args.attribution_on:
+        return attribution_only(args.attribution_on, args.stress_jobs, Path(args.output))
     if args.many_projects:
         return many_projects_main(args)
 
@@ -115,6 +119,8 @@ def main() -> int:
         print(f"catalogue: engine {results['catalogue']['engine_seconds']:.1f} s, "
               f"floor {results['catalogue']['floor_seconds']:.1f} s", flush=True)
         results["pytest"] = pytest_figures(url, entry)
+        results["attribution"] = {"stress_0": attribution_figure(results["pytest"]["full_seconds"]),
+                                  "stress_5": attribution_figure(results["pytest"]["full_seconds"], stress_jobs=5)}
         with tempfile.TemporaryDirectory() as journals:
             results["rss"] = rss_figures(url, args.rss)
             results["repair"] = harness.compare_repairs(args.repair_rows, args.loop_rows, Path(journals))
@@ -170,6 +176,94 @@ def rss_figures(url: str, counts: list[int]) -> list[dict]:
     return figures
 
 
+def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
+    """What attribution (README, "Blame") adds to a full run: for every rule with failing cases, the cases' ids
+    as the check finds them (at most blame.ID_CAP per case) attributed in one statement per rule; the seconds
+    of those statements against ``full_seconds``, the full run's.  ``stress_jobs`` > 0 adds that many jobs per
+    project whose windows, footprints (the project's collection) and pipeline hold every row, in a transaction
+    rolled back at the end: every row then meets every job of its project (the worst case for the candidate
+    join).  The checks are not timed: the ids come with the check in a real run."""
+    from django.db import connection, transaction
+
+    from antenna_invariants import blame
+    from antenna_invariants.check import check, check_grouped
+
+    rules, projects = harness.load_rules(), harness.project_ids()
+    per_rule, total, rows = {}, 0.0, 0
+    with transaction.atomic():
+        if stress_jobs:
+            with connection.cursor() as cursor:
+                cursor.execute(STRESS_JOBS, {"per_project": stress_jobs})
+        for rule_id, entry in sorted(rules.items()):
+            if not isinstance(blame.trace_of(entry), blame.Trace):
+                continue
+            scopes = harness.scopes_of(entry, projects)
+            outcomes = ({s.label: check(entry, s, blame.ID_CAP) for s in scopes} if entry.is_global
+                        else check_grouped(entry, scopes, blame.ID_CAP))
+            cases = {label: (o.sample, o.violations) for label, o in outcomes.items() if o.violations}
+            if not cases:
+                continue
+            started = time.perf_counter()
+            attributed = blame.attribute_cases(entry, cases)
+            seconds = time.perf_counter() - started
+            total += seconds
+            rows += sum(a.attributed for a in attributed.values())
+            to_jobs = sum(o.rows for a in attributed.values() for o in a.origins if o.job)
+            per_rule[rule_id] = {"seconds": round(seconds, 3), "cases": len(cases),
+                                 "rows": sum(a.attributed for a in attributed.values()), "attributed_to_jobs": to_jobs}
+        transaction.set_rollback(True)
+    figure = {"seconds": total, "statements": len(per_rule), "rows": rows, "full_run_seconds": full_seconds,
+              "share_of_full_run": total / full_seconds if full_seconds else None,
+              "stress_jobs_per_project": stress_jobs, "rules": per_rule}
+    print(f"attribution: {total:.1f} s for {rows:,} rows in {len(per_rule)} statements = "
+          f"{figure['share_of_full_run']:.1%} of the full run ({full_seconds:.1f} s)", flush=True)
+    return figure
+
+
+# Jobs of every project over its collection (made of every capture of the project, in the stress case) whose
+# window holds every row's created_at and whose pipeline holds every algorithm: the attribution's worst case.
+STRESS_JOBS = """
+INSERT INTO main_sourceimagecollection_images (sourceimagecollection_id, sourceimage_id)
+SELECT c.id, s.id FROM main_sourceimage s JOIN main_sourceimagecollection c ON c.project_id = s.project_id
+ WHERE NOT EXISTS (SELECT FROM main_sourceimagecollection_images x
+                    WHERE x.sourceimagecollection_id = c.id AND x.sourceimage_id = s.id);
+INSERT INTO ml_pipeline (created_at, updated_at, name, slug, description, version, version_name, stages, default_config)
+VALUES (now(), now(), 'bench stress', 'bench-stress', '', 1, '', '[]', '{}');
+INSERT INTO ml_pipeline_algorithms (pipeline_id, algorithm_id)
+SELECT (SELECT id FROM ml_pipeline WHERE slug = 'bench-stress'), a.id FROM ml_algorithm a;
+INSERT INTO jobs_job (created_at, updated_at, name, queue, status, progress, logs, delay, shuffle, job_type_key,
+    dispatch_mode, project_id, source_image_collection_id, pipeline_id, started_at, finished_at)
+SELECT now() - interval '1 day', now() + interval '1 hour', 'stress ' || c.project_id || '/' || k, 'default',
+       'SUCCESS', '{}', '{}', 0, true, 'ml', 'internal', c.project_id, c.id,
+       (SELECT id FROM ml_pipeline WHERE slug = 'bench-stress'),
+       (SELECT min(created_at) FROM main_occurrence) - interval '1 hour' + k * interval '1 second',
+       (SELECT max(updated_at) FROM main_occurrence) + interval '1 hour'
+  FROM main_sourceimagecollection c, generate_series(1, %(per_project)s) k;
+ANALYZE jobs_job, main_sourceimagecollection_images, ml_pipeline_algorithms;
+"""
+
+
+def attribution_only(database: str, stress_jobs: int, output: Path) -> int:
+    """``--attribution-on DB``: the attribution figure on an existing bench database (read-only unless
+    ``stress_jobs``, whose rows are rolled back), merged into ``output`` under ``attribution``."""
+    import django
+
+    from antenna_invariants import connection as conn
+    from antenna_invariants.connection import url_for, use_database
+
+    if stress_jobs and not database.startswith("blame_"):
+        raise SystemExit("--stress-jobs writes (rolled back) into the database: only on a blame_* database of your own")
+    django.setup()
+    entry = harness.server_entry() | {"NAME": database}
+    use_database(entry if stress_jobs else conn.read_only(entry))
+    full, _, _ = pytest_run(url_for(entry))
+    figure = attribution_figure(full, stress_jobs) | {"database": database}
+    results = json.loads(output.read_text()) if output.exists() else {}
+    results.setdefault("attribution", {})[f"stress_{stress_jobs}"] = figure
+    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
 def print_table(r: dict):
     c, p, rep = r["catalogue"], r["pytest"], r["repair"]
     rows = [
@@ -203,8 +297,7 @@ def many_projects_main(args) -> int:
     """Figure 6 alone: build (or reuse) a database of ``--projects`` projects, measure, merge into results.json."""
     from django.db import connection
 
-    from antenna_invariants.connection import url_for
-    from antenna_invariants.plugin import use_database
+    from antenna_invariants.connection import url_for, use_database
 
     server = harness.server_entry()
     if args.existing:

@@ -159,7 +159,8 @@ def test_baseline_tolerates_known_violations_and_fails_on_new_rows(run):  # noqa
     code, output = run(*scope, "--write-baseline")
     assert code == 1, output
     written = json.loads((run.reports / "baseline.json").read_text())
-    assert written["cases"][f"D1/project{station.project_id}"] == {"violations": 1, "ids": [known.pk]}
+    assert written["cases"][f"D1/project{station.project_id}"] == {
+        "violations": 1, "ids": [known.pk], "first_seen": {str(known.pk): written["run_started"]}}
     (run.reports / "kept").mkdir()
     baseline = run.reports / "kept" / "baseline.json"
     (run.reports / "baseline.json").rename(baseline)
@@ -266,7 +267,7 @@ def test_redaction_masks_urls_keywords_and_secret_names():
 
 SYNTHETIC_CONFTEST = '''
 import pytest
-from antenna_invariants import html, reporting
+from antenna_invariants import html
 from antenna_invariants.rules import Rule
 
 def rows(occurrences):
@@ -287,13 +288,14 @@ def record(rule, project):
         fixed=0, unfixable=0, changed_under_repair=0, remaining=None, sql=SQL + str(project) if failed else "",
         sample_rows=[], new=None, baseline=None, delta=7 if failed else None, fails_run=failed)
 
+OUTCOMES = []
+
 def pytest_configure(config):
     config.option.htmlpath, config.option.self_contained_html = "report.html", True
-    reporting.PREVIOUS = {}
-    config.pluginmanager.register(html.HtmlReport("synthetic", RULES, antenna_url="https://antenna.example.org",
+    config.pluginmanager.register(html.HtmlReport("synthetic", RULES, OUTCOMES, antenna_url="https://antenna.example.org",
                                                   compare=True, planned=len(CASES)))
     # more cases than the table lists: the passing ones are in the matrix only, so they need no test here
-    reporting.OUTCOMES.extend(record(*case) for case in CASES if not failing(*case))
+    OUTCOMES.extend(record(*case) for case in CASES if not failing(*case))
 
 def pytest_generate_tests(metafunc):
     metafunc.parametrize(("rule", "project"), [case for case in CASES if failing(*case)])
@@ -306,7 +308,7 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_runtest_logreport(report):
     if report.when == "call":
-        reporting.OUTCOMES.append(report.invariant)
+        OUTCOMES.append(report.invariant)
 '''
 
 

@@ -1,0 +1,483 @@
+"""Attribution: which job most likely wrote a failing case's rows, and when they appeared (README, "Blame").
+
+No row stores the job that wrote it (fact sheet §6), so the origin is inferred from what the database does keep:
+
+- the job's **time window**, ``started_at`` … ``finished_at`` (``updated_at`` for a job that never finished),
+  against the rows' own ``created_at`` and ``updated_at``: a job whose window holds neither cannot have written
+  the row, so time is required of every candidate;
+- its **input footprint** (its collection, else its single capture, else its deployment: ``--job``'s footprint)
+  against the rows' captures;
+- its **pipeline's algorithms** against the algorithms of the rows' detections and classifications;
+- its **log lines** (``jobs_joblog``) that name one of the rows' captures (``Image 12``, ``SourceImage #12``).
+
+Each row goes to its best candidate in the row's project; the rows are then grouped by that job and
+confidence.  A job whose window spans more than ``MAX_WINDOW`` (contradictory times, a job left running) is no
+candidate.  Confidence:
+``high`` when the window, the footprint and the algorithms (or a log line) agree, ``medium`` when the window
+and one more piece agree, ``low`` when only the window does; a row that several jobs fit equally well is
+one level lower and says so.  It is never certain, and the reports say "most likely".
+
+How each table's rows are traced is declared in ``TRACES`` below (the path to their captures and algorithms);
+a table whose rows carry no time or job trace maps to the reason it is "not attributable".
+All of it is one read-only statement per failing case, on the ids the check found (at most ``ID_CAP``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+
+from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``pk__any=ids``)
+
+if TYPE_CHECKING:
+    from antenna_invariants.rules import Rule
+
+
+@dataclass(frozen=True)
+class Trace:
+    """How a table's rows lead to the jobs that may have written them: the lookup path to their captures
+    (``None``: none, only time and algorithms count) and the paths to the algorithms that produced them.
+    Time is always the row's own ``created_at`` and ``updated_at``."""
+
+    captures: str | None
+    algorithms: tuple[str, ...] = ()
+
+
+# table -> its trace, or why its rows cannot be attributed ("not attributable: <reason>")
+TRACES: dict[str, Trace | str] = {
+    "occurrences": Trace("detections__source_image",
+                         ("detections__detection_algorithm", "detections__classifications__algorithm")),
+    "detections": Trace("source_image", ("detection_algorithm", "classifications__algorithm")),
+    "classifications": Trace("detection__source_image", ("algorithm",)),
+    "captures": Trace("pk"),  # data_storage_sync writes them
+    "events": Trace("captures"),  # regroup_events
+    "deployments": Trace("captures"),  # sync and regroup refresh their counts
+    "collections": Trace("images"),  # populate_captures_collection
+    "collection_images": "collection membership rows carry no timestamp",
+    "identifications": "identifications are made by people in Antenna's UI, not by jobs",
+    "jobs": "the row is a job: its id is the origin",
+    "job_logs": "a job's own log lines: the job is on the row",
+    "taxa": "taxa are imported by commands, not written by a job",
+    "algorithms": "algorithms are registered by processing services, not written inside a job's footprint",
+    "taxa_lists": "taxa lists are edited by people",
+    "periodic_tasks": "celery beat's own rows carry no timestamp",
+}
+
+ID_CAP = 10_000  # violating ids attributed per case; beyond it the report says how many were
+SAMPLE = 5  # ids listed per origin
+WINDOW_SLACK = timedelta(minutes=1)  # a job writes its last rows just before it records finished_at
+# A job whose window spans more than this (times that contradict each other, J5, or a job left running for
+# weeks) says nothing about when it wrote: it is no candidate.
+MAX_WINDOW = timedelta(days=7)
+DEPLOY_GAP = timedelta(minutes=10)  # migrations applied within this of each other are one deploy
+# A log line names a capture as Antenna's loggers write them: "Image 12", "Image #12", "SourceImage #12",
+# "Source image 12", "capture 12" (ami/ml/models/pipeline.py, ami/ml/orchestration/jobs.py, ami/ml/tasks.py).
+CAPTURE_IN_LOG = r"(?:source ?image|image|capture)\s*#?(\d+)"
+CONFIDENCE = {3: "high", 2: "medium", 1: "low"}
+
+
+@dataclass
+class Origin:
+    """The rows of a case that most likely came from one job (``job`` None: from no job we can see)."""
+
+    job: int | None
+    rows: int
+    sample: list[int]
+    confidence: str  # high | medium | low | none
+    reason: str
+    type: str | None = None
+    status: str | None = None
+    pipeline: str | None = None  # its name, set by processing services (job names, typed by people, stay out)
+    project: int | None = None
+    window: list[str | None] = field(default_factory=list)  # [start, end] as ISO text
+    window_end: str | None = None  # which column ended the window: finished_at, or updated_at (never finished)
+    first_row: str | None = None  # the rows' own oldest created_at and newest updated_at
+    last_row: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Attribution:
+    """A case's origins and when its rows appeared; ``reason`` alone when the rule is not attributable."""
+
+    attributable: bool
+    reason: str = ""
+    origins: list[Origin] = field(default_factory=list)
+    attributed: int = 0  # the rows looked at (at most ID_CAP); the case's violations may be more
+    oldest: dict[str, Any] | None = None  # {"id", "created_at"} of the oldest violating row
+    newest: dict[str, Any] | None = None  # {"id", "updated_at"} of the most recently written one
+    deploy: dict[str, Any] | None = None  # the last migrations applied before the oldest row
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "attributable": self.attributable, "reason": self.reason, "attributed": self.attributed,
+            "oldest": self.oldest, "newest": self.newest, "deploy": self.deploy,
+            "origins": [o.as_dict() for o in self.origins],
+        }
+
+
+def trace_of(entry: Rule) -> Trace | str:
+    """The rule's trace: its own (``@rule(attribute=...)``) when it declares one, else its table's."""
+    own = getattr(entry, "attribute", None)
+    if own is not None:
+        return own
+    return TRACES.get(entry.table, f"no trace declared for {entry.table}")
+
+
+def attribute(entry: Rule, ids: list[int], violations: int | None = None) -> Attribution:
+    """The origins of one case's violating rows ``ids`` of rule ``entry`` (the first ``ID_CAP`` are looked at)."""
+    return attribute_cases(entry, {"case": (ids, violations)}, lambda project: "case")["case"]
+
+
+def attribute_cases(entry: Rule, cases: dict[str, tuple[list[int], int | None]],
+                    label: Callable[[int | None], str] | None = None) -> dict[str, Attribution]:
+    """The origins of several cases of one rule, ``{label: (ids, violations)}``, in one statement (the rows of a
+    project only ever meet that project's jobs, so the cases do not mix); ``label(project_id)`` names the case
+    of a row's project (default ``project5`` / ``noproject``)."""
+    name = label or (lambda project: "noproject" if project is None else f"project{project}")
+    trace = trace_of(entry)
+    if isinstance(trace, str):
+        return {case: Attribution(False, f"not attributable: {trace}") for case in cases}
+    results: dict[str, Attribution] = {}
+    ids: list[int] = []
+    for case, (case_ids, violations) in cases.items():
+        case_ids = sorted(case_ids)[:ID_CAP]
+        ids += case_ids
+        results[case] = Attribution(True, attributed=len(case_ids))
+        if violations is not None and violations > len(case_ids):
+            results[case].reason = f"the first {len(case_ids)} of {violations} violating rows attributed"
+    if not ids:
+        return results
+    sql, params = _statement(entry.model, trace, ids)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [c.name for c in cursor.description]
+        groups = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    migrations = _migrations()
+    for case, result in results.items():
+        mine = [g for g in groups if name(g["row_project"]) == case]
+        if not mine:
+            continue
+        result.origins = sorted((_origin(g) for g in mine), key=lambda o: (o.job is None, -o.rows, o.job or 0))
+        oldest = min(mine, key=lambda g: (g["first_row"], g["first_id"]))
+        newest = max(mine, key=lambda g: (g["last_row"], g["last_id"]))
+        result.oldest = {"id": oldest["first_id"], "created_at": _iso(oldest["first_row"])}
+        result.newest = {"id": newest["last_id"], "updated_at": _iso(newest["last_row"])}
+        result.deploy = deploy_before(oldest["first_row"], migrations)
+    return results
+
+
+def _part(queryset: Any, *columns: str) -> tuple[str, list[Any]]:
+    try:
+        return queryset.order_by().values_list(*columns).query.sql_with_params()
+    except EmptyResultSet:
+        return "SELECT NULL, NULL WHERE false", []
+
+
+def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]]:
+    """One statement: the rows, their captures and algorithms, the candidate jobs (same project, a window that
+    holds the row's time), each row's best candidate, grouped by job with the job's description."""
+    rows = model.objects.filter(pk__any=ids)
+    project = model.scope_paths["project"]
+    parts = {"rows": _part(rows, "pk", "created_at", "updated_at", project)}
+    if trace.captures:
+        path = trace.captures
+        parts["caps"] = _part(rows.filter(**{f"{path}__isnull": False}), "pk", path)
+    else:
+        parts["caps"] = ("SELECT NULL::bigint, NULL::bigint WHERE false", [])
+    algorithm_parts = [_part(rows.filter(**{f"{p}__isnull": False}), "pk", p) for p in trace.algorithms]
+    none = "SELECT NULL::bigint, NULL::bigint WHERE false"
+    parts["algs"] = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or none,
+                     [p for _, ps in algorithm_parts for p in ps])
+    params: list[Any] = []
+    ctes = []
+    for name, columns in (("rows", "(pk, created_at, updated_at, project_id)"), ("caps", "(pk, capture)"),
+                          ("algs", "(pk, algorithm)")):
+        sql, part_params = parts[name]
+        ctes.append(f"v_{name} {columns} AS MATERIALIZED ({sql})")
+        params += part_params
+    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, *[WINDOW_SLACK] * 4]
+    return "WITH " + ",\n".join(ctes) + ATTRIBUTION, [*params, SAMPLE]
+
+
+# The candidates, scored and grouped.  A job's window starts at started_at (else when it was scheduled or
+# created) and ends at finished_at, or at its last updated_at when it never finished (or recorded an end
+# before its start, J5).  Its input captures are those of --job's footprint: collection, else single capture,
+# else deployment; a job with none has no footprint to agree.
+ATTRIBUTION = """,
+jobs AS MATERIALIZED (
+    SELECT j.id, j.project_id, j.pipeline_id, j.source_image_collection_id AS collection_id,
+           j.source_image_single_id AS single_id, j.deployment_id,
+           coalesce(j.started_at, j.scheduled_at, j.created_at) AS w0,
+           CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
+                ELSE j.updated_at END AS w1,
+           j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) AS finished
+      FROM jobs_job j
+     WHERE j.project_id IN (SELECT DISTINCT project_id FROM v_rows WHERE project_id IS NOT NULL)
+       AND CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
+                ELSE j.updated_at END - coalesce(j.started_at, j.scheduled_at, j.created_at) <= %s
+       AND coalesce(j.started_at, j.scheduled_at, j.created_at)
+           <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
+       AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
+),
+named AS MATERIALIZED (
+    SELECT DISTINCT l.job_id AS job, m[1]::bigint AS capture
+      FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
+     WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
+),
+pairs AS (
+    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span,
+           EXISTS (SELECT FROM v_caps c
+                    WHERE c.pk = r.pk
+                      AND CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
+                                   SELECT FROM main_sourceimagecollection_images ci
+                                    WHERE ci.sourceimagecollection_id = j.collection_id
+                                      AND ci.sourceimage_id = c.capture)
+                               WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
+                               WHEN j.deployment_id IS NOT NULL THEN EXISTS (
+                                   SELECT FROM main_sourceimage s
+                                    WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
+                               ELSE false END) AS footprint,
+           EXISTS (SELECT FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
+                    WHERE a.pk = r.pk AND pa.pipeline_id = j.pipeline_id) AS algorithm,
+           EXISTS (SELECT FROM v_caps c JOIN named n ON n.capture = c.capture
+                    WHERE c.pk = r.pk AND n.job = j.id) AS logged
+      FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
+       AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+),
+scored AS (
+    SELECT p.*, CASE WHEN footprint AND (algorithm OR logged) THEN 3
+                     WHEN footprint OR algorithm OR logged THEN 2 ELSE 1 END AS level,
+           footprint::int + algorithm::int + logged::int AS evidence
+      FROM pairs p
+),
+best AS (
+    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged,
+           CASE WHEN count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 THEN greatest(s.level - 1, 1)
+                ELSE s.level END AS level,
+           count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 AS contested
+      FROM scored s
+     ORDER BY s.pk, s.level DESC, s.evidence DESC, s.span, s.job DESC
+)
+SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS footprint,
+       count(*) FILTER (WHERE b.algorithm) AS algorithm, count(*) FILTER (WHERE b.logged) AS logged,
+       count(*) FILTER (WHERE b.contested) AS contested,
+       (array_agg(r.pk ORDER BY r.pk))[1:%s] AS sample,
+       min(r.created_at) AS first_row, (array_agg(r.pk ORDER BY r.created_at, r.pk))[1] AS first_id,
+       max(r.updated_at) AS last_row, (array_agg(r.pk ORDER BY r.updated_at DESC, r.pk DESC))[1] AS last_id,
+       min(j.job_type_key) AS type, min(j.status) AS status, min(p.name) AS pipeline,
+       min(j.project_id) AS project, min(jw.w0) AS w0, min(jw.w1) AS w1, bool_and(jw.finished) AS finished,
+       min(j.source_image_collection_id) AS collection_id, min(j.source_image_single_id) AS single_id,
+       min(j.deployment_id) AS deployment_id
+  FROM v_rows r LEFT JOIN best b ON b.pk = r.pk
+  LEFT JOIN jobs jw ON jw.id = b.job
+  LEFT JOIN jobs_job j ON j.id = b.job
+  LEFT JOIN ml_pipeline p ON p.id = j.pipeline_id
+ GROUP BY r.project_id, b.job, b.level"""
+
+
+def _origin(g: dict[str, Any]) -> Origin:
+    first, last = _iso(g["first_row"]), _iso(g["last_row"])
+    if g["job"] is None:
+        return Origin(None, g["n"], list(g["sample"]), "none",
+                      "unattributed: no job of the rows' project ran when they were written",
+                      first_row=first, last_row=last)
+    return Origin(
+        g["job"], g["n"], list(g["sample"]), CONFIDENCE[g["level"]], _reason(g), type=g["type"], status=g["status"],
+        pipeline=g["pipeline"], project=g["project"], window=[_iso(g["w0"]), _iso(g["w1"])],
+        window_end="finished_at" if g["finished"] else "updated_at", first_row=first, last_row=last,
+    )
+
+
+def _reason(g: dict[str, Any]) -> str:
+    """What agrees (for all the group's rows, or for how many of them) and what does not."""
+    source = next((f"{kind} {g[column]}" for kind, column in
+                   (("collection", "collection_id"), ("capture", "single_id"), ("deployment", "deployment_id"))
+                   if g[column] is not None), None)
+    pieces = [("footprint", f"input captures ({source})" if source else "input captures")]
+    if g["pipeline"] is not None:
+        pieces.append(("algorithm", "pipeline algorithms"))
+    agree, disagree = ["time window"], []
+    for column, label in pieces + [("logged", "its log naming the captures")]:
+        if g[column] == g["n"]:
+            agree.append(label)
+        elif g[column]:
+            agree.append(f"{label} (for {g[column]} of {g['n']})")
+        elif column != "logged":
+            disagree.append(label)
+    text = f"{_and(agree)} agree" if len(agree) > 1 else "only the time window agrees"
+    if disagree and len(agree) > 1:
+        text += f"; not the {_and(disagree)}"
+    if source is None:
+        text += "; the job has no input captures"
+    if g["contested"]:
+        text += "; other jobs fit as well" + (f" (for {g['contested']} of {g['n']})" if g["contested"] < g["n"] else "")
+    return text
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat(sep=" ", timespec="minutes") if isinstance(value, datetime) else None
+
+
+def deploy_before(moment: datetime | None, migrations: list[tuple[str, str, datetime]] | None = None,
+                  ) -> dict[str, Any] | None:
+    """The deploy (migrations applied within ``DEPLOY_GAP`` of each other) last before ``moment``: its newest
+    migration, how many came with it, and how long before ``moment`` it was applied."""
+    migrations = _migrations() if migrations is None else migrations
+    if moment is None:
+        return None
+    before = [m for m in migrations if m[2] <= moment]
+    if not before:
+        return None
+    app, name, applied = before[-1]
+    more = sum(1 for m in before[:-1] if m[2] >= applied - DEPLOY_GAP)
+    return {"migration": f"{app}/{name}", "applied": _iso(applied), "with": more,
+            "minutes_before": int((moment - applied).total_seconds() // 60)}
+
+
+def _migrations() -> list[tuple[str, str, datetime]]:
+    """Every applied migration (app, name, applied), oldest first: a few hundred rows, read once per rule."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('django_migrations') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return []
+        cursor.execute("SELECT app, name, applied FROM django_migrations ORDER BY applied, id")
+        return cursor.fetchall()
+
+
+# What the reports say ---------------------------------------------------------------------------------------
+
+
+def origin_line(o: dict[str, Any], unit: str) -> str:
+    """``38 from job 2421 (ml, FAILURE, pipeline "Quebec moths 2025", 2026-04-16 02:00–02:40): high, window, …``"""
+    if o["job"] is None:
+        return f"{o['rows']} unattributed (no job's window holds them; written {_span(o['first_row'], o['last_row'])})"
+    pipeline = f', pipeline "{o["pipeline"]}"' if o.get("pipeline") else ""
+    end = "" if o.get("window_end") == "finished_at" else ", never finished: last update"
+    return (f"{o['rows']} most likely from job {o['job']} ({o['type']}, {o['status']}{pipeline}, "
+            f"{_span(*o['window'])}{end}): {o['confidence']} confidence, {o['reason']}")
+
+
+def _span(start: str | None, end: str | None) -> str:
+    if start is None or end is None:
+        return start or end or "?"
+    if start[:10] == end[:10]:
+        return f"{start}–{end[11:]}"
+    return f"{start}–{end}"
+
+
+def appeared_line(a: dict[str, Any], unit: str) -> str | None:
+    """``oldest violating row 12 created 2026-04-16 02:03, newest written 02:38; 14 minutes after migration …``"""
+    if not a.get("oldest"):
+        return None
+    text = (f"appeared: oldest violating {unit} {a['oldest']['id']} created {a['oldest']['created_at']}, "
+            f"newest {a['newest']['id']} written {a['newest']['updated_at']}")
+    deploy = a.get("deploy")
+    if deploy:
+        more = f" (with {deploy['with']} more)" if deploy["with"] else ""
+        text += (f"; first violating row {_minutes(deploy['minutes_before'])} after migration "
+                 f"{deploy['migration']}{more} was applied")
+    return text
+
+
+def _minutes(minutes: int) -> str:
+    if minutes < 120:
+        return f"{minutes} minutes"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} hours"
+    return f"{minutes // 1440} days"
+
+
+def summary_lines(attribution: dict[str, Any], unit: str, limit: int = 5) -> list[str]:
+    """The terminal's lines for one case: one per origin (at most ``limit``, then how many more), and when."""
+    if not attribution.get("attributable"):
+        return [attribution.get("reason") or "not attributable"]
+    origins = attribution.get("origins") or []
+    lines = [origin_line(o, unit) for o in origins[:limit]]
+    if len(origins) > limit:
+        lines.append(f"… {len(origins) - limit} more origins in reports/invariants.json")
+    if attribution.get("reason"):
+        lines.append(attribution["reason"])
+    appeared = appeared_line(attribution, unit)
+    return lines + ([appeared] if appeared else [])
+
+
+def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
+    """A rule's origins over its cases, for summary.md: ``job 30: 38 (high); 3 unattributed``."""
+    by_job: dict[int, tuple[int, str]] = {}
+    unattributed, reasons = 0, set[str]()
+    for record in records:
+        attribution = record.get("attribution") or {}
+        if attribution and not attribution.get("attributable"):
+            reasons.add("not attributable")
+        for o in record.get("origins") or ():
+            if o["job"] is None:
+                unattributed += o["rows"]
+                continue
+            rows, best = by_job.get(o["job"], (0, "low"))
+            better = o["confidence"] if LEVELS[o["confidence"]] > LEVELS[best] else best
+            by_job[o["job"]] = (rows + o["rows"], better)
+    ranked = sorted(by_job.items(), key=lambda item: (-item[1][0], item[0]))
+    parts = [f"job {job}: {rows} ({confidence})" for job, (rows, confidence) in ranked[:shown]]
+    if len(ranked) > shown:
+        parts.append(f"{len(ranked) - shown} more jobs")
+    if unattributed:
+        parts.append(f"{unattributed} unattributed")
+    return "; ".join(parts) or ", ".join(sorted(reasons))
+
+
+LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+
+def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
+    """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
+    ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
+    from antenna_invariants.html import link, text
+
+    attribution = record.get("attribution") or {}
+    if not attribution:
+        return ""
+    if not attribution.get("attributable"):
+        return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
+    rows = []
+    for o in record.get("origins") or ():
+        ids = ", ".join(link(base, table, record["project"], pk) for pk in o["sample"])
+        if o["job"] is None:
+            rows.append(f"<tr><td>unattributed</td><td colspan=4>{text(_span(o['first_row'], o['last_row']))}</td>"
+                        f"<td>none</td><td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>")
+            continue
+        job = link(base, "jobs", f"project{o['project']}", o["job"])
+        end = "" if o["window_end"] == "finished_at" else " (never finished: last update)"
+        rows.append(
+            f"<tr><td>job {job}</td><td>{text(o['type'] or '')}</td><td>{text(o['status'] or '')}</td>"
+            f"<td>{text(o['pipeline'] or '')}</td><td>{text(_span(*o['window']) + end)}</td><td>{o['confidence']}</td>"
+            f"<td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>"
+        )
+    head = ("<tr><th>most likely origin</th><th>type</th><th>status</th><th>pipeline</th><th>window</th>"
+            "<th>confidence</th><th>rows</th><th>ids</th><th>why</th></tr>")
+    notes = [attribution.get("reason")] + [appeared_line(attribution, record["table"])]
+    notes_html = "".join(f"<p>{text(n)}</p>" for n in notes if n)
+    return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
+
+
+def first_seen_line(first_seen: dict[str, str] | None, started: str | None) -> str | None:
+    """``first seen: 2 of the ids shown in this run, 18 in the run of 2026-11-25 06:00`` (--baseline, --compare)."""
+    if not first_seen:
+        return None
+    runs: dict[str, int] = {}
+    for seen in first_seen.values():
+        runs[seen] = runs.get(seen, 0) + 1
+    parts = [f"{n} in this run" if seen == started else f"{n} in the run of {seen[:16].replace('T', ' ')}"
+             for seen, n in sorted(runs.items(), key=lambda item: (item[0] != started, item[0]))]
+    return f"first seen (of the ids shown): {', '.join(parts)}"
