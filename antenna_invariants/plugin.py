@@ -29,7 +29,7 @@ from antenna_invariants.layout import INVARIANTS_DIR, load_rules
 from antenna_invariants.options import RunOptions, add_options
 from antenna_invariants.results import FINGERPRINT, OUTCOME, RESULTS, Results, results_of
 from antenna_invariants.rules import RULES, SETTINGS, Rule, Severity, Status, run_order
-from antenna_invariants.session import SESSION, Session
+from antenna_invariants.session import SESSION, Session, db_access
 
 # --- options and configuration ----------------------------------------------------------------------------
 
@@ -283,6 +283,25 @@ def checked_anything(config: pytest.Config, exitstatus: int) -> bool:
     return bool(results_of(config)) or exitstatus not in stopped
 
 
+def _rule_records(run: Session, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """invariants.json's ``rules``: each rule the run checked, with its SQL over the run's scope, every project
+    together (compiled once per rule: a record without violations carries none)."""
+    from antenna_invariants.check import compiled_sql
+    from antenna_invariants.scope import NotApplicable, Scope
+
+    scope = Scope(project=None, job=run.job, occurrence_ids=run.options.occurrence_ids, since=run.options.since)
+    found = {}
+    with db_access(run.config):
+        for rule_id in sorted({r["rule"] for r in records}):
+            entry = run.rules[rule_id]
+            try:
+                sql: str | None = compiled_sql(entry.violations(scope))
+            except NotApplicable:
+                sql = None
+            found[rule_id] = reporting.rule_record(entry, sql)
+    return found
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Our JSON (and baseline), then JUnit and HTML (pytest's own plugins, written beside their final paths and
@@ -296,7 +315,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     if controller and checked:
         try:
             meta = run.run.as_dict()
-            reporting.write_json(run.options.reports / "invariants.json", records, meta)
+            reporting.write_json(run.options.reports / "invariants.json", records, meta, _rule_records(run, records))
             reporting.write_summary(run.options.reports / "summary.md", records, meta)
             if run.options.write_baseline:
                 baseline.write(run.options.reports / "baseline.json", records, meta)

@@ -11,6 +11,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from _pytest.junitxml import xml_key  # pytest's JUnit writer (no public handle: its suite properties, its path)
 
@@ -227,7 +228,23 @@ def case_lines(terminal, outcomes: list[dict]) -> None:
         )
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# what the record of a case without violations keeps (docs/reports.md): a run of many projects is mostly such cases
+QUIET = ("rule", "project", "status", "fails_run", "violations", "checked")
+
+
+def json_record(o: dict[str, Any]) -> dict[str, Any]:
+    """A case's record in invariants.json: in full when it has violations or something else to say; a case
+    that passed without a violation keeps its counts (and its ``delta``), no SQL, no sample, no rule fields."""
+    if o["status"] == "passed" and not o["violations"]:
+        return {k: o[k] for k in QUIET} | ({"delta": o["delta"]} if o.get("delta") is not None else {})
+    return {k: v for k, v in o.items() if k != "fingerprint"}
+
+
+def rule_record(entry: Rule, sql: str | None) -> dict[str, Any]:
+    """A rule in invariants.json's ``rules``: what every record of it shares, and its SQL over the whole run
+    (a record with violations has its own, narrowed to its project)."""
+    return describe(entry) | {"severity": entry.severity.value, "threshold": entry.threshold, "sql": sql}
 
 
 def write_summary(path: Path, outcomes: list[dict], run: dict) -> None:
@@ -235,8 +252,9 @@ def write_summary(path: Path, outcomes: list[dict], run: dict) -> None:
     path.write_text(summary.markdown(outcomes, run, verdict(outcomes)), encoding="utf-8")
 
 
-def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
-    """reports/invariants.json: the documented, versioned record of a run (docs/reports.md)."""
+def write_json(path: Path, outcomes: list[dict], run: dict, rules: dict[str, dict[str, Any]] | None = None) -> None:
+    """reports/invariants.json: the documented, versioned record of a run (docs/reports.md); ``rules``: the
+    ``rule_record`` of each rule the run checked."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = totals(outcomes)
     document = {
@@ -244,10 +262,8 @@ def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
         "run": run,
         "totals": t,
         "violations_remain": bool(t["failing"]),
-        "results": [
-            {k: v for k, v in o.items() if k != "fingerprint"}
-            for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))
-        ],
+        "rules": rules or {},
+        "results": [json_record(o) for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))],
     }
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:

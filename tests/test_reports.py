@@ -37,7 +37,7 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
 
     assert code == 1, output
     doc = document(run.reports)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["violations_remain"] is True
     meta = doc["run"]
     assert meta["database"]["name"] == connection.settings_dict["NAME"]
@@ -57,6 +57,16 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
     assert any(line.startswith("VIOLATIONS REMAIN: ") for line in output.splitlines())
     assert (d1["title"], d1["table"], d1["risk"], d1["docs"]) == (
         "occurrence with evidence has a determination", "main_occurrence", "medium", "docs/invariants.md#d1")
+    # a passing case is its counts only; the rule's fields and its SQL over every project are given once
+    f1 = run.results()[("F1", project)]
+    assert f1 == {"rule": "F1", "project": project, "status": "passed", "fails_run": False, "violations": 0,
+                  "checked": f1["checked"]}
+    assert set(doc["rules"]) == {"D1", "F1"}
+    rule = doc["rules"]["D1"]
+    assert {k: rule[k] for k in ("title", "table", "risk", "docs", "severity")} == {
+        "title": d1["title"], "table": d1["table"], "risk": d1["risk"], "docs": d1["docs"], "severity": "error"}
+    assert rule["sql"].startswith("SELECT")
+    assert rule["sql"] != d1["sql"]  # the case's own is narrowed to its project
     import jsonschema
 
     jsonschema.validate(doc, documented_schema())  # the schema docs/reports.md ships
@@ -126,11 +136,23 @@ def test_the_documented_json_schema_rejects_what_it_should():
               "new": None, "new_case": None, "new_ids": None, "delta": None, "docs": "docs/invariants.md#d1"}
     run = {"started": "2026-01-31T02:00:00+00:00", "duration": 1.0, "mode": "check", "scope": "projects 5",
            "database": {"label": "h:5432/antenna", "name": "antenna", "demo": False}, "provenance": {}}
-    document = {"schema_version": 1, "run": run, "totals": {"cases": 1}, "violations_remain": True, "results": [record]}
+    rules = {"D1": {k: record[k] for k in ("title", "table", "risk", "repairable", "deletes", "docs", "severity",
+                                          "threshold")} | {"sql": "SELECT 2"}}
+    passing = {"rule": "D1", "project": "project6", "status": "passed", "fails_run": False, "violations": 0,
+               "checked": 3}
+    document = {"schema_version": 2, "run": run, "totals": {"cases": 2}, "violations_remain": True, "rules": rules,
+                "results": [record, passing]}
     jsonschema.validate(document, schema)
-    for broken in ({"status": "fine"}, {"violations": -1}, {"project": "5"}, {"new_ids": [None]}):
+    for broken in ({"status": "fine"}, {"violations": -1}, {"project": "5"}, {"new_ids": [None]}, {"sql": None}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(document | {"results": [record | broken]}, schema)
+    full = {k: record[k] for k in ("rule", "project", "status", "fails_run", "violations", "checked")}
+    with pytest.raises(jsonschema.ValidationError):  # a record with violations is in full
+        jsonschema.validate(document | {"results": [full]}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # a passing one carries no SQL and no sample
+        jsonschema.validate(document | {"results": [passing | {"sql": "SELECT 1", "sample": []}]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document | {"rules": {"D1": rules["D1"] | {"sql": 1}}}, schema)
 
 
 def test_store_failures_writes_every_violating_id_with_allowlisted_columns_per_case(run):  # noqa: F811
