@@ -84,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(report, "antenna-invariants-html")
 
 
+DESCRIBED = pytest.StashKey[dict[str, dict[str, Any]]]()  # rule id -> reporting.describe(rule), for the run
+
+
 def _session(config: pytest.Config) -> Session | None:
     """The run's ``Session`` (None outside an invariants session)."""
     return config.stash.get(SESSION, None)
@@ -229,7 +232,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- running a case ---------------------------------------------------------------------------------------
 
 
-CASE_FIXTURES = ("request", "django_db_blocker", "invariant_case")  # what a case's test needs
+CASE_FIXTURES = ("django_db_blocker", "invariant_case")  # what a case's test needs
 
 
 @pytest.fixture
@@ -246,13 +249,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     if outcome is not None and report.when == "call":
         declared = item.function.rule  # type: ignore[attr-defined]
         fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-        report.invariant = outcome.as_dict() | reporting.describe(declared) | fingerprint
+        report.invariant = outcome.as_dict() | _described(item.config, declared) | fingerprint
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
     if _case_key(item) is not None:
         # xdist's loadgroup names a worker's items "nodeid@group"; the reports keep the case's own node id
         report.nodeid = report.nodeid.split("@", 1)[0]
+
+
+def _described(config: pytest.Config, entry: Rule) -> dict[str, Any]:
+    """``reporting.describe(entry)``, once per rule and run (each of its cases' records carries it)."""
+    described = config.stash.setdefault(DESCRIBED, {})
+    if entry.id not in described:
+        described[entry.id] = reporting.describe(entry)
+    return described[entry.id]
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:

@@ -52,6 +52,8 @@ def parse_columns(values: list[str] | None) -> tuple[str, ...]:
 def sample_rows(entry: Rule, sample: list[int], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """The sample's rows with the requested columns this rule's table allows, and those it always shows
     (primary key first)."""
+    if not sample:  # most cases of a run
+        return []
     shown = SHOWN.get(entry.table, ())
     wanted = [*shown, *(c for c in columns if c in ALLOWED.get(entry.table, ()) and c not in shown)]
     if not sample or not wanted:
