@@ -318,7 +318,9 @@ def many_projects_main(args) -> int:
         if not (args.keep or args.existing):
             harness.drop(server, args.name)
     figure["scale"] = {k: getattr(args, k) for k in ("occurrences", "violations", "projects", "interleaved", "schema")}
-    write_results(Path(args.output), {"many_projects": {str(figure["projects"]): figure}})
+    path = Path(args.output)
+    previous = json.loads(path.read_text()) if path.exists() else {}  # the other figures stay as they were
+    write_results(path, previous | {"many_projects": {str(figure["projects"]): figure}})
     print_many_projects(figure)
     return 0
 
