@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DJANGO_SETTINGS_MODULE"] = "antenna_invariants.settings"  # ours, whatever the shell says
     import django
 
-    from antenna_invariants.connection import ConfigError
+    from antenna_invariants.errors import ConfigError
 
     try:
         django.setup()
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 def undo_journal(path: Path, dry_run: bool, version_1: bool = False) -> int:
     from django.db import DatabaseError
 
-    from antenna_invariants.connection import ConfigError, django_database
+    from antenna_invariants.connection import django_database
+    from antenna_invariants.errors import ConfigError
     from antenna_invariants.undo import undo
 
     url = os.environ.get("DATABASE_URL")

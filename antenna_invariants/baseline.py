@@ -15,16 +15,15 @@ baseline of 0.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db.models import QuerySet
 
-from antenna_invariants.connection import ConfigError
-
-if TYPE_CHECKING:
-    from antenna_invariants.rules import Outcome
+from antenna_invariants.check import Outcome, Status, read_only
+from antenna_invariants.errors import ConfigError
 
 SCHEMA_VERSION = 1
 ID_CAP = 1000
@@ -59,7 +58,7 @@ class Baseline:
 
     def judge(self, outcome: Outcome, ids: list[int] | None) -> None:
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
-        case = f"{outcome.rule}/{outcome.project}"
+        case = f"{outcome.rule}/{outcome.scope}"
         outcome.new_case = case not in self.cases
         known = self.cases.get(case, {"violations": 0, "ids": []})
         outcome.baseline = known["violations"]
@@ -69,7 +68,7 @@ class Baseline:
             new = max(new, len(outcome.new_ids))
         outcome.new = new
         if new == 0:
-            outcome.status = "baselined"
+            outcome.status = Status.BASELINED
 
 
 def fingerprint_ids(violators: QuerySet, violations: int, sample: list[int]) -> list[int] | None:
@@ -78,8 +77,6 @@ def fingerprint_ids(violators: QuerySet, violations: int, sample: list[int]) -> 
         return None
     if len(sample) >= violations:
         return list(sample)
-    from antenna_invariants.rules import read_only
-
     with read_only():
         return list(violators.order_by("pk").values_list("pk", flat=True)[:ID_CAP])
 
@@ -176,7 +173,7 @@ def _baseline_case(case: object) -> bool:
     )
 
 
-def delta(record: dict[str, Any], previous: dict[str, int] | None) -> int | None:
+def delta(record: dict[str, Any], previous: Mapping[str, int] | None) -> int | None:
     """Violations now minus then; None without ``--compare``, or for a case that did not run then or now."""
     if previous is None or record["status"] in ("error", "skipped"):
         return None

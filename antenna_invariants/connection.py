@@ -1,15 +1,18 @@
-"""Which PostgreSQL we talk to: ``DATABASE_URL``, or an embedded server shipped in a wheel (pgserver).
+"""Which PostgreSQL we talk to: ``DATABASE_URL`` (read once, ``database_url``), or an embedded server shipped
+in a wheel (pgserver); the URL as Django settings; pointing Django's connection at them (``use_database``).
 
-Kept free of Django imports so the settings module can use it.
+Kept free of module-level Django imports so the settings module can use it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote
 
+from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import CHECKOUT, PGDATA_DIR
 
 ROOT = CHECKOUT  # the repository checkout (the self-tests and bench/ use it)
@@ -17,8 +20,10 @@ EMBEDDED_DIR = Path(os.environ.get("INVARIANTS_PGDATA") or PGDATA_DIR)
 DEMO_DATABASE = "antenna_demo"
 
 
-class ConfigError(Exception):
-    """Bad input or configuration: reported as one line, exit code 4."""
+@cache
+def database_url() -> str | None:
+    """``DATABASE_URL`` as the process started with it (the one place it is read; empty counts as unset)."""
+    return os.environ.get("DATABASE_URL") or None
 
 
 # Planner settings for every session (a DATABASE_URL's own options come after, so they win):
@@ -55,7 +60,7 @@ def mask(text: str, *urls: str | None) -> str:
     password of ``urls`` and of ``DATABASE_URL`` wherever it appears.  The one function every message,
     header and report that could show a URL or a connection string goes through."""
     text = KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", str(text)))
-    for secret in sorted(set().union(*map(passwords_in, (*urls, os.environ.get("DATABASE_URL")))), key=len, reverse=True):
+    for secret in sorted(set().union(*map(passwords_in, (*urls, database_url()))), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 
@@ -96,7 +101,7 @@ def with_settings(entry: dict, **settings: str) -> dict:
     return entry | {"OPTIONS": options}
 
 
-def read_only(entry: dict) -> dict:
+def read_only_settings(entry: dict) -> dict:
     """The same database, but every transaction of the session is read-only (PostgreSQL enforces it)."""
     return with_settings(entry, default_transaction_read_only="on")
 
@@ -129,3 +134,14 @@ def embedded_url() -> str:
     server = pgserver.get_server(EMBEDDED_DIR, cleanup_mode="stop")
     embedded_url.server = server  # keep a reference: the server stops when the last user lets go
     return server.get_uri()
+
+
+def use_database(settings: dict) -> None:
+    """Point Django's default connection at ``settings`` (a DATABASES entry; before or between connections)."""
+    from django.conf import settings as django_settings
+    from django.db import connections
+
+    connections.close_all()
+    targets = (django_settings.DATABASES["default"], connections["default"].settings_dict)
+    for target in {id(d): d for d in targets}.values():
+        target.update({k: v for k, v in settings.items() if k != "TEST"})

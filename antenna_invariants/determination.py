@@ -151,7 +151,5 @@ def where_expected(occurrences: QuerySet, condition: str) -> QuerySet:
 def rewrite_expected(occurrence_ids: list[int]) -> int:
     """For a repair of another table that changes occurrences' evidence (an identification withdrawn, a
     classification removed): journal those occurrences, then write their expected determination."""
-    if journal.ACTIVE is None:
-        raise RuntimeError("rewriting determinations from a repair needs an active journal")
-    journal.ACTIVE.watch(Occurrence, list(occurrence_ids))
+    journal.current("rewriting determinations from a repair").journal.watch(Occurrence, list(occurrence_ids))
     return write_expected(Occurrence.objects.filter(pk__any=list(occurrence_ids)))

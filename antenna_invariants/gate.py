@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -155,8 +155,8 @@ def check_job(job_id: int, rules: list[Rule], sample_size: int) -> JobCheck:
     """The job-scoped rules on the job's footprint (rows changed since it started, for incremental rules)."""
     from django.db import DatabaseError
 
+    from antenna_invariants.check import check, timed_out
     from antenna_invariants.mirror.models import Job
-    from antenna_invariants.rules import check, timed_out
     from antenna_invariants.scope import JobFootprint, Scope
 
     job = Job.objects.get(pk=job_id)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         url = os.environ.get("DATABASE_URL")
         if not url:
             raise ConfigError("the gate needs DATABASE_URL (the database whose jobs it checks)")
-        entry = conn.read_only(conn.with_settings(conn.django_database(url), statement_timeout=timeout))
+        entry = conn.read_only_settings(conn.with_settings(conn.django_database(url), statement_timeout=timeout))
         django.setup()
         _use(entry)
         return _connected(reports, args, overlap)

@@ -10,17 +10,17 @@ matrix only, and failing cases beyond the cap are counted in a note (invariants.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from antenna_invariants import blame, reporting
-from antenna_invariants.connection import ConfigError, mask
-
-if TYPE_CHECKING:
-    from antenna_invariants.rules import Rule
+from antenna_invariants.connection import mask
+from antenna_invariants.errors import ConfigError
+from antenna_invariants.rules import Rule
 
 MAX_ROWS = 1000
 STATUS_CLASS = {
@@ -110,11 +110,12 @@ class HtmlReport:
     """pytest-html hooks, registered by the plugin in an invariants session."""
 
     def __init__(
-        self, title: str, rules: dict[str, Rule], *, antenna_url: str | None = None, compare: bool = False,
-        planned: int = 0,
+        self, title: str, rules: Mapping[str, Rule], outcomes: list[dict[str, Any]], *, antenna_url: str | None = None,
+        compare: bool = False, planned: int = 0, scope_option: str | None = None,
     ) -> None:
-        self.title, self.rules, self.outcomes = title, rules, reporting.OUTCOMES
-        self.antenna_url, self.compare = antenna_url, compare
+        """``outcomes``: the run's records, filled in as the cases report (``results.Results.records``)."""
+        self.title, self.rules, self.outcomes = title, rules, outcomes
+        self.antenna_url, self.compare, self.scope_option = antenna_url, compare, scope_option
         self.passing_rows = planned <= MAX_ROWS
         self.listed = self.omitted = 0
 
@@ -177,7 +178,7 @@ class HtmlReport:
         ids = " ".join(link(self.antenna_url, entry.table, o["project"], pk) for pk in o["sample"])
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
-        hint = reporting.what_to_do(entry, o)
+        hint = reporting.what_to_do(entry, o, self.scope_option)
         origins = blame.html_breakdown(o, self.antenna_url, entry.table)
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
@@ -187,7 +188,7 @@ class HtmlReport:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
-        verdict = escape(reporting.verdict(reporting.totals()))
+        verdict = escape(reporting.verdict(self.outcomes))
         top = f"<div class=inv-top><div>{self.matrix()}</div><div>{self.chart()}</div></div>"
         prefix.extend([STYLE, f"<p><b>{verdict}</b></p>{top}"])
         if self.omitted or not self.passing_rows:

@@ -20,6 +20,13 @@ images staged in a temporary table before the repair's statement runs; afterward
 them with the rows as they now are and builds the lines.  Staging lives in the repair's transaction: a batch
 that fails leaves nothing behind, and a process killed before the commit leaves lines whose change never
 landed, which ``undo`` recognises (the row still equals ``old``) and skips.  Undo is ``antenna_invariants.undo``.
+
+How a repair reaches its journal: a rule's repair is ``func(violators) -> rows fixed`` and the helpers it calls
+to write (``delete_journaled``, ``purge_journaled``, ``determination.rewrite_expected``) take no journal.  They
+write through the batch being journaled, ``current()``, which only ``Journal.batch`` binds, for the body of its
+``with`` block (a ``ContextVar``, reset when the block ends, so nothing outlives the batch and a nested or
+concurrent context cannot see another's journal); outside a batch they refuse.  The repair engine
+(``antenna_invariants.repair``) opens every batch.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +47,6 @@ from typing import Any
 from django.db import connection, models
 from django.db.models import Model, QuerySet
 
-ACTIVE: Journal | None = None
 STAGE = "antenna_invariants_stage"
 HISTORY = "antenna_invariants_undo_history"
 DELETED = "*"  # the "column" a deleted row touched
@@ -73,14 +80,20 @@ class Journal:
         return self.columns.get((rule, scope), set())
 
     @contextmanager
-    def batch(self, rule: str, scope: str) -> Iterator[Journal]:
-        """Journal what the body changes; call inside the transaction (or savepoint) that makes the change."""
+    def batch(self, rule: str, scope: str) -> Iterator[Batch]:
+        """Journal what the body changes; call inside the transaction (or savepoint) that makes the change.
+        The body's writing helpers reach this journal through ``current()``."""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (seq bigserial, op text, tbl text, id bigint, "
                 "old jsonb) ON COMMIT DROP"
             )
-        yield self
+        batch = Batch(self, rule, scope)
+        token = _CURRENT.set(batch)
+        try:
+            yield batch
+        finally:
+            _CURRENT.reset(token)
         self._flush(rule, scope)
 
     def watch(self, model: type[Model], ids: list[int]) -> None:
@@ -266,11 +279,51 @@ def _reverse_relations(model: type[Model]) -> list[Any]:
     ]
 
 
-def delete_journaled(queryset: QuerySet) -> int:
-    """For deleting repairs: delete ``queryset`` through the active journal (refuses without one)."""
-    if ACTIVE is None:
-        raise RuntimeError("a deleting repair needs an active journal")
-    return ACTIVE.delete(queryset)
+@dataclass(frozen=True)
+class Batch:
+    """The batch a repair is writing: its journal and the rule x scope its lines are for."""
+
+    journal: Journal
+    rule: str
+    scope: str
+
+
+_CURRENT: ContextVar[Batch | None] = ContextVar("antenna_invariants_journal_batch", default=None)
+
+
+def current(what: str = "a repair") -> Batch:
+    """The batch being journaled (bound by ``Journal.batch`` for its body); refuses outside one."""
+    batch = _CURRENT.get()
+    if batch is None:
+        raise RuntimeError(f"{what} needs an active journal (a batch of the repair engine)")
+    return batch
+
+
+def delete_journaled(queryset: models.QuerySet) -> int:
+    """For deleting repairs: delete ``queryset`` through the batch's journal (refuses outside a batch)."""
+    return current("a deleting repair").journal.delete(queryset)
+
+
+def purge_journaled(queryset: models.QuerySet) -> int:
+    """For repairs that delete rows not worth keeping one by one (old job logs): delete ``queryset``'s rows in
+    one statement and journal one ``purge`` line, their count and id range (``Journal.purge``).  Undo cannot
+    restore them and says so.  Refused for a table other rows point at (their cascade would go unjournaled)."""
+    batch = current("a purging repair")
+    model = queryset.model
+    if _reverse_relations(model):
+        raise RuntimeError(f"{model._meta.db_table} has dependent rows: delete it with delete_journaled")
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH gone AS (DELETE FROM "{table}" WHERE id IN ({sql}) RETURNING id) '
+            "SELECT count(*), min(id), max(id) FROM gone",
+            params,
+        )
+        count, first, last = cursor.fetchone()
+    if count:
+        batch.journal.purge(batch.rule, batch.scope, table, count, first, last)
+    return count
 
 
 # --- reading ----------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Outcomes out: failure messages, the terminal summary and reports/invariants.json (the HTML is html.py)."""
+"""Outcomes out: failure messages, the terminal summary and reports/invariants.json (the HTML is html.py).
+
+The run's records (``results.Results``) and the run's scope option are handed in; nothing here holds a run."""
 
 from __future__ import annotations
 
@@ -7,13 +9,16 @@ import json
 import os
 import tempfile
 import traceback
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from antenna_invariants.connection import ConfigError
-from antenna_invariants.followups import followups
+from _pytest.junitxml import xml_key  # pytest's JUnit writer (no public handle: its suite properties, its path)
 
-OUTCOMES: list[dict] = []
-PREVIOUS: dict[str, int] | None = None  # rule/project -> violations of --compare's run
+from antenna_invariants import summary
+from antenna_invariants.errors import ConfigError
+from antenna_invariants.followups import followups
+from antenna_invariants.layout import IN_CHECKOUT
+from antenna_invariants.rules import Rule, Status
 
 
 def ensure_writable(directory: Path, option: str = "--reports"):
@@ -78,7 +83,7 @@ def default_report_paths(config, reports: Path):
         config.option.self_contained_html = True
 
 
-def failure_message(entry, o: dict) -> str:
+def failure_message(entry: Rule, o: dict, scope_option: str | None = None) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
     sample = o["sample"]
@@ -90,7 +95,7 @@ def failure_message(entry, o: dict) -> str:
         first = f"{o['new']} new violating {entry.table} ({o['violations']} now, {o['baseline']} in the baseline)"
     if o.get("threshold"):
         first += f" ({o['threshold']})"
-    lines = [f"{first}: {entry.id} {entry.name}", what_to_do(entry, o)]
+    lines = [f"{first}: {entry.id} {entry.name}", what_to_do(entry, o, scope_option)]
     if o.get("journal"):
         lines.append(f"journal: {o['journal']} ({journaled(o['journaled'])})")
     if o.get("new_ids"):
@@ -100,23 +105,20 @@ def failure_message(entry, o: dict) -> str:
     return "\n".join(lines)
 
 
-SCOPE: str | None = None  # the run's own scope option when it pins one (``--job 12``, ``--occurrence 1,2``)
-
-
 def command() -> str:
     """How the user started the suite: ``pytest invariants`` in a checkout, ``antenna-invariants`` installed."""
-    from antenna_invariants.layout import IN_CHECKOUT
-
     return "pytest invariants" if IN_CHECKOUT else "antenna-invariants"
 
 
-def repair_command(rule_id: str, project: str) -> str:
-    """The exact line that repairs this rule in this case's scope (a scope the run was given is kept)."""
-    scope = SCOPE or (f"--project {project.removeprefix('project')}" if project.startswith("project") else "--all-projects")
+def repair_command(rule_id: str, project: str, scope_option: str | None = None) -> str:
+    """The exact line that repairs this rule in this case's scope (``scope_option``: the run's own scope option
+    when it pins one, ``--job 12``, ``--occurrence 1,2``, which the repair keeps)."""
+    own = f"--project {project.removeprefix('project')}" if project.startswith("project") else "--all-projects"
+    scope = scope_option or own
     return f"{command()} -m {rule_id} {scope} --repair"
 
 
-def what_to_do(entry, o: dict) -> str:
+def what_to_do(entry: Rule, o: dict, scope_option: str | None = None) -> str:
     if o.get("remaining") is not None:
         limited = f" ({o['beyond_limit']} left alone by --repair-limit)" if o.get("beyond_limit") else ""
         return (f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o.get('changed_under_repair', 0)} changed "
@@ -125,7 +127,7 @@ def what_to_do(entry, o: dict) -> str:
         return f"no automatic repair: {entry.hint or 'investigate the rows below'}"
     if entry.is_global:
         return global_repair(entry)
-    run = repair_command(entry.id, o["project"])
+    run = repair_command(entry.id, o["project"], scope_option)
     if entry.deletes:
         return f"repair DELETES the violating {entry.table} (journaled, undoable): {run}"
     return f"repair (journaled, undoable): {run}"
@@ -141,18 +143,16 @@ def journaled(tally: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in tally.items())
 
 
-def totals() -> dict[str, int]:
+def totals(outcomes: list[dict]) -> dict[str, int]:
     keys = ("checked", "violations", "fixed", "unfixable", "changed_under_repair")
-    sums = {k: sum(o.get(k) or 0 for o in OUTCOMES) for k in keys}
-    statuses = {s: sum(o["status"] == s for o in OUTCOMES) for s in STATUSES}
-    return {"cases": len(OUTCOMES), "failing": sum(o["fails_run"] for o in OUTCOMES)} | statuses | sums
+    sums = {k: sum(o.get(k) or 0 for o in outcomes) for k in keys}
+    statuses = {s.value: sum(o["status"] == s for o in outcomes) for s in Status}
+    return {"cases": len(outcomes), "failing": sum(o["fails_run"] for o in outcomes)} | statuses | sums
 
 
-STATUSES = ("passed", "failed", "warned", "repaired", "baselined", "error", "skipped")
-
-
-def verdict(t: dict[str, int], exitstatus: int = 0) -> str:
+def verdict(outcomes: list[dict], exitstatus: int = 0) -> str:
     """The last line of a run: do violations remain?  Never all clear when the run did not end cleanly."""
+    t = totals(outcomes)
     if t["failing"]:
         errors = f", {t['error']} could not run" if t["error"] else ""
         return (
@@ -161,7 +161,7 @@ def verdict(t: dict[str, int], exitstatus: int = 0) -> str:
         )
     if exitstatus != 0:
         return f"NOT ALL CLEAR: no case failed, but the run ended with exit code {int(exitstatus)} (see above)"
-    tolerated = sum(o["violations"] for o in OUTCOMES if o["status"] != "repaired")
+    tolerated = sum(o["violations"] for o in outcomes if o["status"] != Status.REPAIRED)
     if tolerated:
         return (
             f"NO FAILING VIOLATIONS; {tolerated} tolerated violating rows remain "
@@ -174,42 +174,43 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
-def terminal_summary(terminal, reports: Path, detailed: bool, exitstatus: int = 0):
+def terminal_summary(
+    terminal, outcomes: list[dict], rules: Mapping[str, Rule], reports: Path, detailed: bool, exitstatus: int = 0,
+    scope_option: str | None = None,
+) -> None:
     """One ranked table of rules and the first failures in full; ``detailed`` (-v, -rA): one line per case,
     pytest printing every failure as well."""
-    from antenna_invariants import summary
-    from antenna_invariants.rules import RULES
-
     terminal.section("antenna invariants")
-    ranked = summary.terminal_table(terminal, OUTCOMES, reports)
+    ranked = summary.terminal_table(terminal, outcomes, reports)
     if detailed:
-        case_lines(terminal)
+        case_lines(terminal, outcomes)
     else:
-        summary.first_failures(terminal, ranked, lambda o: details(RULES[o["rule"]], o), reports)
-    t = totals()
+        summary.first_failures(terminal, ranked, lambda o: details(rules[o["rule"]], o, scope_option), reports)
+    t = totals(outcomes)
     terminal.write_line(
         f"rules x scopes: {t['cases']}; rows checked {t['checked']}, violating {t['violations']}, "
         f"fixed {t['fixed']}, unfixable {t['unfixable']}, changed under the repair {t['changed_under_repair']}"
     )
     terminal.write_line(f"reports: {reports / 'invariants.json'}, {reports / 'summary.md'}")
-    todo = followups(OUTCOMES)
+    todo = followups(outcomes)
     if todo:
         terminal.section("after this repair, in Antenna")
         for line in todo:
             terminal.write_line(f"- {line}")
     clear = not t["failing"] and exitstatus == 0
-    terminal.write_line(verdict(t, exitstatus), bold=True, red=not clear, green=clear)
+    terminal.write_line(verdict(outcomes, exitstatus), bold=True, red=not clear, green=clear)
 
 
-def details(entry, o: dict) -> str:
+def details(entry: Rule, o: dict, scope_option: str | None = None) -> str:
     """A case's full text: the failure message, or why it could not run."""
-    if o["status"] == "error":
+    if o["status"] == Status.ERROR:
         return f"{entry.id} could not run: {o['message']}"
-    return "\n".join(filter(None, [failure_message(entry, o), o.get("message")]))  # the message: a refused repair
+    # the message: a refused repair
+    return "\n".join(filter(None, [failure_message(entry, o, scope_option), o.get("message")]))
 
 
-def case_lines(terminal):
-    interesting = [o for o in OUTCOMES if o["status"] not in ("passed", "skipped") or o["violations"]]
+def case_lines(terminal, outcomes: list[dict]) -> None:
+    interesting = [o for o in outcomes if o["status"] not in ("passed", "skipped") or o["violations"]]
     for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
         extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
                  f"{o['changed_under_repair']}") if o["remaining"] is not None else ""
@@ -229,17 +230,15 @@ def case_lines(terminal):
 SCHEMA_VERSION = 1
 
 
-def write_summary(path: Path, run: dict):
+def write_summary(path: Path, outcomes: list[dict], run: dict) -> None:
     """reports/summary.md, for $GITHUB_STEP_SUMMARY and merge-request comments."""
-    from antenna_invariants import summary
-
-    path.write_text(summary.markdown(OUTCOMES, run, verdict(totals())), encoding="utf-8")
+    path.write_text(summary.markdown(outcomes, run, verdict(outcomes)), encoding="utf-8")
 
 
-def write_json(path: Path, run: dict):
+def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
     """reports/invariants.json: the documented, versioned record of a run (docs/reports.md)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = totals()
+    t = totals(outcomes)
     document = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
@@ -247,7 +246,7 @@ def write_json(path: Path, run: dict):
         "violations_remain": bool(t["failing"]),
         "results": [
             {k: v for k, v in o.items() if k != "fingerprint"}
-            for o in sorted(OUTCOMES, key=lambda o: (o["rule"], o["project"]))
+            for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))
         ],
     }
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -258,3 +257,43 @@ def write_json(path: Path, run: dict):
         temp.unlink(missing_ok=True)
         exc.filename = str(path)
         raise
+
+
+def describe(entry: Rule) -> dict:
+    """What a JSON record says about its rule (docs/reports.md)."""
+    risk = {"L": "low", "M": "medium", "H": "high"}.get(entry.risk)
+    return {"title": entry.title, "table": entry.model._meta.db_table, "risk": risk,
+            "repairable": entry.repair_func is not None, "deletes": entry.deletes, "docs": entry.anchor}
+
+
+def _report_writers(config) -> Iterator[tuple[object, str]]:
+    """pytest's JUnit writer and pytest-html's report (each with the attribute that holds its path)."""
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        yield xml, "logfile"
+    for plugin in config.pluginmanager.get_plugins():
+        if type(plugin).__module__.startswith("pytest_html.") and hasattr(plugin, "_report_path"):
+            yield plugin, "_report_path"
+
+
+def settle(config, staged: dict[str, str], checked: bool) -> None:
+    """Published reports are named by their final paths in the terminal; a run that checked nothing unregisters
+    the writers, so no "generated" line names a report that was not written."""
+    finals = {os.path.abspath(temp): final for final, temp in staged.items()}
+    for writer, attribute in list(_report_writers(config)):
+        if not checked:
+            config.pluginmanager.unregister(writer)
+            if attribute == "logfile":
+                del config.stash[xml_key]
+            continue
+        final = finals.get(os.path.abspath(getattr(writer, attribute)))
+        if final is not None:
+            setattr(writer, attribute, os.path.abspath(final) if attribute == "logfile" else Path.cwd() / final)
+
+
+def add_junit_properties(config, properties: dict[str, str]) -> None:
+    """Suite-level properties of pytest's JUnit report (the controller writes it; workers write none)."""
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        for name, value in properties.items():
+            xml.add_global_property(name, value)

@@ -6,56 +6,71 @@
         return occurrences.filter(...)
 
 The parameter's name picks the table (``occurrences`` -> main_occurrence) and arrives already narrowed
-to the test case's scope.  The decorator turns the function into a pytest test parametrized per project
-(see ``plugin.py``); the engine, not the rule, counts, samples, repairs and reports (dbt's model).
+to the test case's scope.  The decorator checks the declaration (one parameter naming a known table, a known
+severity and risk, well-formed thresholds) when the rule's module is imported, registers the rule in
+``RULES`` and turns the function into a pytest test parametrized per project (see ``plugin.py``); the engine,
+not the rule, counts, samples (``check``), repairs (``repair``) and reports (dbt's model).
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
-import os
 import re
-import time
-from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, Q
-from django.db.models.expressions import RawSQL
-
-from antenna_invariants import journal as journal_module
-from antenna_invariants import locks
-from antenna_invariants.connection import ConfigError
-from antenna_invariants.scope import NO_PROJECT, NotApplicable, Scope
-from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``field__any=ids``, used by the repairs)
-
-RULES: dict[str, Rule] = {}
-BATCH_SIZE = int(os.environ.get("INVARIANTS_BATCH_SIZE", 5000))
+from antenna_invariants.errors import RuleDefinitionError
+from antenna_invariants.scope import Scope
 
 
-def tables() -> dict:
-    from antenna_invariants.mirror import models as m
+class Severity(enum.StrEnum):
+    """``error`` fails the run; ``warn`` is reported as WARN (and fails only under --strict)."""
 
-    return {
-        "occurrences": m.Occurrence,
-        "detections": m.Detection,
-        "classifications": m.Classification,
-        "identifications": m.Identification,
-        "captures": m.SourceImage,
-        "events": m.Event,
-        "deployments": m.Deployment,
-        "collections": m.SourceImageCollection,
-        "collection_images": m.CollectionImage,
-        "taxa": m.Taxon,
-        "algorithms": m.Algorithm,
-        "jobs": m.Job,
-        "job_logs": m.JobLog,
-        "taxa_lists": m.TaxaList,
-        "periodic_tasks": m.PeriodicTask,
-    }
+    ERROR = "error"
+    WARN = "warn"
+
+
+class Status(enum.StrEnum):
+    """What a case came to (the ``status`` of a JSON record, docs/reports.md)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNED = "warned"
+    REPAIRED = "repaired"
+    BASELINED = "baselined"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+RISKS = ("L", "M", "H", "-")  # a repair's risk: low (a pure recompute), medium (users see it), high (deletes)
+# the parameter name a rule takes -> the mirror model whose rows it gets
+TABLES = {
+    "occurrences": "Occurrence",
+    "detections": "Detection",
+    "classifications": "Classification",
+    "identifications": "Identification",
+    "captures": "SourceImage",
+    "events": "Event",
+    "deployments": "Deployment",
+    "collections": "SourceImageCollection",
+    "collection_images": "CollectionImage",
+    "taxa": "Taxon",
+    "algorithms": "Algorithm",
+    "jobs": "Job",
+    "job_logs": "JobLog",
+    "taxa_lists": "TaxaList",
+    "periodic_tasks": "PeriodicTask",
+}
+
+
+def tables() -> dict[str, Any]:
+    """{parameter name: mirror model}."""
+    from antenna_invariants.mirror import models
+
+    return {name: getattr(models, model) for name, model in TABLES.items()}
 
 
 # Settings the rules read, from the ini (the plugin sets them at configure time; the self-tests use the defaults).
@@ -68,7 +83,7 @@ class Rule:
     func: Callable
     table: str
     domain: str
-    severity: str = "error"  # "error" fails the run; "warn" is reported as WARN
+    severity: Severity = Severity.ERROR
     risk: str = "-"
     error_if: str | None = None  # dbt's error_if: fails only beyond this amount (">10", ">0.1%"); default >0
     warn_if: str | None = None  # dbt's warn_if: warns only beyond this amount; default >0
@@ -146,12 +161,12 @@ class Rule:
         set_ = [f"{name} {value}" for name, value in (("warn_if", self.warn_if), ("error_if", self.error_if)) if value]
         return ", ".join(set_) or None
 
-    def judge(self, violations: int, checked: int) -> str:
+    def judge(self, violations: int, checked: int) -> Status:
         """dbt's order: ``failed`` beyond ``error_if`` (severity error only), else ``warned`` beyond ``warn_if``,
         else ``passed`` (violations within both thresholds are *tolerated*)."""
-        if self.severity == "error" and exceeds(self.error_if, violations, checked):
-            return "failed"
-        return "warned" if exceeds(self.warn_if, violations, checked) else "passed"
+        if self.severity == Severity.ERROR and exceeds(self.error_if, violations, checked):
+            return Status.FAILED
+        return Status.WARNED if exceeds(self.warn_if, violations, checked) else Status.PASSED
 
 
 def exceeds(threshold: str | None, violations: int, checked: int) -> bool:
@@ -181,35 +196,76 @@ def run_order(entry: Rule | None) -> tuple[int, int]:
 THRESHOLD = re.compile(r">\s*\d+(\.\d+)?%?|>\s*\d+")
 
 
-def set_thresholds(lines: list[str], name: str = "error_if") -> None:
-    """Apply ``"RULE >N"`` / ``"RULE >P%"`` lines (ini ``invariants_error_if``, ``invariants_warn_if``)."""
-    for rule_id, threshold in _rule_lines(lines, f"invariants_{name}"):
-        if not THRESHOLD.fullmatch(threshold) or ("%" not in threshold and "." in threshold):
-            raise ConfigError(f"invariants_{name}: {threshold!r} is not a threshold like >10 or >0.1%")
-        setattr(RULES[rule_id], name, threshold)
+def valid_threshold(threshold: str) -> bool:
+    """``>N`` (a whole number of rows) or ``>P%`` (a share of the rows checked)."""
+    return bool(THRESHOLD.fullmatch(threshold)) and ("%" in threshold or "." not in threshold)
 
 
-def set_severities(lines: list[str]) -> None:
-    """Apply ``"RULE warn"`` / ``"RULE error"`` lines (ini ``invariants_severity``)."""
-    for rule_id, severity in _rule_lines(lines, "invariants_severity"):
-        if severity not in ("warn", "error"):
-            raise ConfigError(f"invariants_severity: {severity!r} is not warn or error")
-        RULES[rule_id].severity = severity
+class Registry(Mapping[str, Rule]):
+    """The rules, by catalogue id, in declaration order: what ``@rule`` registers and the engine, the docs and
+    undo read.  Read-only to everyone but ``@rule``; ``reset`` empties it (a test that declares rules)."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, Rule] = {}
+
+    def __getitem__(self, rule_id: str) -> Rule:
+        return self._rules[rule_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def add(self, entry: Rule) -> None:
+        known = self._rules.get(entry.id)
+        if known is not None and known.func.__qualname__ != entry.func.__qualname__:
+            raise RuleDefinitionError(
+                f"rule id {entry.id} is declared twice: {known.func.__module__}.{known.func.__qualname__} "
+                f"and {entry.func.__module__}.{entry.func.__qualname__}"
+            )
+        self._rules[entry.id] = entry
+
+    def reset(self) -> None:
+        self._rules.clear()
 
 
-def _rule_lines(lines: list[str], option: str):
-    for line in lines:
-        rule_id, _, value = line.strip().partition(" ")
-        if rule_id not in RULES:
-            raise ConfigError(f"{option}: no rule {rule_id!r}")
-        yield rule_id, value.strip()
+RULES = Registry()
+
+
+def _table_of(rule_id: str, func: Callable) -> str:
+    """The one parameter's name, which names the table; else a ``RuleDefinitionError`` naming the rule."""
+    where = f"@rule({rule_id!r}) on {func.__module__}.{getattr(func, '__qualname__', func)}"
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        raise RuleDefinitionError(f"{where}: not a function") from None
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(parameters) != 1 or parameters[0].kind not in plain or parameters[0].default is not inspect.Parameter.empty:
+        raise RuleDefinitionError(
+            f"{where}: a rule takes exactly one parameter, named after its table (one of: {', '.join(TABLES)})"
+        )
+    table = parameters[0].name
+    if table not in TABLES:
+        raise RuleDefinitionError(f"{where}: no table {table!r}; the parameter names one of: {', '.join(TABLES)}")
+    return table
+
+
+def _check_options(where: str, severity: str, risk: str, thresholds: dict[str, str | None]) -> None:
+    if severity not in tuple(Severity):
+        raise RuleDefinitionError(f"{where}: severity {severity!r} is not one of: {', '.join(Severity)}")
+    if risk not in RISKS:
+        raise RuleDefinitionError(f"{where}: risk {risk!r} is not one of: {', '.join(RISKS)}")
+    for name, threshold in thresholds.items():
+        if threshold is not None and not valid_threshold(threshold):
+            raise RuleDefinitionError(f"{where}: {name} {threshold!r} is not a threshold like >10 or >0.1%")
 
 
 def rule(
-    rule_id: str, *, severity: str = "error", risk: str = "-", error_if: str | None = None,
-    warn_if: str | None = None, hint: str = "", incremental: bool | tuple[str, ...] = False,
-    depends_on: tuple | None = None,
-):
+    rule_id: str, *, severity: str = Severity.ERROR, risk: str = "-", error_if: str | None = None,
+    warn_if: str | None = None, hint: str = "", incremental: bool | Iterable[str] = False,
+    depends_on: Iterable[str] | None = None,
+) -> Callable[[Callable], Callable]:
     """Register a rule under its catalogue id and return the pytest test that runs it.
 
     ``incremental``: whether ``--since`` may limit the rule to rows changed since: ``True`` when a violation
@@ -219,19 +275,22 @@ def rule(
 
     ``depends_on``: for a rule with a repair, the rows besides the row itself that its violation condition
     reads, as lookup paths (``("detections__classifications",)``); a repair locks them before it re-checks
-    (``antenna_invariants.locks``).  ``()`` when the condition reads only the row's own columns."""
+    (``antenna_invariants.locks``).  ``()`` when the condition reads only the row's own columns.
 
-    def decorate(func: Callable):
-        (table,) = func.__code__.co_varnames[: func.__code__.co_argcount]
+    A wrong declaration (not one parameter naming a table, an unknown severity or risk, a malformed
+    threshold, an id declared twice) raises ``RuleDefinitionError`` here, when the module is imported."""
+
+    def decorate(func: Callable) -> Callable:
+        table = _table_of(rule_id, func)
+        _check_options(f"@rule({rule_id!r}) on {func.__module__}.{func.__qualname__}", severity, risk,
+                       {"error_if": error_if, "warn_if": warn_if})
         domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
-        entry = Rule(rule_id, func, table, domain, severity, risk, error_if, warn_if, hint)
+        entry = Rule(rule_id, func, table, domain, Severity(severity), risk, error_if, warn_if, hint)
         entry.incremental = None if incremental is False else () if incremental is True else tuple(incremental)
         entry.depends_on = None if depends_on is None else tuple(depends_on)
-        if rule_id in RULES and RULES[rule_id].func.__qualname__ != func.__qualname__:
-            raise ValueError(f"rule id {rule_id} is declared twice")
-        RULES[rule_id] = entry
+        RULES.add(entry)
 
-        def test(invariant_case):
+        def test(invariant_case: Any) -> None:
             invariant_case.run(entry)
 
         test.__name__ = test.__qualname__ = func.__name__
@@ -240,358 +299,9 @@ def rule(
         test.__code__ = test.__code__.replace(co_filename=source.co_filename, co_firstlineno=source.co_firstlineno)
         test.__doc__ = func.__doc__
         test.__module__ = func.__module__
-        test.rule = entry
-        test.repair = entry.repair
-        test.absent = entry.absent
+        test.rule = entry  # type: ignore[attr-defined]
+        test.repair = entry.repair  # type: ignore[attr-defined]
+        test.absent = entry.absent  # type: ignore[attr-defined]
         return test
 
     return decorate
-
-
-@dataclass
-class Outcome:
-    """What one rule x scope produced; one record of reports/invariants.json."""
-
-    rule: str
-    project: str
-    severity: str
-    status: str = "passed"  # passed | failed | warned | repaired | baselined | error | skipped
-    violations: int = 0
-    checked: int = 0
-    sample: list[int] = field(default_factory=list)
-    fixed: int = 0
-    unfixable: int = 0
-    changed_under_repair: int = 0  # violators a concurrent writer changed so that they no longer violate
-    beyond_limit: int = 0  # violators left alone because of --repair-limit
-    remaining: int | None = None
-    sql: str = ""
-    duration: float = 0.0
-    message: str = ""
-    journal: str | None = None
-    journaled: dict[str, int] = field(default_factory=dict)  # rows journaled per "op table", cascades included
-    stale: list[str] = field(default_factory=list)  # count rules (K1..) whose cached values the repair made stale
-    baseline: int | None = None  # violations known from --baseline (None: no baseline)
-    new: int | None = None  # violations not in the baseline
-    new_case: bool | None = None  # the baseline has no violation of this rule x scope (None: no baseline)
-    new_ids: list[int] | None = None  # which ids are new (None: no baseline, or beyond its id cap)
-    threshold: str | None = None  # the warn_if / error_if applied, when set
-    sample_rows: list[dict] = field(default_factory=list)  # the sample's allowlisted columns (--sample-columns)
-
-    as_dict = asdict
-
-
-def compiled_sql(queryset) -> str:
-    try:
-        sql, params = queryset.values("pk").query.sql_with_params()
-    except EmptyResultSet:
-        return "SELECT NULL WHERE FALSE  -- the scope admits no rows"
-    return connection.ops.compose_sql(sql, params)
-
-
-def first_ids(queryset, limit: int) -> list[int]:
-    """The lowest ``limit`` ids of ``queryset`` (0: all).  The violators are found first and sorted after
-    (``OFFSET 0`` fences the subquery): a plain ``ORDER BY id LIMIT n`` lets PostgreSQL walk the whole primary
-    key index looking for rare violators, seconds on a big table (docs/benchmarks.md)."""
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT v.pk FROM ({sql} OFFSET 0) AS v(pk) ORDER BY v.pk" + (" LIMIT %s" if limit else ""),
-                       [*params, limit] if limit else params)
-        return [pk for (pk,) in cursor.fetchall()]
-
-
-@contextmanager
-def read_only():
-    """A transaction PostgreSQL itself refuses to write in (inside a caller's transaction, as in the
-    self-tests, the caller's mode stands)."""
-    owns_transaction = not connection.in_atomic_block
-    with transaction.atomic():
-        if owns_transaction:
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION READ ONLY")
-        yield
-
-
-def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
-    """Count the violations (never capped), take a small ordered sample, count the denominator.  A project
-    scope is the one-scope case of ``check_projects``; this body serves global tables and unscoped checks."""
-    if scope.project is not None and not entry.is_global:
-        return check_projects(entry, [scope], sample_size)[scope.label]
-    started = time.perf_counter()
-    outcome = Outcome(entry.id, scope.label, entry.severity)
-    try:
-        violators = entry.violations(scope)
-    except NotApplicable as exc:
-        outcome.status, outcome.message = "skipped", str(exc)
-        return outcome
-    with read_only():
-        outcome.violations = violators.count()
-        outcome.checked = entry.rows(scope).count()
-        if outcome.violations:
-            outcome.sample = first_ids(violators, sample_size)
-        missing = entry.absent_func(entry.rows(scope)) if entry.absent_func else []
-    if missing:
-        outcome.violations += len(missing)
-        outcome.message = f"missing: {', '.join(missing)}"
-    outcome.sql = compiled_sql(violators)
-    _judge(entry, outcome)
-    outcome.duration = time.perf_counter() - started
-    return outcome
-
-
-GROUPED = """
-SELECT g, pk, n FROM (
-    SELECT g, pk, count(*) OVER (PARTITION BY g) AS n, row_number() OVER (PARTITION BY g ORDER BY pk) AS r
-      FROM ({violators}) AS v) AS s
- WHERE %s = 0 OR r <= %s
- ORDER BY pk"""
-
-
-def check_projects(entry: Rule, scopes: list[Scope], sample_size: int = 20, counts: dict | None = None) -> dict[str, Outcome]:
-    """``check`` for several project scopes of one rule at once, {label: outcome}: one statement counts and
-    samples the violators of every project (grouped by the row's project), so the rule's tables are read
-    once, not once per project (docs/benchmarks.md, figure 1).  ``counts`` keeps, for the rules that follow,
-    the database's project ids and the rows counted per project and table (the same table, the same counts)."""
-    started = time.perf_counter()
-    counts = {} if counts is None else counts
-    outcomes = {s.label: Outcome(entry.id, s.label, entry.severity) for s in scopes}
-    try:  # the rule sees only the scopes' rows (what it computes per row, a recount say, stays within them)
-        rows = _in_projects(entry, entry.rows(replace(scopes[0], project=None)), scopes, counts)
-        violators = entry.func(rows).order_by()
-    except NotApplicable as exc:
-        for outcome in outcomes.values():
-            outcome.status, outcome.message = "skipped", str(exc)
-        return outcomes
-    with read_only():
-        with connection.cursor() as cursor:  # the violators are few: let workers scan for them in parallel
-            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
-        checked = _rows_per_project(entry, rows, counts)
-        for key, pk, count in _grouped(entry, violators, sample_size):
-            outcome = outcomes.get(_label(key))  # None: a project created since the run started
-            if outcome is not None:
-                outcome.violations = count
-                outcome.sample.append(pk)
-    share = (time.perf_counter() - started) / len(scopes)
-    for scope in scopes:
-        outcome = outcomes[scope.label]
-        outcome.checked = checked.get(scope.label, 0)
-        _judge(entry, outcome)
-        outcome.sql = compiled_sql(entry.violations(scope))
-        outcome.duration = share
-    return outcomes
-
-
-def _label(key) -> str:
-    return Scope(project=NO_PROJECT if key is None else key).label
-
-
-def _in_projects(entry: Rule, queryset, scopes: list[Scope], counts: dict):
-    """Keep to the scopes' projects (and to the rows without one, when it is among them); no condition when
-    they are every project and the rows without one (a condition on a distant project column would make
-    PostgreSQL join every row to it).  The project ids are read once per run (``counts``)."""
-    from antenna_invariants.mirror.models import Project
-
-    path = entry.model.scope_paths["project"]
-    ids = [s.project for s in scopes if s.project != NO_PROJECT]
-    if len(ids) < len(scopes):
-        if "projects" not in counts:
-            counts["projects"] = set(Project.objects.values_list("pk", flat=True))
-        if set(ids) >= counts["projects"]:
-            return queryset
-    condition = Q(**{f"{path}__in": ids})
-    if len(ids) < len(scopes):
-        condition |= Q(**{f"{path}__isnull": True})
-    return queryset.filter(condition)
-
-
-def _grouped(entry: Rule, violators, sample_size: int) -> list[tuple]:
-    """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
-    project reached through other tables is looked up for each violator once they are found (usually few);
-    joining the chain first would read all of it."""
-    path = entry.model.scope_paths["project"]
-    try:
-        if "__" not in path:
-            sql, params = violators.order_by().values_list("pk", path).query.sql_with_params()
-            rows = f"SELECT v.* FROM ({sql}) AS v(pk, g)"
-        else:
-            sql, params = violators.order_by().values("pk").query.sql_with_params()
-            lookup = entry.model.objects.filter(pk=RawSQL("v.pk", ())).order_by().values_list(path)[:1]
-            project_sql, project_params = lookup.query.sql_with_params()
-            rows, params = f"SELECT v.pk, ({project_sql}) AS g FROM ({sql} OFFSET 0) AS v(pk)", [*project_params, *params]
-    except EmptyResultSet:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(GROUPED.format(violators=rows), [*params, sample_size, sample_size])
-        return cursor.fetchall()
-
-
-def _rows_per_project(entry: Rule, rows, cache: dict) -> dict[str, int]:
-    rows = rows.values_list(entry.model.scope_paths["project"]).annotate(n=Count("pk")).order_by()
-    try:
-        sql, params = rows.query.sql_with_params()
-    except EmptyResultSet:
-        return {}
-    key = (sql, repr(params))
-    if key not in cache:
-        cache[key] = {_label(project): n for project, n in rows}
-    return cache[key]
-
-
-def _judge(entry: Rule, outcome: Outcome) -> None:
-    outcome.status = entry.judge(outcome.violations, outcome.checked)
-    outcome.threshold = entry.threshold
-
-
-def deadlocked(exc) -> bool:
-    from psycopg.errors import DeadlockDetected
-
-    return isinstance(exc.__cause__, DeadlockDetected)
-
-
-def timed_out(exc) -> bool:
-    """A query cancelled by ``statement_timeout``."""
-    from psycopg.errors import QueryCanceled
-
-    return isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc)
-
-
-class Checks:
-    """The checks of one run.  A rule checked in project scopes is checked for all of them by its first
-    case, in one grouped statement (one pass over its tables, counting and sampling at once); the other
-    cases take their share, and the rules of a table share its rows counted per project.  A grouped
-    statement cancelled by the statement timeout leaves the rule to per-project checks."""
-
-    def __init__(self, sample_size: int = 20):
-        self.sample_size = sample_size
-        self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
-        self.ungrouped: set[str] = set()
-        self.counts: dict = {}  # the project ids, the rows per project of each table (see ``forget_counts``)
-
-    def forget_counts(self) -> None:
-        """Before a repair: the rows per project it may change are counted again for the rules that follow."""
-        self.counts.clear()
-
-    def check(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
-        if entry.is_global or entry.id in self.ungrouped:
-            return check(entry, scope, self.sample_size)
-        if scope.label not in self.pending.get(entry.id, {}):
-            try:
-                self.pending[entry.id] = check_projects(entry, scopes, self.sample_size, self.counts)
-            except DatabaseError as exc:
-                if not timed_out(exc):
-                    raise
-                self.ungrouped.add(entry.id)
-                return check(entry, scope, self.sample_size)
-        return self.pending[entry.id].pop(scope.label)
-
-
-class RepairRefused(Exception):
-    """A repair that would change more of a table than the user allows (``--force`` overrides)."""
-
-
-@dataclass
-class Limits:
-    """The blast radius of one repair: at most ``rows`` rows (``--repair-limit``), and no more than ``share``
-    of the table unless forced (a rule gone wrong must not rewrite a table); ``floor`` rows are always allowed."""
-
-    rows: int | None = None
-    share: float | None = None
-    floor: int = 100
-
-    def check(self, entry: Rule, count: int) -> None:
-        if self.share is None or count <= self.floor:
-            return
-        total = entry.model.objects.count()
-        if count > self.share * total:
-            raise RepairRefused(
-                f"the repair would change {count} of the {total} rows of {entry.model._meta.db_table} "
-                f"(more than {self.share:.0%}); re-run with --force if that is right"
-            )
-
-
-def repair(entry: Rule, scope: Scope, outcome: Outcome, journal, limits: Limits = Limits(), batch_size: int = BATCH_SIZE):
-    """Fix the violators in one transaction, batch by batch (each in a savepoint, its rows locked and
-    journaled before the transaction can commit), then re-check.
-
-    A batch whose statement fails is split in two until the failing rows are isolated; those are counted
-    as unfixable and the rest still land.  ``fixed`` counts target rows changed, never cascades;
-    ``changed_under_repair`` the violators that no longer violated once their rows were locked (a concurrent
-    writer's change, which stands).
-    """
-    if entry.repair_func is None:
-        raise ValueError(f"{entry.id} has no repair")
-    started = time.perf_counter()
-    global REPAIRING
-    journal_module.ACTIVE, REPAIRING = journal, (entry.id, scope.label)
-    try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # an FK problem fails its batch, not the commit
-            found = list(entry.violations(scope).order_by("pk").values_list("pk", flat=True))
-            ids = found[: limits.rows] if limits.rows is not None else found
-            limits.check(entry, len(ids))
-            for start in range(0, len(ids), batch_size):
-                fixed, changed = _repair_batch(entry, scope, ids[start : start + batch_size], journal)
-                outcome.fixed, outcome.changed_under_repair = outcome.fixed + fixed, outcome.changed_under_repair + changed
-            outcome.remaining = entry.violations(scope).count()
-    finally:
-        journal_module.ACTIVE, REPAIRING = None, None
-    outcome.beyond_limit = len(found) - len(ids)
-    outcome.unfixable = max(outcome.remaining - outcome.beyond_limit, 0)
-    outcome.journal = journal.path_if_written()
-    outcome.journaled = journal.tally(entry.id, scope.label)
-    outcome.status = "repaired" if outcome.remaining == 0 else outcome.status
-    outcome.duration += time.perf_counter() - started
-    return outcome
-
-
-DEADLOCK_RETRIES = 3  # a batch chosen as a deadlock's victim is tried this many more times
-
-
-def _repair_batch(entry: Rule, scope: Scope, ids: list[int], journal, attempt: int = 0) -> tuple[int, int]:
-    """(rows fixed, rows changed under the repair) of one batch.  Its rows and the rows their condition reads
-    are locked first (Antenna's writes to them wait for our commit, and we for its); the condition is then
-    evaluated in a later statement, which sees whatever a writer committed while we waited.  A writer that
-    locks the same rows in the other order deadlocks with us: when PostgreSQL cancels our side, the batch's
-    savepoint is rolled back (its locks released, the writer goes on) and the batch starts again."""
-    try:
-        with transaction.atomic(), journal.batch(entry.id, scope.label):
-            journal.watch(entry.model, ids)
-            locks.lock(entry.model, entry.depends_on or (), ids)
-            still = list(entry.violations(scope).filter(pk__any=ids).values_list("pk", flat=True))
-            fixed = entry.repair_func(entry.violations(scope).filter(pk__any=still)) if still else 0
-            return fixed or 0, len(ids) - len(still)
-    except OperationalError as exc:
-        if not deadlocked(exc) or attempt == DEADLOCK_RETRIES:
-            raise
-        return _repair_batch(entry, scope, ids, journal, attempt + 1)
-    except (IntegrityError, DataError):  # a constraint refused some rows: isolate them (a timeout is not retried)
-        if len(ids) == 1:
-            return 0, 0
-        middle = len(ids) // 2
-        halves = _repair_batch(entry, scope, ids[:middle], journal), _repair_batch(entry, scope, ids[middle:], journal)
-        return halves[0][0] + halves[1][0], halves[0][1] + halves[1][1]
-
-
-REPAIRING: tuple[str, str] | None = None  # (rule, scope label) of the repair running
-
-
-def purge_journaled(queryset) -> int:
-    """For repairs that delete rows not worth keeping one by one (old job logs): delete ``queryset``'s rows in
-    one statement and journal one ``purge`` line, their count and id range (``Journal.purge``).  Undo cannot
-    restore them and says so.  Refused for a table other rows point at (their cascade would go unjournaled)."""
-    model = queryset.model
-    if journal_module.ACTIVE is None or REPAIRING is None:
-        raise RuntimeError("a purging repair needs an active journal")
-    if journal_module._reverse_relations(model):
-        raise RuntimeError(f"{model._meta.db_table} has dependent rows: delete it with delete_journaled")
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
-    table = model._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'WITH gone AS (DELETE FROM "{table}" WHERE id IN ({sql}) RETURNING id) SELECT count(*), min(id), max(id) FROM gone',
-            params,
-        )
-        count, first, last = cursor.fetchone()
-    if count:
-        journal_module.ACTIVE.purge(*REPAIRING, table, count, first, last)
-    return count

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from antenna_invariants.connection import MASK, mask
+from antenna_invariants.scope import JobFootprint
 
 MIGRATIONS = Path(__file__).resolve().parent / "mirror" / "migrations"
 SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|dsn|database_url", re.IGNORECASE)
@@ -66,25 +70,38 @@ def provenance() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run's metadata is made of (the session hands it over once it has connected)."""
+
+    database: Mapping[str, Any]  # Django's DATABASES entry of the database checked
+    demo: bool
+    repair: bool
+    scope: str  # the scope, in words (``scope_text``)
+    since: datetime | None  # --since
+    in_full: tuple[str, ...]  # the rules that cannot be incremental (run in full under --since)
+
+
 class Run:
     """The run's metadata, as the JSON report's ``run`` object and the HTML title and environment table."""
 
-    def __init__(self, live):
+    def __init__(self, facts: RunFacts):
         self.started = datetime.now(UTC)
         self._clock = time.perf_counter()
+        database = facts.database
         self.database = {
-            "label": database_label(live.database),
-            "host": live.database.get("HOST") or None,
-            "port": str(live.database.get("PORT") or "") or None,
-            "name": live.database.get("NAME"),
-            "demo": live.demo,
+            "label": database_label(database),
+            "host": database.get("HOST") or None,
+            "port": str(database.get("PORT") or "") or None,
+            "name": database.get("NAME"),
+            "demo": facts.demo,
         }
-        self.mode = "repair" if live.repair else "check"
-        self.scope = scope_text(live)
+        self.mode = "repair" if facts.repair else "check"
+        self.scope = facts.scope
         self.provenance = provenance()
-        self.secrets = tuple(filter(None, [live.database.get("PASSWORD")]))
-        self.since = live.since.isoformat(sep=" ", timespec="minutes") if live.since else None
-        self.in_full = sorted(rule_id for rule_id, entry in rules().items() if entry.incremental is None)
+        self.secrets = tuple(filter(None, [database.get("PASSWORD")]))
+        self.since = facts.since.isoformat(sep=" ", timespec="minutes") if facts.since else None
+        self.in_full = sorted(facts.in_full)
 
     @property
     def title(self) -> str:
@@ -133,17 +150,14 @@ class Run:
         }
 
 
-def rules() -> dict:
-    from antenna_invariants.rules import RULES
-
-    return RULES
-
-
-def scope_text(live) -> str:
-    if live.job is not None:
-        return live.job.describe()
-    if live.occurrence_ids:
-        return "occurrences " + ", ".join(map(str, live.occurrence_ids))
-    if live.projects:
-        return "projects " + ", ".join(map(str, live.projects))
-    return f"all projects ({len(live.project_cases)} project cases)"
+def scope_text(
+    job: JobFootprint | None, occurrence_ids: tuple[int, ...] | None, projects: tuple[int, ...] | None, cases: int
+) -> str:
+    """The scope in words (``cases``: the number of project cases of an unscoped run)."""
+    if job is not None:
+        return job.describe()
+    if occurrence_ids:
+        return "occurrences " + ", ".join(map(str, occurrence_ids))
+    if projects:
+        return "projects " + ", ".join(map(str, projects))
+    return f"all projects ({cases} project cases)"

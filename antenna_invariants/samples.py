@@ -10,7 +10,8 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.check import read_only
+from antenna_invariants.errors import ConfigError
 
 if TYPE_CHECKING:
     from antenna_invariants.rules import Rule
@@ -55,8 +56,6 @@ def sample_rows(entry: Rule, sample: list[int], columns: tuple[str, ...]) -> lis
     wanted = [*shown, *(c for c in columns if c in ALLOWED.get(entry.table, ()) and c not in shown)]
     if not sample or not wanted:
         return []
-    from antenna_invariants.rules import read_only
-
     with read_only():
         rows = {r["pk"]: r for r in entry.model.objects.filter(pk__in=sample).values("pk", *wanted)}
     return [{"id": pk} | {c: _plain(rows[pk][c]) for c in wanted} for pk in sample if pk in rows]
@@ -69,7 +68,6 @@ def _plain(value: object) -> bool | int | float | str | None:
 def store_failures(directory: Path, entry: Rule, scope: Scope, record: dict[str, Any]) -> None:
     """``--store-failures DIR`` (dbt's store_failures): ``DIR/<rule>-<scope>.csv``, every violating id of the
     case with its table's allowlisted columns, streamed from the database (never all in memory)."""
-    from antenna_invariants.rules import read_only
 
     columns = ALLOWED.get(entry.table, ())
     path = directory / f"{entry.id}-{record['project']}.csv"

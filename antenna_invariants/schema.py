@@ -13,7 +13,7 @@ from django.apps import apps
 from django.db import connection
 from django.db.models import Model
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.errors import ConfigError
 
 LIVE_COLUMNS_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,

@@ -1,5 +1,6 @@
-"""What one test case covers: a project (or the rows with no project), optionally narrowed to a job's
-inferred footprint or to a list of occurrences.
+"""Every kind of narrowing, in one place: what one test case covers (a project, or the rows with no project),
+optionally narrowed to a job's inferred footprint, a list of occurrences or the rows changed since a time;
+the several project scopes a grouped check covers at once (``in_projects``); the options that name them.
 
 A job stores no link from the rows it wrote (fact sheet §6), so ``--job`` is inferred: the job's project,
 its input captures (collection, else single capture, else deployment) and its pipeline's algorithms.
@@ -7,15 +8,29 @@ its input captures (collection, else single capture, else deployment) and its pi
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
-from antenna_invariants.connection import ConfigError
+from antenna_invariants.errors import ConfigError
 
-NO_PROJECT = "none"
+
+class NoProject(enum.Enum):
+    """The scope of the rows that belong to no project (``NO_PROJECT``; its label is ``noproject``)."""
+
+    NO_PROJECT = "noproject"
+
+    def __repr__(self) -> str:
+        return "NO_PROJECT"
+
+
+NO_PROJECT = NoProject.NO_PROJECT
+ProjectKey = int | Literal[NoProject.NO_PROJECT]  # a project case: a project id, or the rows without one
 
 
 class NotApplicable(Exception):
@@ -66,7 +81,7 @@ class JobFootprint:
 
 @dataclass(frozen=True)
 class Scope:
-    project: int | str | None = None  # a project id, NO_PROJECT, or None (every project: global tables)
+    project: ProjectKey | None = None  # a project id, NO_PROJECT, or None (every project: global tables)
     job: JobFootprint | None = None
     occurrence_ids: tuple[int, ...] | None = None
     since: datetime | None = None  # --since: only rows changed since (for rules that can be incremental)
@@ -75,14 +90,14 @@ class Scope:
     def label(self) -> str:
         if self.project is None:
             return "global"
-        return "noproject" if self.project == NO_PROJECT else f"project{self.project}"
+        return "noproject" if self.project is NO_PROJECT else f"project{self.project}"
 
     def restrict(self, queryset):
         """The rows of ``queryset`` inside this scope (raises NotApplicable when the table has no such path)."""
         model = queryset.model
         paths = model.scope_paths
         if self.project is not None and "project" in paths:
-            if self.project == NO_PROJECT:
+            if self.project is NO_PROJECT:
                 queryset = queryset.filter(**{f"{paths['project']}__isnull": True})
             else:
                 queryset = queryset.filter(**{f"{paths['project']}_id": self.project})
@@ -123,6 +138,26 @@ class Scope:
         if not condition:
             return queryset
         return queryset.filter(pk__in=model.objects.filter(condition).values("pk"))
+
+
+def group_label(project: int | None) -> str:
+    """The scope label of a project id read from the database in a grouped check (None: no project)."""
+    return Scope(project=NO_PROJECT if project is None else project).label
+
+
+def in_projects(queryset: QuerySet, path: str, scopes: list[Scope], project_ids: Callable[[], set[int]]) -> QuerySet:
+    """Keep ``queryset`` to the scopes' projects (``path``: the lookup to the row's project), and to the rows
+    without one when ``NO_PROJECT`` is among them; no condition when they are every project (``project_ids()``,
+    asked only then) and the rows without one: a condition on a distant project column would make PostgreSQL
+    join every row to it."""
+    ids = [s.project for s in scopes if isinstance(s.project, int)]
+    unassigned = any(s.project is NO_PROJECT for s in scopes)
+    if unassigned and set(ids) >= project_ids():
+        return queryset
+    condition = Q(**{f"{path}__in": ids})
+    if unassigned:
+        condition |= Q(**{f"{path}__isnull": True})
+    return queryset.filter(condition)
 
 
 SINCE_AGO = re.compile(r"(\d+)\s*(min|h|d)")
@@ -171,7 +206,9 @@ def parse_timeout(value: str) -> str:
     server accepts (at most 2147483647 ms), refused here, naming the option, rather than at connect."""
     duration = TIMEOUT.fullmatch(value)
     if duration is None or int(duration[1]) * TIMEOUT_MS[duration[2]] > 2**31 - 1:
-        raise ConfigError(f"--statement-timeout {value!r}: give a duration like 500ms, 30s or 5min (no space, under 24 days)")
+        raise ConfigError(
+            f"--statement-timeout {value!r}: give a duration like 500ms, 30s or 5min (no space, under 24 days)"
+        )
     return value
 
 

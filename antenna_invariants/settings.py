@@ -7,7 +7,8 @@ America/New_York (``USE_TZ = False``), so the session time zone matches what Ant
 
 import os
 
-from antenna_invariants.connection import ConfigError, django_database
+from antenna_invariants.connection import django_database
+from antenna_invariants.errors import ConfigError
 
 SECRET_KEY = "antenna-invariants-not-a-web-app"
 INSTALLED_APPS = ["antenna_invariants.mirror"]

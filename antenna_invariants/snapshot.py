@@ -49,7 +49,8 @@ import psycopg
 from django.db import connections
 from psycopg import sql
 
-from antenna_invariants.connection import ConfigError, mask, url_for
+from antenna_invariants.connection import mask, url_for
+from antenna_invariants.errors import ConfigError
 
 PREFIX = "antenna_snapshot_"
 # OWNER TO and GRANT for roles the scratch server lacks, or that the restoring role may not act as (it owns

@@ -1,6 +1,6 @@
 """EXPLAIN (ANALYZE, BUFFERS) every rule's count query for one project scope, and flag sequential scans of
 big tables: what a run scoped to one project (``--project``) pays for each rule.  A full run checks each rule
-once for every project (grouped, ``rules.check_projects``), so there a sequential scan is read once, not once
+once for every project (grouped, ``check.check_grouped``), so there a sequential scan is read once, not once
 per project.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wt6_antenna_bench python bench/explain.py [--project ID]
@@ -24,7 +24,7 @@ BIG = 10_000
 
 def count_sql(queryset) -> str:
     """The COUNT the engine runs, as one statement with the parameters inlined."""
-    from antenna_invariants.rules import compiled_sql
+    from antenna_invariants.check import compiled_sql
 
     return f"SELECT count(*) FROM ({compiled_sql(queryset)}) q"
 
@@ -68,7 +68,7 @@ def main() -> int:
 
     import django
 
-    from antenna_invariants.plugin import use_database
+    from antenna_invariants.connection import use_database
     from antenna_invariants.scope import Scope
 
     django.setup()

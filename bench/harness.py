@@ -25,8 +25,7 @@ def create(entry: dict, name: str, schema: str = "mirror") -> dict:
     import django
     import psycopg
 
-    from antenna_invariants.connection import url_for
-    from antenna_invariants.plugin import use_database
+    from antenna_invariants.connection import url_for, use_database
 
     django.setup()
     drop(entry, name)
@@ -82,15 +81,15 @@ def project_ids() -> list[int]:
 def engine_check(rule_ids=None, grouped: bool = True) -> dict[str, tuple[dict[str, int], float]]:
     """Every rule x scope of a full run through the engine, as the plugin runs them (grouped, unless asked
     not to): {rule: ({scope label: violations}, seconds)}."""
-    from antenna_invariants.rules import Checks, check
+    from antenna_invariants.check import Checks, check
 
     rules, projects, found, checks = load_rules(), project_ids(), {}, Checks()
     for rule_id in rule_ids or rules:
         entry = rules[rule_id]
         scopes = scopes_of(entry, projects)
         started = time.perf_counter()
-        outcomes = [checks.check(entry, s, scopes) if grouped else check(entry, s) for s in scopes]
-        found[rule_id] = ({o.project: o.violations for o in outcomes}, time.perf_counter() - started)
+        outcomes = [checks.take(entry, s, scopes) if grouped else check(entry, s) for s in scopes]
+        found[rule_id] = ({o.scope: o.violations for o in outcomes}, time.perf_counter() - started)
     return found
 
 
@@ -111,14 +110,16 @@ def floor_check(rule_ids=None) -> dict[str, tuple[int, float]]:
 def engine_repair(rule_id: str, journal_dir: Path) -> int:
     """The one place the bench calls the repair engine, as a full ``--repair --all-projects`` run does: the
     grouped check, then a journaled repair of each failing project; rows fixed."""
+    from antenna_invariants.check import Checks
     from antenna_invariants.journal import Journal
-    from antenna_invariants.rules import RULES, Checks, repair
+    from antenna_invariants.repair import repair
+    from antenna_invariants.rules import RULES
 
     entry, checks, fixed = RULES[rule_id], Checks(), 0
     scopes = scopes_of(entry, project_ids())
     journal = Journal(journal_dir, run=f"bench-{rule_id}")
     for scope in scopes:
-        outcome = checks.check(entry, scope, scopes)
+        outcome = checks.take(entry, scope, scopes)
         if outcome.status == "failed":
             fixed += repair(entry, scope, outcome, journal).fixed
     return fixed

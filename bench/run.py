@@ -169,7 +169,7 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
     from django.db import connection, transaction
 
     from antenna_invariants import blame
-    from antenna_invariants.rules import check, check_projects
+    from antenna_invariants.check import check, check_grouped
 
     rules, projects = harness.load_rules(), harness.project_ids()
     per_rule, total, rows = {}, 0.0, 0
@@ -182,7 +182,7 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
                 continue
             scopes = harness.scopes_of(entry, projects)
             outcomes = ({s.label: check(entry, s, blame.ID_CAP) for s in scopes} if entry.is_global
-                        else check_projects(entry, scopes, blame.ID_CAP))
+                        else check_grouped(entry, scopes, blame.ID_CAP))
             cases = {label: (o.sample, o.violations) for label, o in outcomes.items() if o.violations}
             if not cases:
                 continue

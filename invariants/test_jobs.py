@@ -11,7 +11,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 
-from antenna_invariants.rules import SETTINGS, purge_journaled, rule
+from antenna_invariants.journal import purge_journaled
+from antenna_invariants.rules import SETTINGS, rule
 
 STALE_AFTER_MINUTES = 10  # Antenna's reaper cutoff since #1235 (it once reused a 72-hour UI cutoff)
 RUNNING = ["PENDING", "STARTED", "RETRY", "CANCELING", "UNKNOWN"]

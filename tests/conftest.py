@@ -101,7 +101,8 @@ class Invariants:
         return Scope(project=project, job=footprint, occurrence_ids=ids)
 
     def check(self, rule_id, **scope):
-        from antenna_invariants.rules import RULES, check
+        from antenna_invariants.check import check
+        from antenna_invariants.rules import RULES
 
         return check(RULES[rule_id], self.scope(**scope), sample_size=0)
 
@@ -110,7 +111,8 @@ class Invariants:
 
     def repair(self, rule_id, **scope):
         from antenna_invariants.journal import Journal
-        from antenna_invariants.rules import RULES, repair
+        from antenna_invariants.repair import repair
+        from antenna_invariants.rules import RULES
 
         entry, where = RULES[rule_id], self.scope(**scope)
         outcome = self.check(rule_id, **scope)

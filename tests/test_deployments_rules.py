@@ -2,6 +2,7 @@
 lies in its deployment's storage subdir and matches its simple regex)."""
 
 from antenna_invariants.rules import RULES
+from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
 from fixtures.scenarios import deployments as scenarios
 
@@ -22,7 +23,7 @@ def test_x1_flags_foreign_links_and_none_of_the_near_misses(invariants):
 
 def test_x1_flags_a_deployment_without_project_linked_to_a_projects_site(invariants):
     unassigned = scenarios.deployment_on_another_projects_site(f.DeploymentFactory(project=None))
-    assert invariants.violators("X1", project="none") == {unassigned.pk}
+    assert invariants.violators("X1", project=NO_PROJECT) == {unassigned.pk}
 
 
 def test_x1_respects_scope_and_check_writes_nothing(invariants):

@@ -4,9 +4,10 @@ import psycopg
 import pytest
 from django.db import connection
 
-from antenna_invariants.connection import ConfigError, read_only, url_for
+from antenna_invariants.check import read_only as read_only_transaction
+from antenna_invariants.connection import read_only_settings, url_for
+from antenna_invariants.errors import ConfigError
 from antenna_invariants.rules import RULES, Rule
-from antenna_invariants.rules import read_only as read_only_transaction
 from antenna_invariants.scope import parse_ids
 from fixtures import factories as f
 from fixtures.scenarios import detections, occurrences
@@ -46,7 +47,7 @@ COMMITTED = pytest.mark.django_db(transaction=True, available_apps=["antenna_inv
 
 @COMMITTED
 def test_a_write_in_a_read_only_session_fails():
-    with psycopg.connect(url_for(read_only(dict(connection.settings_dict))), autocommit=True) as session:
+    with psycopg.connect(url_for(read_only_settings(dict(connection.settings_dict))), autocommit=True) as session:
         assert session.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             session.execute("UPDATE main_occurrence SET determination_score = 0.5")
@@ -132,8 +133,8 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
     """Every project-scoped rule on the demo (defects in two projects and without one): the grouped
     statement of a full run, and of a run scoped to one project, gives each case the count, denominator,
     sample, status and SQL of the plain per-scope check."""
+    from antenna_invariants.check import check, check_grouped
     from antenna_invariants.layout import load_rules
-    from antenna_invariants.rules import check, check_projects
     from fixtures.demo import build
 
     load_rules()
@@ -143,10 +144,10 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
         if entry.is_global:
             continue
         scopes = _every_scope(entry)
-        grouped = check_projects(entry, scopes, sample_size=3)
+        grouped = check_grouped(entry, scopes, sample_size=3)
         for scope in scopes:
             alone, together = check(entry, scope, sample_size=3), grouped[scope.label]
-            single = check_projects(entry, [scope], sample_size=3)[scope.label]
+            single = check_grouped(entry, [scope], sample_size=3)[scope.label]
             fields = ("violations", "checked", "sample", "status", "sql", "message")
             expected = [getattr(alone, k) for k in fields]
             in_group, in_one = [getattr(together, k) for k in fields], [getattr(single, k) for k in fields]
@@ -160,7 +161,7 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
 def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_timeout(db, monkeypatch):
     from django.db import connection
 
-    from antenna_invariants import rules
+    from antenna_invariants import check
     from antenna_invariants.layout import load_rules
 
     load_rules()
@@ -168,10 +169,10 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
     entry = RULES["D1"]
     scopes = _every_scope(entry)
     calls = []
-    real = rules.check_projects
-    monkeypatch.setattr(rules, "check_projects", lambda *a, **k: calls.append(1) or real(*a, **k))
-    checks = rules.Checks()
-    assert [checks.check(entry, s, scopes).project for s in scopes] == [s.label for s in scopes]
+    real = check.check_grouped
+    monkeypatch.setattr(check, "check_grouped", lambda *a, **k: calls.append(1) or real(*a, **k))
+    checks = check.Checks()
+    assert [checks.take(entry, s, scopes).scope for s in scopes] == [s.label for s in scopes]
     assert len(calls) == 1
     assert checks.pending == {"D1": {}}
 
@@ -185,8 +186,8 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
             finally:
                 cursor.execute("ROLLBACK TO SAVEPOINT slow")
 
-    monkeypatch.setattr(rules, "check_projects", slow)
-    checks = rules.Checks()
-    outcomes = [checks.check(entry, s, scopes) for s in scopes]
+    monkeypatch.setattr(check, "check_grouped", slow)
+    checks = check.Checks()
+    outcomes = [checks.take(entry, s, scopes) for s in scopes]
     assert checks.ungrouped == {"D1"}
     assert [o.status for o in outcomes] == ["passed"] * len(scopes)

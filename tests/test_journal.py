@@ -9,10 +9,12 @@ import re
 import pytest
 from django.db import connection, transaction
 
+from antenna_invariants.check import check
 from antenna_invariants.journal import Journal, JournalError, database_identity, read, seal
 from antenna_invariants.layout import load_rules
 from antenna_invariants.mirror.models import Event, Occurrence, Project
-from antenna_invariants.rules import RULES, check, repair
+from antenna_invariants.repair import repair
+from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT, Scope
 from antenna_invariants.undo import undo, writable_tables
 from fixtures import demo

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from antenna_invariants import rules
+from antenna_invariants import repair
 from antenna_invariants.connection import ROOT, url_for
 from antenna_invariants.journal import Journal, read
 from antenna_invariants.mirror.models import Occurrence, SourceImage
@@ -32,7 +32,7 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
     mine, theirs = f.DeploymentFactory(), f.DeploymentFactory()
     fixed_by_antenna, moved_by_antenna, ours = (scenarios.partial_save(mine) for _ in range(3))
     person_choice = f.TaxonFactory()
-    real_batch = rules._repair_batch
+    real_batch = repair._repair_batch
 
     def antenna_writes_between_check_and_repair(*args):
         with antenna() as other:
@@ -45,7 +45,7 @@ def test_rows_antenna_fixes_or_moves_after_the_check_are_left_as_antenna_wrote_t
             )
         return real_batch(*args)
 
-    monkeypatch.setattr(rules, "_repair_batch", antenna_writes_between_check_and_repair)
+    monkeypatch.setattr(repair, "_repair_batch", antenna_writes_between_check_and_repair)
     outcome = invariants.repair("D1", project=mine.project_id)
 
     assert (outcome.status, outcome.violations, outcome.fixed, outcome.changed_under_repair) == ("repaired", 3, 1, 2)

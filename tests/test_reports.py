@@ -267,7 +267,7 @@ def test_redaction_masks_urls_keywords_and_secret_names():
 
 SYNTHETIC_CONFTEST = '''
 import pytest
-from antenna_invariants import html, reporting
+from antenna_invariants import html
 from antenna_invariants.rules import Rule
 
 def rows(occurrences):
@@ -277,10 +277,11 @@ RULES = {f"R{i}": Rule(f"R{i}", rows, "occurrences", "synthetic", hint="look at 
 COLUMNS = ", ".join(f'"main_occurrence"."c{i}"' for i in range(40))
 SQL = "SELECT " + COLUMNS + ' FROM "main_occurrence" WHERE "project_id" = '
 
+OUTCOMES = []
+
 def pytest_configure(config):
     config.option.htmlpath, config.option.self_contained_html = "report.html", True
-    reporting.PREVIOUS = {}
-    config.pluginmanager.register(html.HtmlReport("synthetic", RULES, antenna_url="https://antenna.example.org",
+    config.pluginmanager.register(html.HtmlReport("synthetic", RULES, OUTCOMES, antenna_url="https://antenna.example.org",
                                                   compare=True, planned=RULES_N * PROJECTS_N))
 
 @pytest.hookimpl(hookwrapper=True)
@@ -296,7 +297,7 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_runtest_logreport(report):
     if report.when == "call":
-        reporting.OUTCOMES.append(report.invariant)
+        OUTCOMES.append(report.invariant)
 '''
 
 

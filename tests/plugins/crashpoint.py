@@ -10,7 +10,7 @@ the n-th time the repair reaches ``point``:
 import os
 import signal
 
-from antenna_invariants import journal, rules
+from antenna_invariants import case, journal
 
 POINT, _, NTH = os.environ["INVARIANTS_CRASH"].partition(":")
 reached = 0
@@ -31,7 +31,7 @@ def after(func, point):
 
 journal.Journal.watch = after(journal.Journal.watch, "locked")
 journal.Journal._append = after(journal.Journal._append, "journaled")
-rules.repair = after(rules.repair, "committed")
+case.repair = after(case.repair, "committed")
 
 
 def torn(write):

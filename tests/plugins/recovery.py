@@ -8,7 +8,7 @@ import os
 
 from django.db import connection
 
-from antenna_invariants import rules
+from antenna_invariants import check
 from plugins import before_grouped_checks
 
 RULE, _, TIMES = os.environ["INVARIANTS_RECOVERY_CONFLICT"].partition(":")
@@ -23,7 +23,7 @@ def cancel(entry, scopes):
     global cancelled
     if entry.id == RULE and cancelled < int(TIMES):
         cancelled += 1
-        with rules.read_only(), connection.cursor() as cursor:
+        with check.read_only(), connection.cursor() as cursor:
             cursor.execute(CANCEL)
 
 

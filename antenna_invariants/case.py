@@ -1,0 +1,116 @@
+"""One test case's run (one rule x scope, inside a test): check, maybe repair, review, record, pass or fail;
+a check a hot standby cancels is retried."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+from django.db import DatabaseError
+
+from antenna_invariants import baseline, reporting, samples
+from antenna_invariants import connection as conn
+from antenna_invariants.check import Outcome, Status, timed_out
+from antenna_invariants.errors import RepairRefused
+from antenna_invariants.followups import stale_counts
+from antenna_invariants.repair import repair
+from antenna_invariants.results import FINGERPRINT, OUTCOME
+from antenna_invariants.rules import Rule
+from antenna_invariants.scope import Scope
+from antenna_invariants.session import Session
+
+# what a case records as JUnit properties (pytest's user_properties), when set
+PROPERTIES = ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "changed_under_repair",
+              "baseline", "new")
+
+
+class Case:
+    """One rule x scope, run inside a test: check, maybe repair, record the outcome, pass or fail."""
+
+    def __init__(self, item: pytest.Item, session: Session, scope: Scope):
+        self.item, self.session, self.scope = item, session, scope
+
+    def run(self, declared: Rule) -> None:
+        session, options = self.session, self.session.options
+        entry = session.rules[declared.id]  # with this run's severity and thresholds
+        outcome = Outcome(entry.id, self.scope.label, entry.severity)
+        try:
+            scopes = session.selected_scopes(entry) or [self.scope]  # what the rule's grouped check covers
+            outcome = retried(lambda: session.checks.take(entry, self.scope, scopes))
+            repairable = outcome.status == Status.FAILED and options.repair and entry.repair_func is not None
+            if repairable and entry.is_global and not options.all_projects:  # scope means scope
+                outcome.message = f"not repaired: {entry.id}'s table is global and this repair run is scoped"
+            elif repairable and session.journal is not None:
+                session.checks.forget_counts()
+                repair(entry, self.scope, outcome, session.journal, options.limits)
+                outcome.stale = stale_counts(session.journal.touched(entry.id, self.scope.label))
+            self.item.stash[FINGERPRINT] = self._review(entry, outcome)
+            stored = (Status.FAILED, Status.WARNED, Status.BASELINED)
+            if options.store_failures is not None and outcome.status in stored:
+                samples.store_failures(options.store_failures, entry, self.scope, outcome.as_dict())
+        except RepairRefused as exc:
+            outcome.message = f"repair refused: {exc}"
+        except DatabaseError as exc:
+            outcome.status, outcome.message = Status.ERROR, database_error(exc, options.statement_timeout)
+        self.item.stash[OUTCOME] = outcome
+        record = outcome.as_dict()
+        for key in PROPERTIES:
+            if record[key] is not None:
+                self.item.user_properties.append((key, record[key]))
+        if outcome.status == Status.SKIPPED:
+            pytest.skip(outcome.message)
+        if outcome.status == Status.ERROR:
+            pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
+        if outcome.status == Status.FAILED or (outcome.status == Status.WARNED and options.strict):
+            # message: a refused repair
+            lines = [reporting.failure_message(entry, record, options.scope_option()), outcome.message]
+            pytest.fail("\n".join(filter(None, lines)), pytrace=False)
+
+    def _review(self, entry: Rule, outcome: Outcome) -> list[int] | None:
+        """Allowlisted sample columns; the baseline's verdict; the ids a baseline keeps (returned)."""
+        options = self.session.options
+        outcome.sample_rows = samples.sample_rows(entry, outcome.sample, options.sample_columns)
+        judged = outcome.status == Status.FAILED or (outcome.status == Status.WARNED and options.strict)
+        if not outcome.violations or not (options.write_baseline or (options.baseline and judged)):
+            return None
+        ids = baseline.fingerprint_ids(entry.violations(self.scope), outcome.violations, outcome.sample)
+        if options.baseline and judged:
+            options.baseline.judge(outcome, ids)
+        return ids
+
+
+RECOVERY_RETRIES = 3  # a check cancelled by a hot standby is tried this many more times
+RECOVERY_BACKOFF = 0.5  # seconds before the first retry, doubled each time
+
+T = TypeVar("T")
+
+
+def conflict_with_recovery(exc: BaseException) -> bool:
+    """A query a hot standby cancelled because replay needed its rows (SQLSTATE 40001 on a replica)."""
+    from psycopg.errors import SerializationFailure
+
+    return isinstance(exc.__cause__, SerializationFailure) and "conflict with recovery" in str(exc)
+
+
+def retried(check: Callable[[], T]) -> T:
+    """``check()``, retried with a short backoff when the standby cancels it; the last error stands."""
+    for attempt in range(RECOVERY_RETRIES + 1):
+        try:
+            return check()
+        except DatabaseError as exc:
+            if not conflict_with_recovery(exc) or attempt == RECOVERY_RETRIES:
+                raise
+            time.sleep(RECOVERY_BACKOFF * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def database_error(exc: DatabaseError, timeout: str) -> str:
+    """The one line a case that could not run shows (passwords masked)."""
+    if timed_out(exc):
+        return f"timed out: a query ran longer than --statement-timeout {timeout}"
+    first = conn.mask(str(exc).strip().splitlines()[0])
+    if conflict_with_recovery(exc):
+        return f"cancelled by the standby (conflict with recovery) {RECOVERY_RETRIES + 1} times: {first}"
+    return first
