@@ -68,7 +68,7 @@ TRACES: dict[str, Trace | str] = {
     "periodic_tasks": "celery beat's own rows carry no timestamp",
 }
 
-ID_CAP = 10_000  # violating ids attributed per case; beyond it the report says how many were
+ID_CAP = 5_000  # violating ids attributed per case; beyond it the report says how many were
 SAMPLE = 5  # ids listed per origin
 WINDOW_SLACK = timedelta(minutes=1)  # a job writes its last rows just before it records finished_at
 # A job whose window spans more than this (times that contradict each other, J5, or a job left running for
@@ -129,6 +129,10 @@ def trace_of(entry: Rule) -> Trace | str:
     if own is not None:
         return own
     return TRACES.get(entry.table, f"no trace declared for {entry.table}")
+
+
+def attributable(entry: Rule) -> bool:
+    return isinstance(trace_of(entry), Trace)
 
 
 def attribute(entry: Rule, ids: list[int], violations: int | None = None) -> Attribution:
@@ -471,13 +475,27 @@ def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
     return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
 
 
-def first_seen_line(first_seen: dict[str, str] | None, started: str | None) -> str | None:
-    """``first seen: 2 of the ids shown in this run, 18 in the run of 2026-11-25 06:00`` (--baseline, --compare)."""
+def first_seen_line(first_seen: dict[str, str] | None) -> str | None:
+    """``first seen (of the ids shown): 18 in the run of 2026-11-25 06:00, 2 in the run of 2026-12-03 06:00``."""
     if not first_seen:
         return None
     runs: dict[str, int] = {}
     for seen in first_seen.values():
         runs[seen] = runs.get(seen, 0) + 1
-    parts = [f"{n} in this run" if seen == started else f"{n} in the run of {seen[:16].replace('T', ' ')}"
-             for seen, n in sorted(runs.items(), key=lambda item: (item[0] != started, item[0]))]
+    parts = [f"{n} in the run of {seen[:16].replace('T', ' ')}" for seen, n in sorted(runs.items())]
     return f"first seen (of the ids shown): {', '.join(parts)}"
+
+
+def record_fields(attribution: dict[str, Any]) -> dict[str, Any]:
+    """A case's JSON fields: ``attribution`` (without its origins) and ``origins`` (docs/reports.md)."""
+    return {"attribution": {k: v for k, v in attribution.items() if k != "origins"},
+            "origins": attribution.get("origins", [])}
+
+
+def record_lines(o: dict[str, Any], unit: str) -> list[str]:
+    """What a case's full text says about its origins and when they appeared (the terminal, JUnit)."""
+    lines = []
+    if o.get("attribution"):
+        lines += summary_lines(o["attribution"] | {"origins": o.get("origins") or []}, unit)
+    seen = first_seen_line(o.get("first_seen"))
+    return lines + ([seen] if seen else [])

@@ -27,7 +27,7 @@ from antenna_invariants.case import Case
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, load_rules
 from antenna_invariants.options import RunOptions, add_options
-from antenna_invariants.results import FINGERPRINT, OUTCOME, RESULTS, Results, results_of
+from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, RESULTS, Results, results_of
 from antenna_invariants.rules import RULES, SETTINGS, Rule, Severity, Status, run_order
 from antenna_invariants.session import SESSION, Session
 
@@ -239,7 +239,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     if outcome is not None and report.when == "call":
         declared = item.function.rule  # type: ignore[attr-defined]
         fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-        report.invariant = outcome.as_dict() | reporting.describe(declared) | fingerprint
+        origins = item.stash.get(ORIGINS, {})
+        report.invariant = outcome.as_dict() | reporting.describe(declared) | origins | fingerprint
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _pytest.junitxml import xml_key  # pytest's JUnit writer (no public handle: its suite properties, its path)
 
-from antenna_invariants import summary
+from antenna_invariants import blame, summary
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.followups import followups
 from antenna_invariants.layout import IN_CHECKOUT
@@ -101,6 +101,7 @@ def failure_message(entry: Rule, o: dict, scope_option: str | None = None) -> st
     if o.get("new_ids"):
         lines.append(f"new ids: {', '.join(map(str, o['new_ids']))}")
     lines.append(f"ids{more}: {shown}")
+    lines += blame.record_lines(o, entry.table)
     lines.append(f"reproduce: {o['sql']};")
     return "\n".join(lines)
 

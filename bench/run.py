@@ -232,14 +232,13 @@ def attribution_only(database: str, stress_jobs: int, output: Path) -> int:
     import django
 
     from antenna_invariants import connection as conn
-    from antenna_invariants.connection import url_for
-    from antenna_invariants.plugin import use_database
+    from antenna_invariants.connection import url_for, use_database
 
     if stress_jobs and not database.startswith("blame_"):
         raise SystemExit("--stress-jobs writes (rolled back) into the database: only on a blame_* database of your own")
     django.setup()
     entry = harness.server_entry() | {"NAME": database}
-    use_database(entry if stress_jobs else conn.read_only(entry))
+    use_database(entry if stress_jobs else conn.read_only_settings(entry))
     full, _, _ = pytest_run(url_for(entry))
     figure = attribution_figure(full, stress_jobs) | {"database": database}
     results = json.loads(output.read_text()) if output.exists() else {}
