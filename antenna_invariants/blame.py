@@ -124,10 +124,7 @@ class Attribution:
 
 
 def trace_of(entry: Rule) -> Trace | str:
-    """The rule's trace: its own (``@rule(attribute=...)``) when it declares one, else its table's."""
-    own = getattr(entry, "attribute", None)
-    if own is not None:
-        return own
+    """How the rule's rows are traced: its table's entry in ``TRACES``."""
     return TRACES.get(entry.table, f"no trace declared for {entry.table}")
 
 
