@@ -293,7 +293,7 @@ def test_a_baseline_written_again_keeps_the_first_run_that_saw_each_id(tmp_path)
     assert baseline.Baseline(tmp_path / "baseline.json").written == "2026-12-03T06:00:00+00:00"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
 def test_a_run_names_the_origins_in_the_terminal_json_html_and_summary(run):
     import json
 
@@ -329,7 +329,7 @@ def test_a_run_names_the_origins_in_the_terminal_json_html_and_summary(run):
     assert f"| job {killed.pk}: 2 (high); 1 unattributed |" in summary
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
 def test_with_a_baseline_each_id_says_which_run_first_saw_it(run):
     import json
 
