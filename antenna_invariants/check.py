@@ -190,7 +190,7 @@ def check_grouped(
     return outcomes
 
 
-def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[Any, int, int]]:
+def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[int | None, int, int]]:
     """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
     project reached through other tables is looked up for each violator once they are found (usually few);
     joining the chain first would read all of it."""
