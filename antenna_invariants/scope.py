@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from antenna_invariants.errors import ConfigError
 
@@ -174,8 +175,6 @@ def parse_since(value: str | None) -> datetime | None:
     or an age (``90min``, ``24h``, ``7d``); a datetime bound as a query parameter, never text in SQL."""
     if value is None:
         return None
-    from django.utils import timezone
-
     now = timezone.now()  # naive wall-clock time in Antenna's TIME_ZONE (USE_TZ = False)
     ago = SINCE_AGO.fullmatch(value.strip())
     try:
