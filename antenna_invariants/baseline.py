@@ -54,6 +54,7 @@ class Baseline:
         if not isinstance(cases, dict) or not all(map(_baseline_case, cases.values())):
             raise ConfigError(f"--baseline {path}: not a baseline (its cases are not violation counts and ids)")
         self.cases: dict[str, dict[str, Any]] = cases
+        self.written: str | None = document.get("run_started") or document.get("written")
 
     def judge(self, outcome: Outcome, ids: list[int] | None) -> None:
         """Mark a failing outcome ``baselined`` when all its violations are known; record what is new."""
@@ -83,6 +84,7 @@ def fingerprint_ids(violators: QuerySet, violations: int, sample: list[int]) -> 
 def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> None:
     cases = {
         key(o): {"violations": o["violations"], "ids": o.get("fingerprint")}
+        | ({"first_seen": _first_seen_of(o, run)} if o.get("fingerprint") else {})
         for o in sorted(outcomes, key=key)
         if o["violations"] and o["status"] != "error"
     }
@@ -90,6 +92,7 @@ def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> No
         "schema_version": SCHEMA_VERSION,
         "kind": "baseline",
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_started": run.get("started"),
         "database": run["database"]["label"],
         "scope": run["scope"],
         "id_cap": ID_CAP,
@@ -97,6 +100,43 @@ def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> No
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def _first_seen_of(record: dict[str, Any], run: dict[str, Any]) -> dict[str, str]:
+    """Per fingerprint id, the first run that saw it: carried from the record's own ``first_seen`` (what the
+    baseline or the compared run knew), else this run."""
+    known = record.get("first_seen") or {}
+    return {str(pk): str(known.get(str(pk)) or run.get("started")) for pk in record["fingerprint"]}
+
+
+def first_seen(ids: list[int], started: str, baseline_case: dict[str, Any] | None, baseline_written: str | None,
+               previous: dict[str, Any] | None = None) -> dict[str, str]:
+    """When each of ``ids`` was first seen (issue 20, "when it appeared"): from the baseline's ``first_seen``
+    (older baselines: when it was written, for the ids it holds), from a ``--compare`` report's record (its
+    ``first_seen``, or its run's start for the ids it listed), else this run (``started``).  Only the ids we
+    know about are claimed: an id beyond what either kept is given this run only when nothing else lists it."""
+    seen = {}
+    for pk in ids:
+        found = None
+        if baseline_case is not None:
+            found = (baseline_case.get("first_seen") or {}).get(str(pk))
+            if found is None and pk in (baseline_case.get("ids") or ()):
+                found = baseline_written
+        if found is None and previous is not None:
+            found = (previous.get("first_seen") or {}).get(str(pk))
+            if found is None and pk in previous.get("sample", ()):
+                found = previous.get("run_started")
+        seen[str(pk)] = found or started
+    return seen
+
+
+def previous_records(path: Path) -> dict[str, dict[str, Any]]:
+    """``rule/project -> {sample, first_seen, run_started}`` of a previous invariants.json (``--compare``), for
+    the first run that saw each id."""
+    document = _read(path, "--compare")
+    started = (document.get("run") or {}).get("started")
+    return {key(r): {"sample": r.get("sample") or [], "first_seen": r.get("first_seen") or {}, "run_started": started}
+            for r in document.get("results") or () if _result(r)}
 
 
 def previous_counts(path: Path) -> dict[str, int]:
