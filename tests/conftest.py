@@ -120,20 +120,36 @@ class Invariants:
         return repair(entry, where, outcome, self.journal)
 
     def assert_scoped(self, rule_id, plant):
-        """``plant(deployment)`` in two projects and in a deployment without one: each case reports exactly
-        its own rows, and repairing one project (when the rule repairs) touches no other case's rows."""
+        """``plant(deployment)`` in two deployments of one project, in one of another project and in one without
+        a project: each project case reports exactly its own rows; for a table scoped by occurrence, a case
+        narrowed to the second planting's occurrences reports only its rows; and repairing the one project
+        (when the rule repairs) fixes exactly its rows and leaves every other case's rows as they were."""
         from antenna_invariants.rules import RULES
         from antenna_invariants.scope import NO_PROJECT
         from fixtures import factories as f
 
+        entry = RULES[rule_id]
         mine, other, unassigned = f.DeploymentFactory(), f.DeploymentFactory(), f.DeploymentFactory(project=None)
-        planted = {key: _ids(plant(station)) for key, station in
-                   ((mine.project_id, mine), (other.project_id, other), (NO_PROJECT, unassigned))}
+        first, second = _ids(plant(mine)), _ids(plant(f.DeploymentFactory(project=mine.project)))
+        planted = {mine.project_id: first | second, other.project_id: _ids(plant(other)),
+                   NO_PROJECT: _ids(plant(unassigned))}
         for project, expected in planted.items():
             assert self.violators(rule_id, project=project) == expected, project
-        if RULES[rule_id].repair_func is not None:
-            assert self.repair(rule_id, project=mine.project_id).status == "repaired"
+        path = entry.model.scope_paths.get("occurrences")
+        occurrences = set(entry.model.objects.filter(pk__in=second).values_list(path, flat=True)) if path else set()
+        if occurrences - {None}:
+            narrowed = entry.model.objects.filter(pk__in=first | second).filter(**{f"{path}__in": occurrences - {None}})
+            expected = set(narrowed.values_list("pk", flat=True))
+            assert self.violators(rule_id, project=mine.project_id, occurrences=occurrences - {None}) == expected
+            assert expected
+            assert not expected & first
+        if entry.repair_func is not None:
+            theirs = [*planted[other.project_id], *planted[NO_PROJECT]]
+            before = list(entry.model.objects.filter(pk__in=theirs).order_by("pk").values())
+            outcome = self.repair(rule_id, project=mine.project_id)
+            assert (outcome.status, outcome.fixed) == ("repaired", len(first | second))
             assert self.violators(rule_id, project=mine.project_id) == set()
+            assert list(entry.model.objects.filter(pk__in=theirs).order_by("pk").values()) == before
             assert self.violators(rule_id, project=other.project_id) == planted[other.project_id]
             assert self.violators(rule_id, project=NO_PROJECT) == planted[NO_PROJECT]
 

@@ -1,6 +1,8 @@
 """S6/S6b (capture and deployment have a project), C1 (capture project = deployment project), C6 (capture in
 the right event), C11 (collections hold their project's captures, one row per capture)."""
 
+import pytest
+
 from antenna_invariants.mirror.models import CollectionImage, SourceImage
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
@@ -8,6 +10,7 @@ from fixtures import factories as f
 from fixtures.scenarios import captures as scenarios
 
 
+@pytest.mark.covers("S6", "planted")
 def test_s6_flags_captures_without_deployment_or_project(invariants):
     station = f.DeploymentFactory()
     orphan = scenarios.capture_of_a_deleted_deployment(station)
@@ -19,6 +22,7 @@ def test_s6_flags_captures_without_deployment_or_project(invariants):
     assert healthy.pk not in invariants.violators("S6")
 
 
+@pytest.mark.covers("S6", "scope")
 def test_s6_respects_project_scope(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     orphan = scenarios.capture_of_a_deleted_deployment(mine)
@@ -27,6 +31,17 @@ def test_s6_respects_project_scope(invariants):
     assert invariants.violators("S6", project=mine.project) == {orphan.pk}
 
 
+@pytest.mark.covers("S6", "near_miss")
+def test_s6_leaves_captures_that_have_a_deployment_and_a_project(invariants):
+    station = f.DeploymentFactory()
+    near_misses = scenarios.captures_with_a_deployment_and_a_project(station)
+    orphan = scenarios.capture_of_a_deleted_deployment(station)
+
+    assert invariants.violators("S6") == {orphan.pk}
+    assert invariants.violators("C1", project=station.project) == {near_misses[0].pk}  # another rule's, not S6's
+
+
+@pytest.mark.covers("S6b", "planted", "scope")
 def test_s6b_flags_deployments_without_project_in_the_no_project_case(invariants):
     station = f.DeploymentFactory()
     loose = scenarios.deployment_without_project()
@@ -48,6 +63,18 @@ def test_s6_and_s6b_are_report_only_and_check_writes_nothing(invariants):
     assert RULES["S6b"].repair_func is None
 
 
+@pytest.mark.covers("S6b", "near_miss")
+def test_s6b_leaves_deployments_that_have_a_project(invariants):
+    station = f.DeploymentFactory()
+    near_misses = scenarios.deployments_with_a_project(station)
+    loose = scenarios.deployment_without_project()
+
+    assert invariants.violators("S6b") == {loose.pk}
+    assert not {d.pk for d in [station, *near_misses]} & invariants.violators("S6b")
+    assert invariants.violators("S6", project=NO_PROJECT)  # the emptied deployment's capture is S6's
+
+
+@pytest.mark.covers("C1", "planted", "near_miss")
 def test_c1_flags_mismatched_and_missing_projects_only(invariants):
     station, old = f.DeploymentFactory(), f.ProjectFactory()
     left = scenarios.capture_left_in_old_project(station, old)
@@ -61,6 +88,7 @@ def test_c1_flags_mismatched_and_missing_projects_only(invariants):
     assert healthy.pk not in invariants.violators("C1")
 
 
+@pytest.mark.covers("C1", "repair", "scope")
 def test_c1_repair_copies_the_deployment_project_in_scope_only(invariants):
     station, other, old = f.DeploymentFactory(), f.DeploymentFactory(), f.ProjectFactory()
     left = scenarios.capture_left_in_old_project(station, old)
@@ -100,6 +128,7 @@ def test_c1_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("C6", "planted", "near_miss")
 def test_c6_flags_foreign_events_ungrouped_and_out_of_range_captures(invariants):
     station = f.DeploymentFactory()
     foreign = scenarios.capture_in_another_deployments_event(station)
@@ -117,6 +146,7 @@ def test_c6_flags_foreign_events_ungrouped_and_out_of_range_captures(invariants)
     assert not {c.pk for c in near_misses} & violators
 
 
+@pytest.mark.covers("C6", "planted", "near_miss")
 def test_c6_flags_a_capture_before_its_event_starts_and_ignores_an_open_end(invariants):
     station = f.DeploymentFactory()
     early = scenarios.capture(station)
@@ -127,6 +157,7 @@ def test_c6_flags_a_capture_before_its_event_starts_and_ignores_an_open_end(inva
     assert invariants.violators("C6", project=station.project) == {early.pk}
 
 
+@pytest.mark.covers("C6", "scope")
 def test_c6_respects_project_scope_and_is_report_only(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     ungrouped = scenarios.ungrouped_capture(mine)
@@ -147,6 +178,7 @@ def memberships(collection, captures=None):
     return set(rows.values_list("pk", flat=True))
 
 
+@pytest.mark.covers("C11", "planted", "near_miss")
 def test_c11_flags_each_foreign_or_projectless_capture_of_a_collection(invariants):
     station = f.DeploymentFactory()
     contaminated = scenarios.collection_with_foreign_captures(station)
@@ -182,6 +214,7 @@ def test_c11_names_the_collection_and_the_capture_of_each_row(invariants):
     assert f"ids: {row} (sourceimagecollection_id {collection.pk}, sourceimage_id {foreign.pk})" in message
 
 
+@pytest.mark.covers("C11", "scope")
 def test_c11_respects_project_scope_and_is_report_only(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     contaminated = scenarios.collection_with_foreign_captures(mine, foreign_deployment=other)
@@ -199,6 +232,7 @@ def test_c11_respects_project_scope_and_is_report_only(invariants):
 # --- C12: plausible timestamps; W1: a detected capture has its size ---------------------------------------
 
 
+@pytest.mark.covers("C12", "planted", "near_miss")
 def test_c12_flags_implausible_timestamps_and_none_of_the_near_misses(invariants):
     station = f.DeploymentFactory()
     planted = [scenarios.capture_without_timestamp(station), scenarios.capture_from_1969(station),
@@ -209,11 +243,13 @@ def test_c12_flags_implausible_timestamps_and_none_of_the_near_misses(invariants
     assert not {c.pk for c in near_misses} & invariants.violators("C12", project=station.project)
 
 
+@pytest.mark.covers("C12", "scope")
 def test_c12_respects_scope_and_check_writes_nothing(invariants):
     invariants.assert_scoped("C12", scenarios.capture_from_1969)
     invariants.assert_check_writes_nothing("C12", scenarios.upload_stamped_with_its_upload_time)
 
 
+@pytest.mark.covers("W1", "planted", "near_miss")
 def test_w1_flags_detected_captures_without_a_size(invariants):
     station = f.DeploymentFactory()
     planted = [scenarios.detected_capture_without_size(station), scenarios.capture_with_zero_height(station)]
@@ -224,6 +260,7 @@ def test_w1_flags_detected_captures_without_a_size(invariants):
     assert not {c.pk for c in [*near_misses, healthy]} & invariants.violators("W1")
 
 
+@pytest.mark.covers("W1", "scope")
 def test_w1_respects_scope_and_check_writes_nothing(invariants):
     invariants.assert_scoped("W1", scenarios.detected_capture_without_size)
     invariants.assert_check_writes_nothing("W1", scenarios.capture_with_zero_height)

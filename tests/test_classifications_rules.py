@@ -1,6 +1,7 @@
 """Classifications: S1, S2, C8, C9 and G1-G6."""
 
 import pytest
+from plugins.contract import for_each_rule
 
 from antenna_invariants.mirror.models import Classification
 from antenna_invariants.rules import RULES
@@ -8,7 +9,7 @@ from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
 from fixtures.scenarios import classifications as scenarios
 
-SCENARIOS = {  # rule -> builds one defect in a deployment and returns the violating row(s); S1 has no project
+PLANTED = {  # rule -> builds one defect in a deployment and returns the violating row(s); S1 has no project
     "S2": lambda station: scenarios.classification_without(station, "taxon"),
     "C8": scenarios.stale_category_map,
     "C9": scenarios.derived_from_another_detection,
@@ -19,7 +20,6 @@ SCENARIOS = {  # rule -> builds one defect in a deployment and returns the viola
     "G5": scenarios.terminal_binary_classification,
     "G6": scenarios.improbable_score,
 }
-REPAIRABLE = {"C8", "G4", "G5"}
 
 
 def ids(rows) -> set[int]:
@@ -35,17 +35,17 @@ def values(*rows):
     return list(Classification.objects.filter(pk__in=ids(list(rows))).order_by("pk").values())
 
 
-@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
-def test_classification_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id):
-    invariants.assert_scoped(rule_id, SCENARIOS[rule_id])
+@for_each_rule(PLANTED, "scope")
+def test_classification_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id, plant):
+    invariants.assert_scoped(rule_id, plant)
 
 
-@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
-def test_classification_rule_check_writes_nothing(invariants, rule_id):
-    invariants.assert_check_writes_nothing(rule_id, SCENARIOS[rule_id])
-    assert (RULES[rule_id].repair_func is not None) == (rule_id in REPAIRABLE)
+@for_each_rule(PLANTED)
+def test_classification_rule_check_writes_nothing(invariants, rule_id, plant):
+    invariants.assert_check_writes_nothing(rule_id, plant)
 
 
+@pytest.mark.covers("S1", "planted", "near_miss", "scope")
 def test_s1_orphans_have_no_project_so_only_the_noproject_case_reports_them(invariants):
     mine, unassigned = f.DeploymentFactory(), f.DeploymentFactory(project=None)
     orphan = scenarios.orphaned_classification(mine)
@@ -61,6 +61,7 @@ def test_s1_orphans_have_no_project_so_only_the_noproject_case_reports_them(inva
     assert RULES["S1"].repair_func is None
 
 
+@pytest.mark.covers("S2", "planted")
 def test_s2_flags_classifications_without_a_taxon_or_an_algorithm(invariants):
     station = f.DeploymentFactory()
     wrong = {scenarios.classification_without(station, field).pk for field in ("taxon", "algorithm")}
@@ -71,6 +72,17 @@ def test_s2_flags_classifications_without_a_taxon_or_an_algorithm(invariants):
     assert invariants.violators("S2", project=station.project) == wrong | {both.pk}
 
 
+@pytest.mark.covers("S2", "near_miss")
+def test_s2_leaves_classifications_that_name_a_taxon_and_an_algorithm(invariants):
+    station = f.DeploymentFactory()
+    near_misses = scenarios.classifications_with_a_taxon_and_an_algorithm(station)
+    wrong = scenarios.classification_without(station, "algorithm")
+
+    assert invariants.violators("S2") == {wrong.pk}
+    assert invariants.violators("S1", project=NO_PROJECT) == {near_misses[0].pk}  # S1's, not S2's
+
+
+@pytest.mark.covers("C8", "planted", "near_miss")
 def test_c8_flags_a_missing_or_other_category_map_when_the_algorithm_has_one(invariants):
     station = f.DeploymentFactory()
     wrong = {scenarios.stale_category_map(station).pk, scenarios.stale_category_map(station, missing=True).pk}
@@ -81,6 +93,7 @@ def test_c8_flags_a_missing_or_other_category_map_when_the_algorithm_has_one(inv
     assert invariants.violators("C8", project=station.project) == wrong
 
 
+@pytest.mark.covers("C8", "repair")
 def test_c8_repair_copies_the_algorithms_map_onto_exactly_the_violators(invariants):
     station = f.DeploymentFactory()
     stale, missing = scenarios.stale_category_map(station), scenarios.stale_category_map(station, missing=True)
@@ -98,6 +111,7 @@ def test_c8_repair_copies_the_algorithms_map_onto_exactly_the_violators(invarian
     assert invariants.repair("C8", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("C9", "planted", "near_miss")
 def test_c9_flags_derived_classifications_of_another_detection(invariants):
     station = f.DeploymentFactory()
     stray = scenarios.derived_from_another_detection(station)
@@ -106,6 +120,7 @@ def test_c9_flags_derived_classifications_of_another_detection(invariants):
     assert invariants.violators("C9", project=station.project) == {stray.pk}
 
 
+@pytest.mark.covers("G1", "planted", "near_miss")
 def test_g1_flags_every_later_copy_and_keeps_the_oldest(invariants):
     station = f.DeploymentFactory()
     copies = scenarios.duplicate_classifications(station, copies=2)
@@ -124,6 +139,7 @@ def test_g1_flags_every_later_copy_and_keeps_the_oldest(invariants):
     assert invariants.violators("G1", project=NO_PROJECT) == set()
 
 
+@pytest.mark.covers("G1", "planted")
 def test_g1_the_oldest_is_by_created_at_then_id(invariants):
     station = f.DeploymentFactory()
     first, second = scenarios.duplicate_classifications(station, copies=2)
@@ -134,6 +150,7 @@ def test_g1_the_oldest_is_by_created_at_then_id(invariants):
     assert invariants.violators("G1", project=station.project) == {original.pk, second.pk}
 
 
+@pytest.mark.covers("G2", "planted", "near_miss")
 def test_g2_flags_a_score_that_is_not_the_max_and_arrays_of_another_length(invariants):
     station = f.DeploymentFactory()
     wrong = {
@@ -152,6 +169,7 @@ def test_g2_flags_a_score_that_is_not_the_max_and_arrays_of_another_length(invar
     assert invariants.violators("G2", project=station.project) == wrong | {empty.pk}
 
 
+@pytest.mark.covers("G3", "planted", "near_miss")
 def test_g3_warns_when_the_taxon_is_not_the_top_label(invariants):
     station = f.DeploymentFactory()
     wrong = scenarios.taxon_is_not_the_top_label(station)
@@ -169,6 +187,7 @@ def test_g3_warns_when_the_taxon_is_not_the_top_label(invariants):
     assert invariants.check("G3", project=station.project).status == "warned"
 
 
+@pytest.mark.covers("G4", "planted", "near_miss")
 def test_g4_flags_terminal_sources_of_terminal_derived_classifications(invariants):
     station = f.DeploymentFactory()
     source, _ = scenarios.masked_classification(station, demoted=False)
@@ -179,6 +198,7 @@ def test_g4_flags_terminal_sources_of_terminal_derived_classifications(invariant
     assert invariants.violators("G4", project=station.project) == {source.pk}
 
 
+@pytest.mark.covers("G4", "repair")
 def test_g4_repair_demotes_exactly_the_sources(invariants):
     station = f.DeploymentFactory()
     source, derived = scenarios.masked_classification(station, demoted=False)
@@ -195,6 +215,7 @@ def test_g4_repair_demotes_exactly_the_sources(invariants):
     assert invariants.repair("G4", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("G5", "planted", "near_miss")
 def test_g5_flags_terminal_binary_moth_classifications_in_any_case(invariants):
     station = f.DeploymentFactory()
     wrong = {scenarios.terminal_binary_classification(station, name).pk for name in ("Moth", "NONMOTH", "non-moth")}
@@ -205,6 +226,7 @@ def test_g5_flags_terminal_binary_moth_classifications_in_any_case(invariants):
     assert invariants.violators("G5", project=station.project) == wrong
 
 
+@pytest.mark.covers("G5", "repair")
 def test_g5_repair_demotes_exactly_the_binary_classifications(invariants):
     station = f.DeploymentFactory()
     wrong = [scenarios.terminal_binary_classification(station, name) for name in ("moth", "Nonmoth")]
@@ -220,6 +242,7 @@ def test_g5_repair_demotes_exactly_the_binary_classifications(invariants):
     assert invariants.repair("G5", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("G6", "planted", "near_miss")
 def test_g6_flags_scores_outside_zero_to_one(invariants):
     station = f.DeploymentFactory()
     wrong = {scenarios.improbable_score(station, score).pk for score in (1.2, -0.1, float("nan"))}

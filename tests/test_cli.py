@@ -210,3 +210,17 @@ def test_the_job_log_retention_age_comes_from_the_ini(run):
     code, output = run("-m", "JL1", project, "-o", "invariants_joblog_max_age=30d")
     assert code == 1, output
     assert "1 violating" in output, output
+
+
+@pytest.mark.parametrize(("stop", "code"), [("interrupt", 2), ("crash", 3)])
+def test_an_interrupted_run_exits_2_an_internal_error_3_and_neither_claims_all_clear(run, stop, code):
+    from antenna_invariants.connection import ROOT
+
+    f.OccurrenceFactory()  # a clean database: every case would pass
+
+    exit_code, output = run("-m", "D1 or F1", "-p", "plugins.stop",
+                            env={"INVARIANTS_STOP": stop, "PYTHONPATH": str(ROOT / "tests")})
+
+    assert exit_code == code, output
+    assert "NO VIOLATIONS REMAIN" not in output, output
+    assert "NO FAILING VIOLATIONS" not in output, output

@@ -7,6 +7,8 @@ Near-miss tests pin the recount to numbers worked out by hand, so a naive COUNT(
 
 from datetime import timedelta
 
+import pytest
+
 from antenna_invariants.mirror.models import Deployment, Event, Occurrence, SourceImage
 from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
@@ -40,6 +42,7 @@ def set_cached(row, **values):
 # -- K1: captures -----------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("K1", "planted", "near_miss")
 def test_k1_flags_exactly_the_stale_captures(invariants):
     station = f.DeploymentFactory()
     low = scenarios.occurrence(station, detections__score=0.3)
@@ -60,6 +63,7 @@ def test_k1_flags_exactly_the_stale_captures(invariants):
     assert not {capture_of(healthy).pk, empty.pk} & invariants.violators("K1", project=station.project)
 
 
+@pytest.mark.covers("K1", "planted", "near_miss")
 def test_k1_counts_under_each_capture_own_project_filters(invariants):
     genus = scenarios.genus()
     strict = f.DeploymentFactory(project=scenarios.filtered_project(threshold=0.9))
@@ -108,6 +112,7 @@ def test_k1_counts_under_each_capture_own_project_filters(invariants):
     assert flagged == {c.pk for c in naive}
 
 
+@pytest.mark.covers("K1", "planted")
 def test_k1_whole_table_rewrite_corrupts_other_projects_only_where_their_filters_differ(invariants):
     same = f.DeploymentFactory()  # default filters, like the empty project's
     strict = f.DeploymentFactory(project=scenarios.filtered_project(threshold=0.9))
@@ -128,6 +133,7 @@ def test_k1_whole_table_rewrite_corrupts_other_projects_only_where_their_filters
     assert cached(SourceImage, still_right, K1_FIELDS)["detections_count"] == 1
 
 
+@pytest.mark.covers("K1", "scope", "repair")
 def test_k1_respects_scope_and_repairs_exactly_the_violators(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     unassigned = f.DeploymentFactory(project=None)
@@ -164,6 +170,7 @@ def test_k1_check_mode_writes_nothing(invariants):
 # -- K2: events -------------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("K2", "planted")
 def test_k2_flags_exactly_the_stale_events(invariants):
     station = f.DeploymentFactory()
     low = scenarios.occurrence(station, detections__score=0.3)
@@ -185,6 +192,7 @@ def test_k2_flags_exactly_the_stale_events(invariants):
     assert healthy.event_id not in invariants.violators("K2", project=station.project)
 
 
+@pytest.mark.covers("K2", "planted", "near_miss")
 def test_k2_counts_under_the_event_project_filters(invariants):
     genus = scenarios.genus()
     including = f.DeploymentFactory(project=scenarios.filtered_project(include=[genus], threshold=0.6))
@@ -228,6 +236,7 @@ def antenna_refreshes_the_bounds(event):
     set_cached(event, **values)
 
 
+@pytest.mark.covers("K2", "planted", "near_miss")
 def test_k2_start_and_end_are_what_antennas_refresh_writes(invariants):
     station = f.DeploymentFactory()
     first, last = scenarios.empty_captures(station)
@@ -262,6 +271,7 @@ def test_k2_start_and_end_are_what_antennas_refresh_writes(invariants):
     assert invariants.violators("K2", project=station.project) == {event.pk}
 
 
+@pytest.mark.covers("K2", "scope", "repair")
 def test_k2_respects_scope_and_repairs_exactly_the_violators(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     first, second = scenarios.empty_captures(mine)
@@ -299,6 +309,7 @@ def test_k2_check_mode_writes_nothing(invariants):
 # -- K3: deployments --------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("K3", "planted")
 def test_k3_flags_exactly_the_stale_deployments(invariants):
     deleted_from, identified, filtered, healthy = (f.DeploymentFactory() for _ in range(4))
     first, _ = scenarios.empty_captures(deleted_from)
@@ -325,6 +336,7 @@ def test_k3_flags_exactly_the_stale_deployments(invariants):
     assert flagged == {deleted_from.pk, identified.pk, filtered.pk, never_counted.pk}
 
 
+@pytest.mark.covers("K3", "planted", "near_miss")
 def test_k3_counts_under_the_deployment_project_filters(invariants):
     genus = scenarios.genus()
     station = f.DeploymentFactory(project=scenarios.filtered_project(exclude=[genus]))
@@ -370,6 +382,7 @@ def antennas_taxa_count(deployment):
     return occurrences.values("determination_id").distinct().count()
 
 
+@pytest.mark.covers("K3", "near_miss")
 def test_k3_counts_a_null_determination_as_one_taxon_as_antenna_does(invariants):
     station = f.DeploymentFactory()
     shared = f.TaxonFactory()
@@ -388,6 +401,7 @@ def test_k3_counts_a_null_determination_as_one_taxon_as_antenna_does(invariants)
     assert scenarios.refresh_all() == 0  # the recount writes what Antenna wrote
 
 
+@pytest.mark.covers("K3", "scope", "repair")
 def test_k3_respects_scope_and_repairs_exactly_the_violators(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     healthy = f.DeploymentFactory(project=mine.project)

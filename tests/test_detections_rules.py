@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db.models.functions import Now
+from plugins.contract import for_each_rule
 
 from antenna_invariants.journal import read
 from antenna_invariants.mirror.models import Classification, Detection, SourceImage
@@ -13,6 +14,7 @@ from fixtures import factories as f
 from fixtures.scenarios import detections as scenarios
 
 
+@pytest.mark.covers("N6", "planted", "near_miss")
 def test_n6_flags_orphaned_real_detections_only(invariants):
     station = f.DeploymentFactory()
     orphan = scenarios.orphaned_detection(station)
@@ -23,6 +25,7 @@ def test_n6_flags_orphaned_real_detections_only(invariants):
     assert healthy.pk not in invariants.violators("N6", project=station.project)
 
 
+@pytest.mark.covers("N6", "scope")
 def test_n6_is_scoped_through_the_capture_not_the_missing_occurrence(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory(project=None)
     orphan = scenarios.orphaned_detection(mine)
@@ -42,7 +45,7 @@ def test_n6_is_report_only_and_check_writes_nothing(invariants):
 
 # S3, N1-N5, N7-N9 and C7 ------------------------------------------------------------------------------------
 
-SCENARIOS = {  # rule -> builds one defect in a deployment and returns the violating row(s)
+PLANTED = {  # rule -> builds one defect in a deployment and returns the violating row(s)
     "S3": scenarios.detection_without_algorithm,
     "N1": scenarios.null_marker_in_occurrence,
     "N2": scenarios.classified_null_marker,
@@ -55,7 +58,6 @@ SCENARIOS = {  # rule -> builds one defect in a deployment and returns the viola
     "N9": scenarios.detection_by_a_non_detector,
     "C7": scenarios.processing_time_stamp,
 }
-REPAIRABLE = {"N1", "N3", "C7"}
 
 
 def ids(rows) -> set[int]:
@@ -67,17 +69,17 @@ def detection(station):
     return f.OccurrenceFactory(event__deployment=station).detections.get()
 
 
-@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
-def test_detection_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id):
-    invariants.assert_scoped(rule_id, SCENARIOS[rule_id])
+@for_each_rule(PLANTED, "scope")
+def test_detection_rule_is_scoped_by_the_captures_project_in_check_and_repair(invariants, rule_id, plant):
+    invariants.assert_scoped(rule_id, plant)
 
 
-@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
-def test_detection_rule_check_writes_nothing(invariants, rule_id):
-    invariants.assert_check_writes_nothing(rule_id, SCENARIOS[rule_id])
-    assert (RULES[rule_id].repair_func is not None) == (rule_id in REPAIRABLE)
+@for_each_rule(PLANTED)
+def test_detection_rule_check_writes_nothing(invariants, rule_id, plant):
+    invariants.assert_check_writes_nothing(rule_id, plant)
 
 
+@pytest.mark.covers("S3", "planted", "near_miss")
 def test_s3_flags_detections_and_null_markers_without_an_algorithm(invariants):
     station = f.DeploymentFactory()
     debris = scenarios.detection_without_algorithm(station)
@@ -89,6 +91,7 @@ def test_s3_flags_detections_and_null_markers_without_an_algorithm(invariants):
     assert invariants.violators("S3", project=station.project) == {debris.pk, orphaned_marker.pk}
 
 
+@pytest.mark.covers("N1", "planted", "near_miss")
 def test_n1_flags_null_markers_that_belong_to_an_occurrence(invariants):
     station = f.DeploymentFactory()
     own_phantom = scenarios.null_marker_in_occurrence(station)
@@ -99,6 +102,7 @@ def test_n1_flags_null_markers_that_belong_to_an_occurrence(invariants):
     assert invariants.violators("N1", project=station.project) == {own_phantom.pk, beside_a_moth.pk}
 
 
+@pytest.mark.covers("N1", "repair")
 def test_n1_repair_unlinks_the_markers_and_leaves_the_phantom_to_f1(invariants):
     station = f.DeploymentFactory()
     own_phantom = scenarios.null_marker_in_occurrence(station)
@@ -115,6 +119,7 @@ def test_n1_repair_unlinks_the_markers_and_leaves_the_phantom_to_f1(invariants):
     assert invariants.repair("N1", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("N2", "planted", "near_miss")
 def test_n2_flags_classified_null_markers_only(invariants):
     station = f.DeploymentFactory()
     classified = scenarios.classified_null_marker(station)
@@ -124,6 +129,7 @@ def test_n2_flags_classified_null_markers_only(invariants):
     assert invariants.violators("N2", project=station.project) == {classified.pk}
 
 
+@pytest.mark.covers("N3", "planted", "near_miss")
 def test_n3_flags_every_null_marker_but_the_first_per_capture_and_algorithm(invariants):
     station = f.DeploymentFactory()
     extras = scenarios.repeated_null_markers(station, extras=2)
@@ -134,6 +140,7 @@ def test_n3_flags_every_null_marker_but_the_first_per_capture_and_algorithm(inva
     assert invariants.violators("N3", project=station.project) == ids(extras)
 
 
+@pytest.mark.covers("N3", "planted")
 def test_n3_keeps_the_oldest_by_created_at_then_id_and_groups_unknown_algorithms(invariants):
     station = f.DeploymentFactory()
     first = scenarios.empty_capture(station)
@@ -147,6 +154,7 @@ def test_n3_keeps_the_oldest_by_created_at_then_id_and_groups_unknown_algorithms
     assert invariants.violators("N3", project=station.project) == {first.pk, third.pk, max(ids(unknown))}
 
 
+@pytest.mark.covers("N3", "repair")
 def test_n3_repair_journals_and_deletes_exactly_the_extras(invariants):
     station = f.DeploymentFactory()
     extras = scenarios.repeated_null_markers(station, extras=2)
@@ -167,6 +175,7 @@ def test_n3_repair_journals_and_deletes_exactly_the_extras(invariants):
     assert invariants.repair("N3", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("N4", "planted", "near_miss")
 def test_n4_warns_about_a_null_marker_beside_a_real_detection_of_its_algorithm(invariants):
     station = f.DeploymentFactory()
     stale = scenarios.stale_null_marker(station)
@@ -185,6 +194,7 @@ def test_n4_warns_about_a_null_marker_beside_a_real_detection_of_its_algorithm(i
      [1, 2, 3, "4"], [1, 2, 3, None], [[1, 2], [3, 4]]],
     ids=["empty", "json-null", "object", "string", "number", "three", "five", "text-item", "null-item", "pairs"],
 )
+@pytest.mark.covers("N5", "planted")
 def test_n5_flags_a_bbox_that_is_not_four_numbers(invariants, bbox):
     station = f.DeploymentFactory()
     bad = scenarios.malformed_bbox(station, bbox)
@@ -194,6 +204,7 @@ def test_n5_flags_a_bbox_that_is_not_four_numbers(invariants, bbox):
     assert invariants.violators("N5", project=station.project) == {bad.pk}
 
 
+@pytest.mark.covers("N5", "near_miss")
 def test_n5_accepts_any_four_numbers_and_ignores_null_markers(invariants):
     station = f.DeploymentFactory()
     scenarios.malformed_bbox(station, [1.5, 2, 30.25, 40])
@@ -204,6 +215,7 @@ def test_n5_accepts_any_four_numbers_and_ignores_null_markers(invariants):
     assert invariants.violators("N5", project=station.project) == set()
 
 
+@pytest.mark.covers("N7", "planted", "near_miss")
 def test_n7_flags_every_later_copy_of_a_box_on_a_capture(invariants):
     station = f.DeploymentFactory()
     copy = scenarios.duplicate_detection(station)
@@ -215,6 +227,7 @@ def test_n7_flags_every_later_copy_of_a_box_on_a_capture(invariants):
     assert invariants.violators("N7", project=station.project) == {copy.pk, by_another_algorithm.pk}
 
 
+@pytest.mark.covers("N8", "planted", "near_miss")
 def test_n8_warns_about_settled_real_detections_without_a_crop(invariants):
     station = f.DeploymentFactory()
     uncropped = scenarios.uncropped_detection(station)
@@ -229,6 +242,7 @@ def test_n8_warns_about_settled_real_detections_without_a_crop(invariants):
     assert invariants.check("N8", project=station.project).status == "warned"
 
 
+@pytest.mark.covers("N9", "planted", "near_miss")
 def test_n9_flags_detections_whose_algorithm_is_not_a_detector(invariants):
     station = f.DeploymentFactory()
     wrong = {scenarios.detection_by_a_non_detector(station, kind).pk for kind in ("classification", "unknown", None)}
@@ -240,6 +254,7 @@ def test_n9_flags_detections_whose_algorithm_is_not_a_detector(invariants):
     assert invariants.violators("N9", project=station.project) == wrong
 
 
+@pytest.mark.covers("C7", "planted", "near_miss")
 def test_c7_flags_timestamps_that_differ_null_safely(invariants):
     station = f.DeploymentFactory()
     wrong = {
@@ -254,6 +269,7 @@ def test_c7_flags_timestamps_that_differ_null_safely(invariants):
     assert invariants.violators("C7", project=station.project) == wrong
 
 
+@pytest.mark.covers("C7", "repair")
 def test_c7_repair_copies_the_capture_timestamp_onto_exactly_the_violators(invariants):
     station = f.DeploymentFactory()
     wrong = [
@@ -277,6 +293,7 @@ def test_c7_repair_copies_the_capture_timestamp_onto_exactly_the_violators(invar
     assert invariants.repair("C7", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("N5b", "planted", "near_miss")
 def test_n5b_warns_about_boxes_outside_their_frame_only(invariants):
     station = f.DeploymentFactory()
     inverted = scenarios.malformed_bbox(station, [300, 300, 100, 100])

@@ -3,6 +3,8 @@ events), E3 (soft: one night, grouped by its New York date)."""
 
 from datetime import timedelta
 
+import pytest
+
 from antenna_invariants.mirror.models import Event
 from antenna_invariants.rules import RULES
 from antenna_invariants.scope import NO_PROJECT
@@ -10,6 +12,7 @@ from fixtures import factories as f
 from fixtures.scenarios import events as scenarios
 
 
+@pytest.mark.covers("S4", "planted", "scope")
 def test_s4_flags_events_without_deployment_in_scope_only(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     cut_loose = scenarios.event_of_a_deleted_deployment(mine)
@@ -23,6 +26,19 @@ def test_s4_flags_events_without_deployment_in_scope_only(invariants):
     assert RULES["S4"].repair_func is None
 
 
+@pytest.mark.covers("S4", "near_miss")
+def test_s4_leaves_events_that_have_a_deployment(invariants):
+    station = f.DeploymentFactory()
+    without_project, of_a_loose_deployment, empty = scenarios.events_with_a_deployment(station)
+    cut_loose = scenarios.event_of_a_deleted_deployment(station)
+
+    assert invariants.violators("S4") == {cut_loose.pk}
+    assert invariants.violators("C2", project=NO_PROJECT) == {without_project.pk}  # C2's and E2's, not S4's
+    assert empty.pk in invariants.violators("E2", project=station.project)
+    assert of_a_loose_deployment.deployment_id is not None
+
+
+@pytest.mark.covers("C2", "planted", "near_miss")
 def test_c2_flags_mismatched_and_missing_projects_only(invariants):
     station, old = f.DeploymentFactory(), f.ProjectFactory()
     left = scenarios.event_left_in_old_project(station, old)
@@ -36,6 +52,7 @@ def test_c2_flags_mismatched_and_missing_projects_only(invariants):
     assert healthy.pk not in invariants.violators("C2")
 
 
+@pytest.mark.covers("C2", "repair", "scope")
 def test_c2_repair_copies_the_deployment_project_in_scope_only(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     unassigned = scenarios.event_without_project(station)
@@ -71,6 +88,7 @@ def test_c2_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("E1", "planted", "near_miss")
 def test_e1_flags_events_ending_before_they_start(invariants):
     station = f.DeploymentFactory()
     reversed_ = scenarios.event_ending_before_it_starts(station)
@@ -84,6 +102,7 @@ def test_e1_flags_events_ending_before_they_start(invariants):
     assert not {open_ended.pk, instant.pk, healthy.pk} & invariants.violators("E1")
 
 
+@pytest.mark.covers("E1", "repair", "scope")
 def test_e1_repair_recomputes_from_captures_and_leaves_empty_events(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     reversed_ = scenarios.event_ending_before_it_starts(station, captures=3)
@@ -140,6 +159,7 @@ def test_e1_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("E2", "planted", "near_miss", "scope")
 def test_e2_flags_events_without_captures_and_occurrences(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     empty = scenarios.empty_event(station)
@@ -161,6 +181,7 @@ def test_e2_is_report_only_and_check_writes_nothing(invariants):
     assert RULES["E2"].repair_func is None
 
 
+@pytest.mark.covers("E3", "planted", "near_miss")
 def test_e3_warns_on_long_events_and_stale_group_by(invariants):
     station = f.DeploymentFactory()
     long_ = scenarios.event_spanning_days(station)
@@ -176,6 +197,7 @@ def test_e3_warns_on_long_events_and_stale_group_by(invariants):
     assert invariants.check("E3", project=station.project).status == "warned"  # soft: never "failed"
 
 
+@pytest.mark.covers("E3", "near_miss")
 def test_e3_compares_dates_in_new_york_whatever_the_session_time_zone(invariants):
     from django.db import connection
 
@@ -187,6 +209,7 @@ def test_e3_compares_dates_in_new_york_whatever_the_session_time_zone(invariants
         cursor.execute("SET LOCAL TIME ZONE 'America/New_York'")
 
 
+@pytest.mark.covers("E3", "scope")
 def test_e3_respects_scope_and_check_writes_nothing(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     long_ = scenarios.event_spanning_days(mine)

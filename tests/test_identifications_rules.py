@@ -2,10 +2,10 @@
 occurrence), D7 (one active identification per person and occurrence)."""
 
 import pytest
+from plugins.contract import for_each_rule
 
 from antenna_invariants.mirror.models import Classification, Identification, Occurrence
 from antenna_invariants.rules import RULES
-from antenna_invariants.scope import NO_PROJECT
 from antenna_invariants.undo import undo
 from fixtures import factories as f
 from fixtures.scenarios import identifications as scenarios
@@ -17,6 +17,7 @@ def active(*identifications):
     return set(Identification.objects.filter(pk__in=ids, withdrawn=False).values_list("pk", flat=True))
 
 
+@pytest.mark.covers("S7", "planted", "near_miss")
 def test_s7_flags_active_identifications_without_a_taxon(invariants):
     station = f.DeploymentFactory()
     deleted = scenarios.identified_taxon_deleted(station)
@@ -32,6 +33,7 @@ def test_s7_flags_active_identifications_without_a_taxon(invariants):
     assert RULES["S7"].hint
 
 
+@pytest.mark.covers("C10", "planted", "near_miss")
 def test_c10_flags_agreements_with_rows_of_other_occurrences(invariants):
     station = f.DeploymentFactory()
     with_identification = scenarios.agreed_with_another_occurrences_identification(station)
@@ -49,6 +51,7 @@ def test_c10_flags_agreements_with_rows_of_other_occurrences(invariants):
     assert RULES["C10"].hint
 
 
+@pytest.mark.covers("C10", "planted")
 def test_c10_flags_a_prediction_whose_detection_left_the_occurrence(invariants):
     station = f.DeploymentFactory()
     within = scenarios.agreement_within_the_occurrence(station)
@@ -60,6 +63,7 @@ def test_c10_flags_a_prediction_whose_detection_left_the_occurrence(invariants):
     assert invariants.violators("C10", project=station.project) == {first.pk}
 
 
+@pytest.mark.covers("D7", "planted", "near_miss")
 def test_d7_flags_all_but_the_newest_active_identification_of_a_person(invariants):
     station = f.DeploymentFactory()
     pair = scenarios.duplicate_active_identifications(station)
@@ -77,6 +81,7 @@ def test_d7_flags_all_but_the_newest_active_identification_of_a_person(invariant
     assert not {i.pk for i in [*near_misses, elsewhere]} & invariants.violators("D7", project=station.project)
 
 
+@pytest.mark.covers("D7", "repair")
 def test_d7_repair_withdraws_the_older_ones_and_recomputes_the_determination(invariants):
     station = f.DeploymentFactory()
     pair = scenarios.duplicate_active_identifications(station)
@@ -110,31 +115,19 @@ def test_d7_journal_restores_the_identifications_and_the_determinations(invarian
     assert invariants.snapshot() == before
 
 
-DEFECTS = {
+PLANTED = {  # rule -> builds one defect in a deployment and returns the violating row(s)
     "S7": scenarios.identified_taxon_deleted,
     "C10": scenarios.agreed_with_another_occurrences_prediction,
     "D7": lambda station: scenarios.duplicate_active_identifications(station)[0],
 }
 
 
-@pytest.mark.parametrize("rule_id", ["S7", "C10", "D7"])
-def test_rule_respects_project_and_occurrence_scope(invariants, rule_id):
-    mine, other, unassigned = f.DeploymentFactory(), f.DeploymentFactory(), f.DeploymentFactory(project=None)
-    a, b = DEFECTS[rule_id](mine), DEFECTS[rule_id](mine)
-    theirs, nobodys = DEFECTS[rule_id](other), DEFECTS[rule_id](unassigned)
-    before = Identification.objects.filter(pk=theirs.pk).values().get()
-
-    assert invariants.violators(rule_id, project=mine.project) == {a.pk, b.pk}
-    assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
-    assert invariants.violators(rule_id, project=NO_PROJECT) == {nobodys.pk}
-    assert invariants.violators(rule_id, project=mine.project, occurrences=[b.occurrence_id]) == {b.pk}
-    if RULES[rule_id].repair_func is not None:
-        assert invariants.repair(rule_id, project=mine.project).fixed == 2
-        assert Identification.objects.filter(pk=theirs.pk).values().get() == before
-        assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
+@for_each_rule(PLANTED, "scope")
+def test_rule_respects_project_and_occurrence_scope(invariants, rule_id, plant):
+    invariants.assert_scoped(rule_id, plant)
 
 
-@pytest.mark.parametrize("rule_id", ["S7", "C10", "D7"])
+@pytest.mark.parametrize("rule_id", sorted(PLANTED))
 def test_check_mode_writes_nothing(invariants, rule_id):
     def seed(station):
         return scenarios.seed(station) or occurrences.seed(station)

@@ -4,6 +4,7 @@ in the job's project)."""
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from django.db.models.functions import Now
 
 from antenna_invariants.mirror.models import Job
@@ -14,6 +15,7 @@ from fixtures.scenarios import jobs as scenarios
 from invariants.test_jobs import FINAL, RUNNING
 
 
+@pytest.mark.covers("J1", "planted", "near_miss")
 def test_j1_flags_stale_running_jobs_only(invariants):
     station = f.DeploymentFactory()
     stale = {scenarios.stale_running_job(station, status=s) for s in RUNNING}
@@ -30,6 +32,7 @@ def test_j1_flags_stale_running_jobs_only(invariants):
     assert not {j.pk for j in near_misses} & invariants.violators("J1")
 
 
+@pytest.mark.covers("J1", "planted", "near_miss")
 def test_j1_uses_the_cutoff_on_the_database_clock(invariants):
     station = f.DeploymentFactory()
     just_over = scenarios.running_job(station, idle=timedelta(minutes=10, seconds=30))
@@ -39,6 +42,7 @@ def test_j1_uses_the_cutoff_on_the_database_clock(invariants):
     assert just_under.pk not in invariants.violators("J1")
 
 
+@pytest.mark.covers("J1", "repair", "scope")
 def test_j1_repair_fails_stale_jobs_in_scope_and_spares_finished_ones(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     stale = scenarios.stale_running_job(station)
@@ -84,6 +88,7 @@ def test_j1_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("J2", "planted", "near_miss")
 def test_j2_flags_final_jobs_without_finished_at(invariants):
     station = f.DeploymentFactory()
     unfinished = {scenarios.final_job_without_finished_at(station, status=s) for s in FINAL}
@@ -95,6 +100,7 @@ def test_j2_flags_final_jobs_without_finished_at(invariants):
     assert not {j.pk for j in near_misses} & invariants.violators("J2")
 
 
+@pytest.mark.covers("J2", "repair", "scope")
 def test_j2_repair_takes_finished_at_from_updated_at_in_scope_only(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     revoked = scenarios.final_job_without_finished_at(station)
@@ -122,6 +128,7 @@ def test_j2_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("J3", "planted", "near_miss", "scope")
 def test_j3_flags_jobs_missing_the_link_their_type_needs(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     missing = [
@@ -147,6 +154,7 @@ def test_j3_is_report_only_and_check_writes_nothing(invariants):
     assert RULES["J3"].repair_func is None
 
 
+@pytest.mark.covers("J4", "planted", "near_miss")
 def test_j4_flags_links_into_another_project(invariants):
     station = f.DeploymentFactory()
     foreign = [
@@ -161,6 +169,7 @@ def test_j4_flags_links_into_another_project(invariants):
     assert not {j.pk for j in linked} & invariants.violators("J4")
 
 
+@pytest.mark.covers("J4", "scope")
 def test_j4_respects_project_scope_and_is_report_only(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     cross = scenarios.job_on_another_projects_deployment(mine)
@@ -176,6 +185,7 @@ def test_j4_respects_project_scope_and_is_report_only(invariants):
 # --- J5: a job row agrees with itself ---------------------------------------------------------------------
 
 
+@pytest.mark.covers("J5", "planted", "near_miss")
 def test_j5_flags_jobs_contradicting_themselves_and_none_of_the_near_misses(invariants):
     station = f.DeploymentFactory()
     planted = [scenarios.status_contradicting_progress(station), scenarios.success_with_an_unfinished_stage(station),
@@ -188,6 +198,7 @@ def test_j5_flags_jobs_contradicting_themselves_and_none_of_the_near_misses(inva
     assert not {j.pk for j in near_misses} & found
 
 
+@pytest.mark.covers("J5", "scope")
 def test_j5_respects_scope_and_check_writes_nothing(invariants):
     # a job always has a project (NOT NULL): the project-less case has nothing to report
     def plant(station):
@@ -201,6 +212,7 @@ def test_j5_respects_scope_and_check_writes_nothing(invariants):
 # --- JL1: job-log retention -------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("JL1", "planted", "near_miss")
 def test_jl1_flags_logs_older_than_the_retention_age(invariants):
     station = f.DeploymentFactory()
     old = scenarios.old_job_logs(station)
@@ -219,6 +231,7 @@ def test_jl1_age_is_a_setting(invariants, monkeypatch):
     assert invariants.violators("JL1", project=station.project) == {recent[1].pk}  # the 89-day-old line
 
 
+@pytest.mark.covers("JL1", "repair")
 def test_jl1_repair_deletes_exactly_the_old_logs_and_journals_a_count_and_an_id_range(invariants):
     import json
 
@@ -246,6 +259,7 @@ def test_jl1_repair_deletes_exactly_the_old_logs_and_journals_a_count_and_an_id_
     assert set(JobLog.objects.values_list("pk", flat=True)) == {row.pk for row in recent}
 
 
+@pytest.mark.covers("JL1", "scope")
 def test_jl1_respects_scope_and_check_writes_nothing(invariants):
     invariants.assert_scoped("JL1", lambda station: scenarios.old_job_logs(station) if station.project_id else [])
     invariants.assert_check_writes_nothing("JL1", scenarios.old_job_logs)
@@ -254,12 +268,14 @@ def test_jl1_respects_scope_and_check_writes_nothing(invariants):
 # --- B1: Antenna's watchdogs ------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("B1", "near_miss")
 def test_b1_passes_when_both_watchdogs_run_on_time(invariants):
     scenarios.watchdogs_alive()
     outcome = invariants.check("B1")
     assert (outcome.status, outcome.violations, outcome.message) == ("passed", 0, "")
 
 
+@pytest.mark.covers("B1", "planted")
 def test_b1_flags_a_hung_beat_a_disabled_and_a_missing_watchdog(invariants):
     hung = scenarios.beat_hung()
 
@@ -273,6 +289,7 @@ def test_b1_flags_a_hung_beat_a_disabled_and_a_missing_watchdog(invariants):
     assert found == ("failed", 2, [hung.pk, disabled.pk], "")
 
 
+@pytest.mark.covers("B1", "planted")
 def test_b1_reads_the_schedule_of_each_task(invariants):
     never = scenarios.watchdog_on_an_hourly_interval_never_run()
     scenarios.watchdog("celery.check_processing_services_online", ran=timedelta(minutes=16))  # 2 x 5 + 5 < 16
@@ -281,6 +298,7 @@ def test_b1_reads_the_schedule_of_each_task(invariants):
     assert len(late) == 2
 
 
+@pytest.mark.covers("B1", "scope")
 def test_b1_is_global_and_check_writes_nothing(invariants):
     scenarios.beat_hung()
     project = f.ProjectFactory()

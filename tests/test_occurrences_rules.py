@@ -3,6 +3,7 @@
 
 import pytest
 from django.db import transaction
+from plugins.contract import for_each_rule
 
 from antenna_invariants.journal import read
 from antenna_invariants.mirror.models import Classification, Detection, Identification, Occurrence, SourceImage
@@ -14,6 +15,7 @@ from fixtures.scenarios import detections, identifications
 from fixtures.scenarios import occurrences as scenarios
 
 
+@pytest.mark.covers("D1", "planted", "near_miss")
 def test_d1_flags_partial_saves_and_identified_occurrences_only(invariants):
     station = f.DeploymentFactory()
     partial = scenarios.partial_save(station)
@@ -26,6 +28,7 @@ def test_d1_flags_partial_saves_and_identified_occurrences_only(invariants):
     assert not {o.pk for o in near_misses} & invariants.violators("D1", project=station.project)
 
 
+@pytest.mark.covers("D1", "near_miss")
 def test_d1_ignores_classifications_on_null_markers(invariants):
     station = f.DeploymentFactory()
     occurrence = f.OccurrenceFactory(event__deployment=station, phantom=True)
@@ -35,6 +38,7 @@ def test_d1_ignores_classifications_on_null_markers(invariants):
     assert occurrence.pk not in invariants.violators("D1", project=station.project)
 
 
+@pytest.mark.covers("D1", "scope")
 def test_d1_respects_project_and_occurrence_scope(invariants):
     mine, other = f.DeploymentFactory(), f.DeploymentFactory()
     a, b = scenarios.partial_save(mine), scenarios.partial_save(mine)
@@ -51,6 +55,7 @@ def test_d1_respects_project_and_occurrence_scope(invariants):
     assert invariants.violators("D1", project=other.project) == {theirs.pk}
 
 
+@pytest.mark.covers("D1", "repair")
 def test_d1_repair_writes_the_expected_determination(invariants):
     station = f.DeploymentFactory()
     partial = scenarios.partial_save(station, detections__score=0.55)
@@ -115,6 +120,7 @@ def test_d1_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("F1", "planted", "near_miss")
 def test_f1_flags_phantoms_not_empty_captures(invariants):
     station = f.DeploymentFactory()
     phantom = scenarios.phantom_occurrence(station)
@@ -127,6 +133,7 @@ def test_f1_flags_phantoms_not_empty_captures(invariants):
     assert healthy.pk not in invariants.violators("F1", project=station.project)
 
 
+@pytest.mark.covers("F1", "repair")
 def test_f1_repair_journals_then_deletes_exactly_the_phantoms(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     phantom = scenarios.phantom_occurrence(station, identified=True)
@@ -170,6 +177,7 @@ def test_f1_journal_restores_what_the_repair_deleted(invariants):
     assert Identification.objects.get(pk=agreeing.pk).agreed_with_identification_id == identification.pk
 
 
+@pytest.mark.covers("F2", "planted", "near_miss")
 def test_f2_warns_on_occurrences_with_more_than_one_real_detection(invariants):
     station = f.DeploymentFactory()
     grouped = [scenarios.two_real_detections(station), f.OccurrenceFactory(event__deployment=station, detections=3)]
@@ -194,9 +202,7 @@ def test_f2_warns_on_occurrences_with_more_than_one_real_detection(invariants):
 
 # --- S5, C3, C4, C5: links ---------------------------------------------------------------------------------------
 
-MY_RULES = ["S5", "C3", "C4", "C5", "D2", "D3", "D4", "D5", "D6", "F2"]
-
-
+@pytest.mark.covers("S5", "planted", "near_miss")
 def test_s5_flags_missing_links_only(invariants):
     station = f.DeploymentFactory()
     flagged = [
@@ -213,6 +219,7 @@ def test_s5_flags_missing_links_only(invariants):
     assert not {healthy.pk, bare.pk} & invariants.violators("S5", project=station.project)
 
 
+@pytest.mark.covers("S5", "repair")
 def test_s5_repair_derives_the_links_from_agreeing_captures(invariants):
     station = f.DeploymentFactory()
     no_home = scenarios.unlinked_occurrence(station, "deployment", "event")
@@ -255,6 +262,7 @@ def test_s5_repair_takes_the_project_from_the_deployment_and_fills_what_it_can(i
     assert invariants.repair("S5", project=NO_PROJECT).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("C3", "planted", "near_miss")
 def test_c3_flags_occurrences_left_in_the_old_project(invariants):
     station = f.DeploymentFactory()
     moved = scenarios.deployment_moved_without_its_occurrences(station)
@@ -268,6 +276,7 @@ def test_c3_flags_occurrences_left_in_the_old_project(invariants):
     assert not {healthy.pk, homeless.pk, unassigned.pk} & invariants.violators("C3", project=station.project)
 
 
+@pytest.mark.covers("C3", "repair")
 def test_c3_repair_copies_the_deployment_project(invariants):
     station = f.DeploymentFactory()
     moved = scenarios.deployment_moved_without_its_occurrences(station)
@@ -284,6 +293,7 @@ def test_c3_repair_copies_the_deployment_project(invariants):
     assert invariants.violators("C3", project=moved.project_id) == set()
 
 
+@pytest.mark.covers("C4", "planted", "near_miss")
 def test_c4_flags_detections_outside_the_occurrence_deployment(invariants):
     station = f.DeploymentFactory()
     straddling = scenarios.capture_moved_to_another_deployment(station)
@@ -302,6 +312,7 @@ def test_c4_flags_detections_outside_the_occurrence_deployment(invariants):
     assert RULES["C4"].hint
 
 
+@pytest.mark.covers("C4", "planted")
 def test_c4_counts_a_null_marker_on_another_deployment(invariants):
     station = f.DeploymentFactory()
     occurrence = f.OccurrenceFactory(event__deployment=station)
@@ -311,6 +322,7 @@ def test_c4_counts_a_null_marker_on_another_deployment(invariants):
     assert invariants.violators("C4", project=station.project) == {occurrence.pk}
 
 
+@pytest.mark.covers("C5", "planted", "near_miss")
 def test_c5_flags_occurrences_whose_event_is_not_their_first_capture_event(invariants):
     station = f.DeploymentFactory()
     regrouped = scenarios.regrouped_without_realignment(station)
@@ -323,6 +335,7 @@ def test_c5_flags_occurrences_whose_event_is_not_their_first_capture_event(invar
     assert not {healthy.pk, spanning.pk} & invariants.violators("C5", project=station.project)
 
 
+@pytest.mark.covers("C5", "planted", "near_miss")
 def test_c5_orders_by_capture_timestamp_then_capture_id(invariants):
     station = f.DeploymentFactory()
     occurrence = f.OccurrenceFactory(event__deployment=station, detections=2)
@@ -337,6 +350,7 @@ def test_c5_orders_by_capture_timestamp_then_capture_id(invariants):
     assert occurrence.event_id == later.pk
 
 
+@pytest.mark.covers("C5", "repair")
 def test_c5_repair_realigns_the_event(invariants):
     station, other = f.DeploymentFactory(), f.DeploymentFactory()
     regrouped = scenarios.regrouped_without_realignment(station)
@@ -359,6 +373,7 @@ def test_c5_repair_realigns_the_event(invariants):
 # --- D2-D6: the determination and its score ------------------------------------------------------------------------
 
 
+@pytest.mark.covers("D2", "planted", "near_miss")
 def test_d2_flags_every_occurrence_whose_taxon_is_not_the_expected_one(invariants):
     station = f.DeploymentFactory()
     withdrawn = scenarios.withdrawn_but_still_determined(station)
@@ -383,6 +398,7 @@ def test_d2_flags_every_occurrence_whose_taxon_is_not_the_expected_one(invariant
     assert invariants.violators("D2", project=station.project, occurrences=[partial]) == {partial.pk}
 
 
+@pytest.mark.covers("D2", "repair")
 def test_d2_repair_writes_the_expected_taxon_and_score(invariants):
     station = f.DeploymentFactory()
     withdrawn = scenarios.withdrawn_but_still_determined(station)
@@ -409,6 +425,7 @@ def test_d2_repair_writes_the_expected_taxon_and_score(invariants):
     assert invariants.repair("D2", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("D3", "planted", "near_miss")
 def test_d3_flags_every_occurrence_whose_score_is_not_the_expected_one(invariants):
     station = f.DeploymentFactory()
     stale = scenarios.stale_score(station)
@@ -432,6 +449,7 @@ def test_d3_flags_every_occurrence_whose_score_is_not_the_expected_one(invariant
     assert not {o.pk for o in near_misses} & invariants.violators("D3", project=station.project)
 
 
+@pytest.mark.covers("D3", "repair")
 def test_d3_repair_writes_the_expected_pair(invariants):
     station = f.DeploymentFactory()
     stale = scenarios.stale_score(station)
@@ -452,6 +470,8 @@ def test_d3_repair_writes_the_expected_pair(invariants):
     assert invariants.repair("D3", project=station.project).fixed == 0  # idempotent
 
 
+@pytest.mark.covers("D3", "near_miss")
+@pytest.mark.covers("D4", "near_miss")
 def test_a_winning_zero_is_written_as_antenna_writes_it(invariants):
     """Antenna writes the score only ``if new_score``: where the winner scored 0.0 it sets the determination
     and leaves the score NULL.  D3 and D4 accept that row, and every determination repair writes it."""
@@ -469,6 +489,7 @@ def test_a_winning_zero_is_written_as_antenna_writes_it(invariants):
         assert invariants.violators(rule_id, project=station.project) == set(), rule_id
 
 
+@pytest.mark.covers("D4", "planted", "near_miss")
 def test_d4_flags_a_half_set_pair_and_accepts_a_zero_score(invariants):
     station = f.DeploymentFactory()
     flagged = [
@@ -490,6 +511,7 @@ def test_d4_flags_a_half_set_pair_and_accepts_a_zero_score(invariants):
     assert not {o.pk for o in near_misses} & invariants.violators("D4", project=station.project)
 
 
+@pytest.mark.covers("D4", "repair")
 def test_d4_repair_recomputes_the_pair(invariants):
     station = f.DeploymentFactory()
     outscored = scenarios.zero_score_outscored(station)
@@ -536,6 +558,7 @@ def test_overlapping_determination_repairs_converge_in_any_order(invariants, fir
     assert results[0][0] != determinations()  # the repairs did write
 
 
+@pytest.mark.covers("D5", "planted", "near_miss")
 def test_d5_flags_determinations_without_evidence(invariants):
     station = f.DeploymentFactory()
     deleted = scenarios.classifications_deleted(station)
@@ -558,6 +581,7 @@ def test_d5_flags_determinations_without_evidence(invariants):
     assert RULES["D5"].hint
 
 
+@pytest.mark.covers("D6", "planted", "near_miss")
 def test_d6_flags_scores_outside_the_unit_interval(invariants):
     station = f.DeploymentFactory()
     logit, negative = scenarios.logit_as_score(station), scenarios.logit_as_score(station, score=-0.2)
@@ -577,7 +601,8 @@ def test_d6_flags_scores_outside_the_unit_interval(invariants):
 
 # --- every new rule: scope and check mode ----------------------------------------------------------------------
 
-DEFECTS = {
+PLANTED = {  # rule -> builds one defect in a deployment and returns the violating occurrence(s)
+    "F1": scenarios.phantom_occurrence,
     "S5": lambda station: scenarios.unlinked_occurrence(station, "deployment", "event"),
     "C3": scenarios.deployment_moved_without_its_occurrences,
     "C4": scenarios.capture_moved_to_another_deployment,
@@ -591,23 +616,12 @@ DEFECTS = {
 }
 
 
-@pytest.mark.parametrize("rule_id", MY_RULES)
-def test_rule_respects_project_and_occurrence_scope(invariants, rule_id):
-    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
-    a, b = DEFECTS[rule_id](mine), DEFECTS[rule_id](mine)
-    theirs = DEFECTS[rule_id](other)
-    before = Occurrence.objects.filter(pk=theirs.pk).values().get()
-
-    assert invariants.violators(rule_id, project=mine.project) == {a.pk, b.pk}
-    assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
-    assert invariants.violators(rule_id, project=mine.project, occurrences=[b]) == {b.pk}
-    if RULES[rule_id].repair_func is not None:
-        assert invariants.repair(rule_id, project=mine.project).fixed == 2
-        assert Occurrence.objects.filter(pk=theirs.pk).values().get() == before
-        assert invariants.violators(rule_id, project=other.project) == {theirs.pk}
+@for_each_rule(PLANTED, "scope")
+def test_rule_respects_project_and_occurrence_scope(invariants, rule_id, plant):
+    invariants.assert_scoped(rule_id, plant)
 
 
-@pytest.mark.parametrize("rule_id", MY_RULES)
+@pytest.mark.parametrize("rule_id", sorted(PLANTED))
 def test_check_mode_writes_nothing(invariants, rule_id):
     def seed(station):
         return scenarios.seed(station) or identifications.seed(station)

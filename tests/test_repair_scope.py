@@ -17,6 +17,7 @@ def checksum(table: str) -> str:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.covers("K4", "scope")
 def test_a_scoped_repair_reports_a_global_rule_and_leaves_its_table_alone(run, invariants):
     station = f.DeploymentFactory()
     job = f.JobFactory(project=station.project, deployment=station)
@@ -39,3 +40,21 @@ def test_a_scoped_repair_reports_a_global_rule_and_leaves_its_table_alone(run, i
     assert checksum("main_taxon") != before
     assert invariants.violators("K4") == set()
     assert run.results()["K4", "global"]["fixed"] == 2
+
+
+@pytest.mark.covers("T2", "scope")
+@pytest.mark.covers("TL1", "scope")
+def test_a_scoped_repair_leaves_the_other_global_tables_alone(run):
+    station = f.DeploymentFactory()
+    taxa.species_under_a_tribe()
+    taxa.duplicate_global_lists()
+    before = {table: checksum(table) for table in ("main_taxon", "main_taxalist")}
+
+    code, output = run("--repair", f"--project={station.project_id}", "-m", "T2 or TL1")
+
+    assert code == 1, output
+    assert {table: checksum(table) for table in before} == before
+    for rule_id in ("T2", "TL1"):
+        assert f"not repaired: {rule_id}'s table is global and this repair run is scoped" in output
+        result = run.results()[rule_id, "global"]
+        assert (result["status"], result["violations"], result["fixed"]) == ("failed", 1, 0)

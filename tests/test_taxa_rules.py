@@ -4,8 +4,12 @@ lists are global: one case, every row."""
 
 from datetime import timedelta
 
+import pytest
+from plugins.contract import for_each_rule
+
 from antenna_invariants.mirror.models import Taxon
 from antenna_invariants.rules import RULES
+from antenna_invariants.scope import NO_PROJECT
 from fixtures import factories as f
 from fixtures.scenarios import taxa as scenarios
 
@@ -14,6 +18,7 @@ def chain(*taxa):
     return [{"id": t.pk, "name": t.name, "rank": t.rank} for t in taxa]
 
 
+@pytest.mark.covers("K4", "planted", "near_miss")
 def test_k4_flags_stale_parents_and_wrong_display_names(invariants):
     genus, species = scenarios.reparented_genus()
     shown_as_species = scenarios.genus_shown_as_species()
@@ -27,6 +32,7 @@ def test_k4_flags_stale_parents_and_wrong_display_names(invariants):
     assert not {t.pk for t in (*healthy, *in_cycle)} & violators
 
 
+@pytest.mark.covers("K4", "near_miss")
 def test_k4_near_misses_follow_antennas_display_rule(invariants):
     order, family, genus, species = scenarios.lineage()
     plain = f.TaxonFactory()  # what the other factories create: a root species
@@ -50,6 +56,7 @@ def test_k4_caches_an_out_of_order_chain_in_rank_order_as_antenna_does(invariant
     assert species.parents_json == chain(family, tribe, genus)  # Taxon.update_parents sorts by rank
 
 
+@pytest.mark.covers("K4", "scope")
 def test_k4_is_global(invariants):
     genus, species = scenarios.reparented_genus()
     project = f.ProjectFactory()
@@ -58,6 +65,7 @@ def test_k4_is_global(invariants):
     assert invariants.violators("K4", project=project) == invariants.violators("K4") == {genus.pk, species.pk}
 
 
+@pytest.mark.covers("K4", "repair")
 def test_k4_repair_recomputes_the_chain_and_the_display_name(invariants):
     genus, species = scenarios.reparented_genus()
     shown_as_species = scenarios.genus_shown_as_species()
@@ -129,6 +137,7 @@ def test_k4_check_mode_writes_nothing(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("K4b", "planted", "near_miss")
 def test_k4b_flags_cycles_and_the_taxa_below_them(invariants):
     a, b, below = scenarios.parent_cycle()
     itself = scenarios.own_parent()
@@ -159,6 +168,7 @@ def plant_t2():
     return {parentless: genus, under_tribe: tribe_genus}, left
 
 
+@pytest.mark.covers("T2", "planted", "near_miss")
 def test_t2_flags_species_off_their_genus_and_inverted_ranks(invariants):
     fixable, left = plant_t2()
     near_misses = [*scenarios.lineage(), *scenarios.genus_and_species(), scenarios.unranked_below_a_species()]
@@ -167,6 +177,7 @@ def test_t2_flags_species_off_their_genus_and_inverted_ranks(invariants):
     assert not {t.pk for t in near_misses} & invariants.violators("T2")
 
 
+@pytest.mark.covers("T2", "repair")
 def test_t2_repair_attaches_species_to_their_genus_as_antenna_does_and_nothing_else(invariants):
     fixable, left = plant_t2()
     before = {t["id"]: t for t in Taxon.objects.filter(pk__in=[t.pk for t in left]).values()}
@@ -181,6 +192,7 @@ def test_t2_repair_attaches_species_to_their_genus_as_antenna_does_and_nothing_e
     assert outcome.journaled == {"update main_taxon": 2}
 
 
+@pytest.mark.covers("T2", "scope")
 def test_t2_check_writes_nothing_and_is_global(invariants):
     scenarios.species_under_a_tribe()
     project = f.ProjectFactory()
@@ -191,6 +203,7 @@ def test_t2_check_writes_nothing_and_is_global(invariants):
     assert invariants.snapshot() == before
 
 
+@pytest.mark.covers("T2b", "planted", "near_miss")
 def test_t2b_flags_every_parentless_taxon_but_antennas_root(invariants):
     root, other_kingdom = scenarios.second_kingdom()
     label = scenarios.parentless_label()
@@ -202,6 +215,7 @@ def test_t2b_flags_every_parentless_taxon_but_antennas_root(invariants):
     assert RULES["T2b"].repair_func is None
 
 
+@pytest.mark.covers("T2b", "planted", "near_miss")
 def test_t2b_root_is_the_coarsest_rank_then_ordering_then_name(invariants):
     a = scenarios.CachedTaxonFactory(rank="ORDER", name="Zygoptera")
     b = scenarios.CachedTaxonFactory(rank="ORDER", name="Anisoptera")
@@ -214,6 +228,7 @@ def test_t2b_root_is_the_coarsest_rank_then_ordering_then_name(invariants):
 # --- T3 / T3b: synonyms and inactive taxa -----------------------------------------------------------------
 
 
+@pytest.mark.covers("T3", "planted", "near_miss")
 def test_t3_flags_synonyms_and_inactive_taxa_in_use(invariants):
     station = f.DeploymentFactory()
     determined = scenarios.synonym_determined(station)
@@ -225,6 +240,7 @@ def test_t3_flags_synonyms_and_inactive_taxa_in_use(invariants):
     assert invariants.check("T3").status == "warned"
 
 
+@pytest.mark.covers("T3", "planted")
 def test_t3_counts_a_classification_alone(invariants):
     from antenna_invariants.mirror.models import Occurrence
 
@@ -234,6 +250,7 @@ def test_t3_counts_a_classification_alone(invariants):
     assert invariants.violators("T3") == {old.pk}  # its classifications still name the synonym
 
 
+@pytest.mark.covers("T3b", "planted", "near_miss")
 def test_t3b_flags_chains_and_loops(invariants):
     chained = scenarios.synonym_chain()
     loop = scenarios.synonym_loop()
@@ -257,6 +274,7 @@ def test_t3_rules_are_report_only_and_check_writes_nothing(invariants):
 # --- TL1 / TL1b: taxa-list names ---------------------------------------------------------------------------
 
 
+@pytest.mark.covers("TL1", "planted", "near_miss")
 def test_tl1_flags_the_newer_duplicates_in_each_scope(invariants):
     project, other = f.ProjectFactory(), f.ProjectFactory()
     _, newer_global = scenarios.duplicate_global_lists()
@@ -268,6 +286,7 @@ def test_tl1_flags_the_newer_duplicates_in_each_scope(invariants):
     assert not {row.pk for row in [*near_misses, shared_elsewhere]} & invariants.violators("TL1")
 
 
+@pytest.mark.covers("TL1", "planted", "near_miss")
 def test_tl1_flags_a_list_newer_than_one_of_its_projects_namesakes(invariants):
     project, other = f.ProjectFactory(), f.ProjectFactory()
     oldest_in_other = scenarios.taxa_list("Checklist", other, age=timedelta(days=3))
@@ -277,6 +296,8 @@ def test_tl1_flags_a_list_newer_than_one_of_its_projects_namesakes(invariants):
     assert oldest_in_other.pk not in invariants.violators("TL1")
 
 
+@pytest.mark.covers("TL1", "repair")
+@pytest.mark.covers("TL1b", "planted")
 def test_tl1_repair_renames_as_migration_0083_does(invariants):
     from antenna_invariants.mirror.models import TaxaList
 
@@ -307,3 +328,42 @@ def test_tl1_check_writes_nothing_and_tl1b_is_soft(invariants):
     assert invariants.snapshot() == before
     assert RULES["TL1"].is_global
     assert RULES["TL1b"].repair_func is None
+
+
+@pytest.mark.covers("TL1b", "planted", "near_miss")
+def test_tl1b_warns_about_lists_named_as_renamed_duplicates_only(invariants):
+    project = f.ProjectFactory()
+    renamed = [scenarios.renamed_duplicate(), scenarios.taxa_list("Vermont checklist (duplicate 12)", project)]
+    near_misses = [*scenarios.lists_almost_named_as_duplicates(), *scenarios.duplicate_global_lists()]
+
+    assert invariants.violators("TL1b") == {row.pk for row in renamed}
+    assert not {row.pk for row in near_misses} & invariants.violators("TL1b")
+    assert invariants.check("TL1b").status == "warned"
+
+
+# --- every global rule: one case, the same rows whatever the scope ----------------------------------------
+
+GLOBAL = {  # rule -> plants its defect beside a deployment (in its project, where rows belong to one)
+    "K4": lambda station: scenarios.reparented_genus(),
+    "K4b": lambda station: scenarios.parent_cycle(),
+    "T2": lambda station: scenarios.species_under_a_tribe()[0],
+    "T2b": lambda station: scenarios.CachedTaxonFactory(rank="UNKNOWN"),
+    "T3": scenarios.synonym_determined,
+    "T3b": lambda station: scenarios.synonym_chain(),
+    "TL1": lambda station: scenarios.duplicate_project_lists(station.project, f.ProjectFactory())[1],
+    "TL1b": lambda station: scenarios.taxa_list(f"{station.project.name} (duplicate 2)", station.project),
+}
+
+
+@for_each_rule(GLOBAL, "scope")
+def test_a_global_rule_reports_the_same_rows_whatever_the_project_scope(invariants, rule_id, plant):
+    scenarios.CachedTaxonFactory(rank="KINGDOM")  # the tree's root, as Antenna's has one (T2b spares it)
+    mine, other = f.DeploymentFactory(), f.DeploymentFactory()
+    planted = set()
+    for station in (mine, other):
+        rows = plant(station)
+        planted |= {row.pk for row in (rows if isinstance(rows, (list, tuple)) else [rows])}
+
+    assert RULES[rule_id].is_global
+    for project in (None, mine.project_id, other.project_id, NO_PROJECT):
+        assert invariants.violators(rule_id, project=project) == planted, project
