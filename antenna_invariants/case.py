@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 from django.db import DatabaseError
+from psycopg.errors import SerializationFailure
 
 from antenna_invariants import baseline, blame, reporting, samples
 from antenna_invariants import connection as conn
@@ -112,8 +113,6 @@ T = TypeVar("T")
 
 def conflict_with_recovery(exc: BaseException) -> bool:
     """A query a hot standby cancelled because replay needed its rows (SQLSTATE 40001 on a replica)."""
-    from psycopg.errors import SerializationFailure
-
     return isinstance(exc.__cause__, SerializationFailure) and "conflict with recovery" in str(exc)
 
 

@@ -17,6 +17,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg.errors import QueryCanceled
 
 from antenna_invariants.rules import Rule, Severity, Status
 from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
@@ -95,8 +96,6 @@ def read_only() -> Iterator[None]:
 
 def timed_out(exc: BaseException) -> bool:
     """A query cancelled by ``statement_timeout``."""
-    from psycopg.errors import QueryCanceled
-
     return isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc)
 
 
@@ -190,7 +189,7 @@ def check_grouped(
     return outcomes
 
 
-def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[Any, int, int]]:
+def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[int | None, int, int]]:
     """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
     project reached through other tables is looked up for each violator once they are found (usually few);
     joining the chain first would read all of it."""

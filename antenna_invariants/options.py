@@ -4,7 +4,7 @@ into a frozen ``RunOptions`` before anything connects.  Bad input is a ``ConfigE
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -99,8 +99,6 @@ class RuleSettings:
 
     def configured(self, rules: Mapping[str, Rule]) -> dict[str, Rule]:
         """The run's rules: each declared rule, with the severity and thresholds this run sets for it."""
-        from dataclasses import replace
-
         run = {}
         for rule_id, entry in rules.items():
             changes: dict[str, Any] = {}
