@@ -233,25 +233,38 @@ named AS MATERIALIZED (
       FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
      WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
 ),
-pairs AS (
-    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span,
-           EXISTS (SELECT FROM v_caps c
-                    WHERE c.pk = r.pk
-                      AND CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
-                                   SELECT FROM main_sourceimagecollection_images ci
-                                    WHERE ci.sourceimagecollection_id = j.collection_id
-                                      AND ci.sourceimage_id = c.capture)
-                               WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
-                               WHEN j.deployment_id IS NOT NULL THEN EXISTS (
-                                   SELECT FROM main_sourceimage s
-                                    WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
-                               ELSE false END) AS footprint,
-           EXISTS (SELECT FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
-                    WHERE a.pk = r.pk AND pa.pipeline_id = j.pipeline_id) AS algorithm,
-           EXISTS (SELECT FROM v_caps c JOIN named n ON n.capture = c.capture
-                    WHERE c.pk = r.pk AND n.job = j.id) AS logged
+cand AS MATERIALIZED (
+    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span
       FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
        AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+),
+fp AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN jobs j ON j.id = p.job
+     WHERE CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
+                    SELECT FROM main_sourceimagecollection_images ci
+                     WHERE ci.sourceimagecollection_id = j.collection_id AND ci.sourceimage_id = c.capture)
+                WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
+                WHEN j.deployment_id IS NOT NULL THEN EXISTS (
+                    SELECT FROM main_sourceimage s WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
+                ELSE false END
+),
+al AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_algs a ON a.pk = p.pk JOIN jobs j ON j.id = p.job
+      JOIN ml_pipeline_algorithms pa ON pa.pipeline_id = j.pipeline_id AND pa.algorithm_id = a.algorithm
+),
+lg AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN named n ON n.job = p.job AND n.capture = c.capture
+),
+pairs AS (  -- hash joins throughout: a correlated EXISTS over a CTE would scan it once per candidate pair
+    SELECT p.pk, p.job, p.span, fp.pk IS NOT NULL AS footprint, al.pk IS NOT NULL AS algorithm,
+           lg.pk IS NOT NULL AS logged
+      FROM cand p
+      LEFT JOIN fp ON fp.pk = p.pk AND fp.job = p.job
+      LEFT JOIN al ON al.pk = p.pk AND al.job = p.job
+      LEFT JOIN lg ON lg.pk = p.pk AND lg.job = p.job
 ),
 scored AS (
     SELECT p.*, CASE WHEN footprint AND (algorithm OR logged) THEN 3
