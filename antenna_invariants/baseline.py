@@ -30,7 +30,7 @@ REPORT_VERSIONS = (1, 2)  # invariants.json as --compare reads it: version 2 sho
 ID_CAP = 1000
 
 
-def key(record: dict[str, Any]) -> str:
+def key(record: Mapping[str, Any]) -> str:
     return f"{record['rule']}/{record['project']}"
 
 
@@ -175,7 +175,7 @@ def _baseline_case(case: object) -> bool:
     )
 
 
-def delta(record: dict[str, Any], previous: Mapping[str, int] | None) -> int | None:
+def delta(record: Mapping[str, Any], previous: Mapping[str, int] | None) -> int | None:
     """Violations now minus then; None without ``--compare``, or for a case that did not run then or now."""
     if previous is None or record["status"] in ("error", "skipped"):
         return None

@@ -18,6 +18,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg.errors import QueryCanceled
 
 from antenna_invariants.rules import Rule, Severity, Status
 from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
@@ -97,8 +98,6 @@ def read_only() -> Iterator[None]:
 
 def timed_out(exc: BaseException) -> bool:
     """A query cancelled by ``statement_timeout``."""
-    from psycopg.errors import QueryCanceled
-
     return isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc)
 
 
@@ -214,7 +213,7 @@ class ScopedSQL:
         return self.LITERAL.sub(str(scope.project), self.template)
 
 
-def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[Any, int, int]]:
+def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[int | None, int, int]]:
     """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
     project reached through other tables is looked up for each violator once they are found (usually few);
     joining the chain first would read all of it."""
@@ -264,6 +263,9 @@ class Checks:
         self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
         self.ungrouped: set[str] = set()
         self.counts = Counts()
+        # rule id -> {scope label: (violating ids, at most blame.ID_CAP; violations)}: what attribution reads
+        self.violators: dict[str, dict[str, tuple[list[int], int]]] = {}
+        self.attributions: dict[str, dict[str, Any]] = {}  # rule id -> {scope label: attribution}
 
     def forget_counts(self) -> None:
         """Before a repair: the rows per project it may change are counted again for the rules that follow."""
@@ -271,14 +273,47 @@ class Checks:
 
     def take(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
         """The outcome of ``entry`` in ``scope``, checked with the other ``scopes`` of the run at once."""
+        keep = self._keep(entry)
         if entry.is_global or entry.id in self.ungrouped:
-            return check(entry, scope, self.sample_size)
+            return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
         if scope.label not in self.pending.get(entry.id, {}):
             try:
-                self.pending[entry.id] = check_grouped(entry, scopes, self.sample_size, self.counts)
+                self.pending[entry.id] = self._kept(entry, check_grouped(entry, scopes, keep, self.counts))
             except DatabaseError as exc:
                 if not timed_out(exc):
                     raise
                 self.ungrouped.add(entry.id)
-                return check(entry, scope, self.sample_size)
+                return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
         return self.pending[entry.id].pop(scope.label)
+
+    def _keep(self, entry: Rule) -> int:
+        """How many ids per case the check returns: the sample, or (for a rule whose rows attribution traces)
+        up to ``blame.ID_CAP``, from the same statement."""
+        from antenna_invariants.blame import ID_CAP, attributable
+
+        if self.sample_size == 0 or not attributable(entry):
+            return self.sample_size
+        return max(self.sample_size, ID_CAP)
+
+    def _kept(self, entry: Rule, outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+        """Keep the ids beyond the sample for attribution, and cut the sample back to ``sample_size``."""
+        for label, outcome in outcomes.items():
+            if outcome.violations:
+                self.violators.setdefault(entry.id, {})[label] = (outcome.sample, outcome.violations)
+            if self.sample_size:
+                outcome.sample = outcome.sample[: self.sample_size]
+        return outcomes
+
+    def attribution(self, entry: Rule, label: str, failing: set[str]) -> dict[str, Any]:
+        """The attribution of ``entry``'s case ``label`` (README, "Blame"): at the rule's first case that asks,
+        every case of the rule in ``failing`` (those that fail, warn or are baselined) is attributed in one
+        statement; the others take theirs."""
+        from antenna_invariants.blame import attribute_cases
+
+        done = self.attributions.setdefault(entry.id, {})
+        if label not in done:
+            found = self.violators.get(entry.id, {})
+            cases = {case: found[case] for case in failing | {label} if case in found}
+            cases.setdefault(label, ([], 0))
+            done.update({case: a.as_dict() for case, a in attribute_cases(entry, dict(cases)).items()})
+        return done.pop(label)

@@ -27,7 +27,7 @@ from antenna_invariants.case import Case
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, load_rules
 from antenna_invariants.options import RunOptions, add_options
-from antenna_invariants.results import FINGERPRINT, OUTCOME, RESULTS, Results, results_of
+from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, RESULTS, Results, results_of
 from antenna_invariants.rules import RULES, SETTINGS, Rule, Severity, Status, run_order
 from antenna_invariants.session import SESSION, Session, db_access
 
@@ -75,7 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not session.is_worker:
         session.staged = reporting.stage(config)
     if config.pluginmanager.hasplugin("html"):
-        assert session.run is not None
         planned = sum(len(session.scopes_for(entry)) for entry in session.rules.values())
         report = html.HtmlReport(
             session.run.title, session.rules, results.records, antenna_url=options.antenna_url,
@@ -92,8 +91,16 @@ def _session(config: pytest.Config) -> Session | None:
     return config.stash.get(SESSION, None)
 
 
+def _session_of_case(config: pytest.Config) -> Session:
+    """The run's ``Session``, for a rule's case (collected only in an invariants session)."""
+    session = _session(config)
+    if session is None:
+        raise pytest.UsageError("rules run in an invariants session: pytest invariants [options]")
+    return session
+
+
 @pytest.hookimpl(optionalhook=True)
-def pytest_metadata(metadata: dict, config: pytest.Config) -> None:
+def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
     """The HTML environment table: what was checked and with what (provenance); secrets masked."""
     session = _session(config)
     if session is not None:
@@ -183,7 +190,7 @@ RISK_MARKS = {"L": "risk_low", "M": "risk_medium", "H": "risk_high"}
 def rule_marks(entry: Rule) -> list[pytest.MarkDecorator]:
     """The case's marks: domain, rule id, severity, repairability, risk, global; and the rule's xdist group
     (``--dist loadgroup`` sends all of a rule's cases to one worker)."""
-    names = [entry.domain, entry.id, Severity(entry.severity).value]
+    names: list[str | None] = [entry.domain, entry.id, Severity(entry.severity).value]
     names += ["repairable"] * (entry.repair_func is not None) + [RISK_MARKS.get(entry.risk)]
     names += ["global"] * entry.is_global
     return [getattr(pytest.mark, name) for name in names if name] + [pytest.mark.xdist_group(entry.id)]
@@ -238,18 +245,19 @@ CASE_FIXTURES = ("django_db_blocker", "invariant_case")  # what a case's test ne
 @pytest.fixture
 def invariant_case(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[Case]:
     with django_db_blocker.unblock():
-        yield Case(request.node, _session(request.config), request.param)
+        yield Case(request.node, _session_of_case(request.config), request.param)
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     result = yield
     report = result.get_result()
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
         declared = item.function.rule  # type: ignore[attr-defined]
         fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-        report.invariant = outcome.as_dict() | _described(item.config, declared) | fingerprint
+        origins = item.stash.get(ORIGINS, {})
+        report.invariant = outcome.as_dict() | _described(item.config, declared) | origins | fingerprint
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
@@ -320,37 +328,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     and exit code 4, and the terminal summary still shows.  A run that checked nothing writes no report."""
     config, failed = session.config, None
     run = _session(config)
-    controller = run is not None and not run.is_worker
+    controller = run if run is not None and not run.is_worker else None  # the controller writes the reports
     checked = checked_anything(config, exitstatus)
     records = results_of(config)
-    if controller and checked:
+    if controller is not None and checked:
         try:
-            meta = run.run.as_dict()
-            reporting.write_json(run.options.reports / "invariants.json", records, meta, _rule_records(run, records))
-            reporting.write_summary(run.options.reports / "summary.md", records, meta)
-            if run.options.write_baseline:
-                baseline.write(run.options.reports / "baseline.json", records, meta)
+            meta = controller.run.as_dict()
+            rules = _rule_records(controller, records)
+            reporting.write_json(controller.options.reports / "invariants.json", records, meta, rules)
+            reporting.write_summary(controller.options.reports / "summary.md", records, meta)
+            if controller.options.write_baseline:
+                baseline.write(controller.options.reports / "baseline.json", records, meta)
         except OSError as exc:
             failed = exc
     try:
         yield
-        if controller and records and Path(config.option.xmlpath or "").is_file():
-            scope_option = run.options.scope_option()
-            junit.reshape(Path(config.option.xmlpath), records, run.rules, config.getini("junit_family"),
-                          lambda o: reporting.details(run.rules[o["rule"]], o, scope_option))
+        if controller is not None and records and Path(config.option.xmlpath or "").is_file():
+            scope_option = controller.options.scope_option()
+            junit.reshape(Path(config.option.xmlpath), records, controller.rules, config.getini("junit_family"),
+                          lambda o: reporting.details(controller.rules[o["rule"]], o, scope_option))
     except OSError as exc:
         failed = failed or exc
-    if controller:
+    if controller is not None:
         try:
-            reporting.publish(run.staged, checked and failed is None)
+            reporting.publish(controller.staged, checked and failed is None)
         except OSError as exc:
             failed = failed or exc
-        reporting.settle(config, run.staged, checked)
+        reporting.settle(config, controller.staged, checked)
     if failed is not None:
         sys.stderr.write(reporting.write_failed(failed, run.staged if run else None) + "\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    if controller:
-        run.exitstatus = session.exitstatus
+    if controller is not None:
+        controller.exitstatus = session.exitstatus
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

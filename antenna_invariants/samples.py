@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from antenna_invariants.check import read_only
 from antenna_invariants.errors import ConfigError
-
-if TYPE_CHECKING:
-    from antenna_invariants.rules import Rule
-    from antenna_invariants.scope import Scope
+from antenna_invariants.rules import Rule
+from antenna_invariants.scope import Scope
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     "occurrences": ("project_id", "deployment_id", "event_id", "determination_id", "determination_score"),

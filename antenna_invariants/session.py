@@ -49,7 +49,7 @@ class Session:
         self.job: JobFootprint | None = None
         self.project_cases: list[ProjectKey] = []
         self.description = ""
-        self.run: runinfo.Run | None = None
+        self._run: runinfo.Run | None = None
         self.journal = Journal(options.reports) if options.repair else None
         self.checks = Checks(options.sample_size)
         self.selected: set[tuple[str, str]] | None = None  # (rule, scope label) of the cases collected and kept
@@ -57,6 +57,13 @@ class Session:
         self.junit_properties = config.getini("junit_family") == "xunit1"  # per-testcase properties (reports.md)
         self.staged: dict[str, str] = {}  # JUnit and HTML: final path -> where they are written first
         self.exitstatus: int | None = None  # the run's exit code once the reports are written
+
+    @property
+    def run(self) -> runinfo.Run:
+        """The run's metadata, once ``prepare`` has connected."""
+        if self._run is None:
+            raise RuntimeError("the invariants session is not prepared yet")
+        return self._run
 
     # --- connecting ---------------------------------------------------------------------------------------
 
@@ -113,7 +120,7 @@ class Session:
                     schema.refuse_read_only_server()
                 self._validate_scope()
                 self.description = self._describe()
-                self.run = runinfo.Run(self._facts())
+                self._run = runinfo.Run(self._facts())
         except DatabaseError as exc:
             raise ConfigError(f"database: {str(exc).strip().splitlines()[0]}") from None
 

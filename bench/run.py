@@ -255,7 +255,7 @@ def attribution_only(database: str, stress_jobs: int, output: Path) -> int:
         raise SystemExit("--stress-jobs writes (rolled back) into the database: only on a blame_* database of your own")
     django.setup()
     entry = harness.server_entry() | {"NAME": database}
-    use_database(entry if stress_jobs else conn.read_only(entry))
+    use_database(entry if stress_jobs else conn.read_only_settings(entry))
     full, _, _ = pytest_run(url_for(entry))
     figure = attribution_figure(full, stress_jobs) | {"database": database}
     results = json.loads(output.read_text()) if output.exists() else {}
