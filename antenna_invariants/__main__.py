@@ -13,6 +13,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import django
+from django.db import DatabaseError
+
+from antenna_invariants.connection import django_database, mask
+from antenna_invariants.docs import write
+from antenna_invariants.errors import ConfigError
+from antenna_invariants.undo import undo
+
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2 and its message two lines
@@ -34,32 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "antenna_invariants.settings"  # ours, whatever the shell says
-    import django
-
-    from antenna_invariants.errors import ConfigError
-
     try:
         django.setup()
         if args.command == "docs":
-            from antenna_invariants.docs import write
-
             print(write())
             return 0
         return undo_journal(args.journal, args.dry_run, args.version_1)
     except ConfigError as exc:
-        from antenna_invariants.connection import mask
-
         print(f"ERROR: {mask(str(exc))}", file=sys.stderr)
         return 4
 
 
 def undo_journal(path: Path, dry_run: bool, version_1: bool = False) -> int:
-    from django.db import DatabaseError
-
-    from antenna_invariants.connection import django_database
-    from antenna_invariants.errors import ConfigError
-    from antenna_invariants.undo import undo
-
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise ConfigError("undo needs DATABASE_URL (the database the repair wrote to)")

@@ -26,22 +26,24 @@ from antenna_invariants.check import Outcome, Status, read_only
 from antenna_invariants.errors import ConfigError
 
 SCHEMA_VERSION = 1
+REPORT_VERSIONS = (1, 2)  # invariants.json as --compare reads it: version 2 shortened the passing records
 ID_CAP = 1000
 
 
-def key(record: dict[str, Any]) -> str:
+def key(record: Mapping[str, Any]) -> str:
     return f"{record['rule']}/{record['project']}"
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
+def _read(path: Path, what: str, versions: tuple[int, ...] = (SCHEMA_VERSION,)) -> dict[str, Any]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {path}: no such file") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{what} {path}: not a JSON file ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{what} {path}: not an antenna-invariants file of schema_version {SCHEMA_VERSION}")
+    if not isinstance(document, dict) or document.get("schema_version") not in versions:
+        shown = " or ".join(map(str, versions))
+        raise ConfigError(f"{what} {path}: not an antenna-invariants file of schema_version {shown}")
     return document
 
 
@@ -133,7 +135,7 @@ def first_seen(ids: list[int], started: str, baseline_case: dict[str, Any] | Non
 def previous_records(path: Path) -> dict[str, dict[str, Any]]:
     """``rule/project -> {sample, first_seen, run_started}`` of a previous invariants.json (``--compare``), for
     the first run that saw each id."""
-    document = _read(path, "--compare")
+    document = _read(path, "--compare", REPORT_VERSIONS)
     started = (document.get("run") or {}).get("started")
     return {key(r): {"sample": r.get("sample") or [], "first_seen": r.get("first_seen") or {}, "run_started": started}
             for r in document.get("results") or () if _result(r)}
@@ -141,7 +143,7 @@ def previous_records(path: Path) -> dict[str, dict[str, Any]]:
 
 def previous_counts(path: Path) -> dict[str, int]:
     """``rule/project -> violations`` of a previous invariants.json (``--compare``)."""
-    document = _read(path, "--compare")
+    document = _read(path, "--compare", REPORT_VERSIONS)
     results = document.get("results")
     if not isinstance(results, list) or not all(map(_result, results)):
         raise ConfigError(
@@ -173,7 +175,7 @@ def _baseline_case(case: object) -> bool:
     )
 
 
-def delta(record: dict[str, Any], previous: Mapping[str, int] | None) -> int | None:
+def delta(record: Mapping[str, Any], previous: Mapping[str, int] | None) -> int | None:
     """Violations now minus then; None without ``--compare``, or for a case that did not run then or now."""
     if previous is None or record["status"] in ("error", "skipped"):
         return None

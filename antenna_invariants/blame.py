@@ -68,7 +68,7 @@ TRACES: dict[str, Trace | str] = {
     "periodic_tasks": "celery beat's own rows carry no timestamp",
 }
 
-ID_CAP = 10_000  # violating ids attributed per case; beyond it the report says how many were
+ID_CAP = 5_000  # violating ids attributed per case; beyond it the report says how many were
 SAMPLE = 5  # ids listed per origin
 WINDOW_SLACK = timedelta(minutes=1)  # a job writes its last rows just before it records finished_at
 # A job whose window spans more than this (times that contradict each other, J5, or a job left running for
@@ -124,11 +124,12 @@ class Attribution:
 
 
 def trace_of(entry: Rule) -> Trace | str:
-    """The rule's trace: its own (``@rule(attribute=...)``) when it declares one, else its table's."""
-    own = getattr(entry, "attribute", None)
-    if own is not None:
-        return own
+    """How the rule's rows are traced: its table's entry in ``TRACES``."""
     return TRACES.get(entry.table, f"no trace declared for {entry.table}")
+
+
+def attributable(entry: Rule) -> bool:
+    return isinstance(trace_of(entry), Trace)
 
 
 def attribute(entry: Rule, ids: list[int], violations: int | None = None) -> Attribution:
@@ -232,25 +233,38 @@ named AS MATERIALIZED (
       FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
      WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
 ),
-pairs AS (
-    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span,
-           EXISTS (SELECT FROM v_caps c
-                    WHERE c.pk = r.pk
-                      AND CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
-                                   SELECT FROM main_sourceimagecollection_images ci
-                                    WHERE ci.sourceimagecollection_id = j.collection_id
-                                      AND ci.sourceimage_id = c.capture)
-                               WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
-                               WHEN j.deployment_id IS NOT NULL THEN EXISTS (
-                                   SELECT FROM main_sourceimage s
-                                    WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
-                               ELSE false END) AS footprint,
-           EXISTS (SELECT FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
-                    WHERE a.pk = r.pk AND pa.pipeline_id = j.pipeline_id) AS algorithm,
-           EXISTS (SELECT FROM v_caps c JOIN named n ON n.capture = c.capture
-                    WHERE c.pk = r.pk AND n.job = j.id) AS logged
+cand AS MATERIALIZED (
+    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span
       FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
        AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+),
+fp AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN jobs j ON j.id = p.job
+     WHERE CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
+                    SELECT FROM main_sourceimagecollection_images ci
+                     WHERE ci.sourceimagecollection_id = j.collection_id AND ci.sourceimage_id = c.capture)
+                WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
+                WHEN j.deployment_id IS NOT NULL THEN EXISTS (
+                    SELECT FROM main_sourceimage s WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
+                ELSE false END
+),
+al AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_algs a ON a.pk = p.pk JOIN jobs j ON j.id = p.job
+      JOIN ml_pipeline_algorithms pa ON pa.pipeline_id = j.pipeline_id AND pa.algorithm_id = a.algorithm
+),
+lg AS (
+    SELECT DISTINCT p.pk, p.job
+      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN named n ON n.job = p.job AND n.capture = c.capture
+),
+pairs AS (  -- hash joins throughout: a correlated EXISTS over a CTE would scan it once per candidate pair
+    SELECT p.pk, p.job, p.span, fp.pk IS NOT NULL AS footprint, al.pk IS NOT NULL AS algorithm,
+           lg.pk IS NOT NULL AS logged
+      FROM cand p
+      LEFT JOIN fp ON fp.pk = p.pk AND fp.job = p.job
+      LEFT JOIN al ON al.pk = p.pk AND al.job = p.job
+      LEFT JOIN lg ON lg.pk = p.pk AND lg.job = p.job
 ),
 scored AS (
     SELECT p.*, CASE WHEN footprint AND (algorithm OR logged) THEN 3
@@ -471,13 +485,27 @@ def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
     return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
 
 
-def first_seen_line(first_seen: dict[str, str] | None, started: str | None) -> str | None:
-    """``first seen: 2 of the ids shown in this run, 18 in the run of 2026-11-25 06:00`` (--baseline, --compare)."""
+def first_seen_line(first_seen: dict[str, str] | None) -> str | None:
+    """``first seen (of the ids shown): 18 in the run of 2026-11-25 06:00, 2 in the run of 2026-12-03 06:00``."""
     if not first_seen:
         return None
     runs: dict[str, int] = {}
     for seen in first_seen.values():
         runs[seen] = runs.get(seen, 0) + 1
-    parts = [f"{n} in this run" if seen == started else f"{n} in the run of {seen[:16].replace('T', ' ')}"
-             for seen, n in sorted(runs.items(), key=lambda item: (item[0] != started, item[0]))]
+    parts = [f"{n} in the run of {seen[:16].replace('T', ' ')}" for seen, n in sorted(runs.items())]
     return f"first seen (of the ids shown): {', '.join(parts)}"
+
+
+def record_fields(attribution: dict[str, Any]) -> dict[str, Any]:
+    """A case's JSON fields: ``attribution`` (without its origins) and ``origins`` (docs/reports.md)."""
+    return {"attribution": {k: v for k, v in attribution.items() if k != "origins"},
+            "origins": attribution.get("origins", [])}
+
+
+def record_lines(o: dict[str, Any], unit: str) -> list[str]:
+    """What a case's full text says about its origins and when they appeared (the terminal, JUnit)."""
+    lines = []
+    if o.get("attribution"):
+        lines += summary_lines(o["attribution"] | {"origins": o.get("origins") or []}, unit)
+    seen = first_seen_line(o.get("first_seen"))
+    return lines + ([seen] if seen else [])

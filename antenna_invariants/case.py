@@ -9,14 +9,15 @@ from typing import TypeVar
 
 import pytest
 from django.db import DatabaseError
+from psycopg.errors import SerializationFailure
 
-from antenna_invariants import baseline, reporting, samples
+from antenna_invariants import baseline, blame, reporting, samples
 from antenna_invariants import connection as conn
 from antenna_invariants.check import Outcome, Status, timed_out
 from antenna_invariants.errors import RepairRefused
 from antenna_invariants.followups import stale_counts
 from antenna_invariants.repair import repair
-from antenna_invariants.results import FINGERPRINT, OUTCOME
+from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, Record
 from antenna_invariants.rules import Rule
 from antenna_invariants.scope import Scope
 from antenna_invariants.session import Session
@@ -47,6 +48,7 @@ class Case:
                 repair(entry, self.scope, outcome, session.journal, options.limits)
                 outcome.stale = stale_counts(session.journal.touched(entry.id, self.scope.label))
             self.item.stash[FINGERPRINT] = self._review(entry, outcome)
+            self.item.stash[ORIGINS] = self._origins(entry, outcome)
             stored = (Status.FAILED, Status.WARNED, Status.BASELINED)
             if options.store_failures is not None and outcome.status in stored:
                 samples.store_failures(options.store_failures, entry, self.scope, outcome.as_dict())
@@ -55,16 +57,16 @@ class Case:
         except DatabaseError as exc:
             outcome.status, outcome.message = Status.ERROR, database_error(exc, options.statement_timeout)
         self.item.stash[OUTCOME] = outcome
-        record = outcome.as_dict()
-        for key in PROPERTIES:
-            if record[key] is not None:
-                self.item.user_properties.append((key, record[key]))
+        if session.junit_properties:  # xunit1 only: junit.reshape drops a testcase's properties from xunit2
+            record = outcome.as_dict() | self.item.stash.get(ORIGINS, {})
+            self.item.user_properties.extend((key, record[key]) for key in PROPERTIES if record[key] is not None)
         if outcome.status == Status.SKIPPED:
             pytest.skip(outcome.message)
         if outcome.status == Status.ERROR:
             pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
         if outcome.status == Status.FAILED or (outcome.status == Status.WARNED and options.strict):
             # message: a refused repair
+            record = outcome.as_dict() | self.item.stash.get(ORIGINS, {})
             lines = [reporting.failure_message(entry, record, options.scope_option()), outcome.message]
             pytest.fail("\n".join(filter(None, lines)), pytrace=False)
 
@@ -81,6 +83,28 @@ class Case:
         return ids
 
 
+    def _origins(self, entry: Rule, outcome: Outcome) -> Record:
+        """A failing, warned or baselined case's most likely origins and when its rows appeared (README,
+        "Blame"), one statement for all such cases of the rule; with --baseline or --compare, the first run that
+        saw each sample id."""
+        fields: Record = {}
+        shown = (Status.FAILED, Status.WARNED, Status.BASELINED)
+        if outcome.violations and outcome.status in shown:
+            failing = {label for label, o in self.session.checks.pending.get(entry.id, {}).items()
+                       if o.violations and o.status in shown}
+            fields = blame.record_fields(self.session.checks.attribution(entry, self.scope.label, failing))
+        options = self.session.options
+        key = f"{entry.id}/{self.scope.label}"
+        previous = options.previous_records.get(key) if options.previous_records is not None else None
+        known = options.baseline
+        if outcome.sample and (known is not None or previous is not None) and self.session.run is not None:
+            started = self.session.run.started.isoformat(timespec="seconds")
+            case = known.cases.get(key) if known is not None else None
+            fields["first_seen"] = baseline.first_seen(outcome.sample, started, case,
+                                                       known.written if known else None, previous)
+        return fields
+
+
 RECOVERY_RETRIES = 3  # a check cancelled by a hot standby is tried this many more times
 RECOVERY_BACKOFF = 0.5  # seconds before the first retry, doubled each time
 
@@ -89,8 +113,6 @@ T = TypeVar("T")
 
 def conflict_with_recovery(exc: BaseException) -> bool:
     """A query a hot standby cancelled because replay needed its rows (SQLSTATE 40001 on a replica)."""
-    from psycopg.errors import SerializationFailure
-
     return isinstance(exc.__cause__, SerializationFailure) and "conflict with recovery" in str(exc)
 
 

@@ -7,16 +7,18 @@ of a rule into one statement (``check_grouped``) and sharing the rows counted pe
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
+from psycopg.errors import QueryCanceled
 
 from antenna_invariants.rules import Rule, Severity, Status
 from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
@@ -56,8 +58,9 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON record: enums as their plain string values (xdist's channel and JSON take only plain
-        types), in the documented key order."""
-        record = asdict(self)
+        types), in the documented key order; lists and dicts copied one level (``asdict``'s deep copy cost
+        each case as much as the rest of its record)."""
+        record = {key: value.copy() if isinstance(value, list | dict) else value for key, value in vars(self).items()}
         record["status"], record["severity"] = self.status.value, Severity(self.severity).value
         return {("project" if key == "scope" else key): value for key, value in record.items()}
 
@@ -95,8 +98,6 @@ def read_only() -> Iterator[None]:
 
 def timed_out(exc: BaseException) -> bool:
     """A query cancelled by ``statement_timeout``."""
-    from psycopg.errors import QueryCanceled
-
     return isinstance(exc.__cause__, QueryCanceled) and "statement timeout" in str(exc)
 
 
@@ -121,7 +122,7 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
     if missing:
         outcome.violations += len(missing)
         outcome.message = f"missing: {', '.join(missing)}"
-    outcome.sql = compiled_sql(violators)
+    outcome.sql = compiled_sql(violators) if outcome.violations else ""  # a case without violations: no SQL
     _judge(entry, outcome)
     outcome.duration = time.perf_counter() - started
     return outcome
@@ -181,16 +182,38 @@ def check_grouped(
                 found.violations = count
                 found.sample.append(pk)
     share = (time.perf_counter() - started) / len(scopes)
+    sql = ScopedSQL(entry, scopes[0]) if any(o.violations for o in outcomes.values()) else None
     for scope in scopes:
         outcome = outcomes[scope.label]
         outcome.checked = checked.get(scope.label, 0)
         _judge(entry, outcome)
-        outcome.sql = compiled_sql(entry.violations(scope))
+        if sql is not None and outcome.violations:  # a case without violations carries no SQL
+            outcome.sql = sql.of(scope)
         outcome.duration = share
     return outcomes
 
 
-def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[Any, int, int]]:
+class ScopedSQL:
+    """A rule's SQL for each project scope of a run, compiled once: the scopes differ only in the project id,
+    which a placeholder id stands for in the compiled text (building and compiling a queryset per case cost
+    as much as the rest of the case; docs/benchmarks.md, figure 6).  A text without the placeholder (the
+    project is not in it as a literal) is compiled per scope."""
+
+    PLACEHOLDER = 2147481357  # an int4 no project has; compiled as this literal
+    LITERAL = re.compile(rf"(?<![\w.]){PLACEHOLDER}(?![\w.])")
+
+    def __init__(self, entry: Rule, scope: Scope):
+        self.entry = entry
+        self.template = compiled_sql(entry.violations(replace(scope, project=self.PLACEHOLDER)))
+        self.templated = self.LITERAL.search(self.template) is not None
+
+    def of(self, scope: Scope) -> str:
+        if not self.templated or not isinstance(scope.project, int) or scope.project == self.PLACEHOLDER:
+            return compiled_sql(self.entry.violations(scope))
+        return self.LITERAL.sub(str(scope.project), self.template)
+
+
+def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[int | None, int, int]]:
     """(project, id, violations of that project) for the first ``sample_size`` violators of each project.  A
     project reached through other tables is looked up for each violator once they are found (usually few);
     joining the chain first would read all of it."""
@@ -243,6 +266,9 @@ class Checks:
         self.counts = Counts()
         self.shared: dict[str, dict[str, Outcome]] = {}  # what a shared scan found for the rules still to come
         self.unshared: set[str] = set()  # scans that timed out in this run: their rules are checked alone
+        # rule id -> {scope label: (violating ids, at most blame.ID_CAP; violations)}: what attribution reads
+        self.violators: dict[str, dict[str, tuple[list[int], int]]] = {}
+        self.attributions: dict[str, dict[str, Any]] = {}  # rule id -> {scope label: attribution}
 
     def forget_counts(self) -> None:
         """Before a repair: the rows per project it may change are counted again for the rules that follow,
@@ -253,22 +279,24 @@ class Checks:
     def take(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
         """The outcome of ``entry`` in ``scope``, checked with the other ``scopes`` of the run at once (and
         with the other rules of its shared scan, antenna_invariants.shared)."""
+        keep = self._keep(entry)
         if entry.is_global or entry.id in self.ungrouped:
-            return check(entry, scope, self.sample_size)
+            return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
         if scope.label not in self.pending.get(entry.id, {}):
             try:
-                self.pending[entry.id] = self._shared(entry, scopes) or check_grouped(
-                    entry, scopes, self.sample_size, self.counts)
+                self.pending[entry.id] = self._kept(
+                    entry, self._shared(entry, scopes) or check_grouped(entry, scopes, keep, self.counts))
             except DatabaseError as exc:
                 if not timed_out(exc):
                     raise
                 self.ungrouped.add(entry.id)
-                return check(entry, scope, self.sample_size)
+                return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
         return self.pending[entry.id].pop(scope.label)
 
     def _shared(self, entry: Rule, scopes: list[Scope]) -> dict[str, Outcome] | None:
         """``entry``'s outcomes from its shared scan, run now for all its members unless an earlier member's
         run left them; None when the rule is checked alone."""
+        from antenna_invariants.rules import RULES
         from antenna_invariants.shared import check_scan, scan_of
 
         found = self.shared.pop(entry.id, None)
@@ -277,8 +305,9 @@ class Checks:
         scan = scan_of(entry)
         if scan is None or scan.name in self.unshared:
             return None
+        keeps = [self._keep((self.rules or RULES)[member]) for member in scan.members]
         try:
-            results = check_scan(scan, scopes, self.sample_size, self.counts, self.rules)
+            results = check_scan(scan, scopes, 0 if 0 in keeps else max(keeps), self.counts, self.rules)
         except DatabaseError as exc:
             if not timed_out(exc):
                 raise
@@ -288,3 +317,35 @@ class Checks:
             return None
         self.shared.update({rule: outcomes for rule, outcomes in results.items() if rule != entry.id})
         return results[entry.id]
+
+    def _keep(self, entry: Rule) -> int:
+        """How many ids per case the check returns: the sample, or (for a rule whose rows attribution traces)
+        up to ``blame.ID_CAP``, from the same statement."""
+        from antenna_invariants.blame import ID_CAP, attributable
+
+        if self.sample_size == 0 or not attributable(entry):
+            return self.sample_size
+        return max(self.sample_size, ID_CAP)
+
+    def _kept(self, entry: Rule, outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+        """Keep the ids beyond the sample for attribution, and cut the sample back to ``sample_size``."""
+        for label, outcome in outcomes.items():
+            if outcome.violations:
+                self.violators.setdefault(entry.id, {})[label] = (outcome.sample, outcome.violations)
+            if self.sample_size:
+                outcome.sample = outcome.sample[: self.sample_size]
+        return outcomes
+
+    def attribution(self, entry: Rule, label: str, failing: set[str]) -> dict[str, Any]:
+        """The attribution of ``entry``'s case ``label`` (README, "Blame"): at the rule's first case that asks,
+        every case of the rule in ``failing`` (those that fail, warn or are baselined) is attributed in one
+        statement; the others take theirs."""
+        from antenna_invariants.blame import attribute_cases
+
+        done = self.attributions.setdefault(entry.id, {})
+        if label not in done:
+            found = self.violators.get(entry.id, {})
+            cases = {case: found[case] for case in failing | {label} if case in found}
+            cases.setdefault(label, ([], 0))
+            done.update({case: a.as_dict() for case, a in attribute_cases(entry, dict(cases)).items()})
+        return done.pop(label)

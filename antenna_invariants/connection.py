@@ -10,7 +10,10 @@ import os
 import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import CHECKOUT, PGDATA_DIR
@@ -65,11 +68,10 @@ def mask(text: str, *urls: str | None) -> str:
     return text
 
 
-def django_database(url: str) -> dict:
+def django_database(url: str) -> dict[str, Any]:
     """Translate a postgres:// URL (or libpq key=value string) into Django's DATABASES entry."""
     if not url:
         return {"ENGINE": "django.db.backends.postgresql", "NAME": "", "TEST": dict(TEST_DATABASE)}
-    from psycopg.conninfo import conninfo_to_dict
 
     try:
         if re.match(r"postgres(ql)?://", url) and re.search(r"\s", url.strip()):
@@ -79,7 +81,8 @@ def django_database(url: str) -> dict:
     except Exception as exc:  # psycopg raises ProgrammingError with a one-line message
         raise ConfigError(mask(f"DATABASE_URL is not a PostgreSQL URL: {exc}", url)) from None
     options = {k: v for k, v in info.items() if k not in {"dbname", "user", "password", "host", "port", "options"}}
-    options["options"] = " ".join(filter(None, [PLANNER, info.get("options")]))
+    given = info.get("options")
+    options["options"] = " ".join(filter(None, [PLANNER, str(given) if given else None]))
     options.setdefault("connect_timeout", "10")  # a server that drops packets is an error, not a hang
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -93,7 +96,7 @@ def django_database(url: str) -> dict:
     }
 
 
-def with_settings(entry: dict, **settings: str) -> dict:
+def with_settings(entry: dict[str, Any], **settings: str) -> dict[str, Any]:
     """The same database, with these server settings for the whole session (``-c name=value``)."""
     options = dict(entry.get("OPTIONS", {}))
     given = [f"-c {name}={value}" for name, value in settings.items()]
@@ -101,15 +104,13 @@ def with_settings(entry: dict, **settings: str) -> dict:
     return entry | {"OPTIONS": options}
 
 
-def read_only_settings(entry: dict) -> dict:
+def read_only_settings(entry: dict[str, Any]) -> dict[str, Any]:
     """The same database, but every transaction of the session is read-only (PostgreSQL enforces it)."""
     return with_settings(entry, default_transaction_read_only="on")
 
 
-def url_for(settings: dict, dbname: str | None = None) -> str:
+def url_for(settings: dict[str, Any], dbname: str | None = None) -> str:
     """A libpq conninfo string for a Django DATABASES entry (used to hand a database to a subprocess)."""
-    from psycopg.conninfo import make_conninfo
-
     parts = {
         "dbname": dbname or settings["NAME"],
         "user": settings.get("USER") or None,
@@ -124,7 +125,7 @@ def url_for(settings: dict, dbname: str | None = None) -> str:
 def embedded_url() -> str:
     """Start (or join) the embedded PostgreSQL and return its URL."""
     try:
-        import pgserver
+        import pgserver  # the [demo] extra: optional
     except ImportError:
         raise ConfigError(
             "no DATABASE_URL, and the embedded PostgreSQL for the demo is not installed: "
@@ -132,11 +133,14 @@ def embedded_url() -> str:
         ) from None
     EMBEDDED_DIR.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(EMBEDDED_DIR, cleanup_mode="stop")
-    embedded_url.server = server  # keep a reference: the server stops when the last user lets go
+    _EMBEDDED["server"] = server  # keep a reference: the server stops when the last user lets go
     return server.get_uri()
 
 
-def use_database(settings: dict) -> None:
+_EMBEDDED: dict[str, Any] = {}
+
+
+def use_database(settings: dict[str, Any]) -> None:
     """Point Django's default connection at ``settings`` (a DATABASES entry; before or between connections)."""
     from django.conf import settings as django_settings
     from django.db import connections

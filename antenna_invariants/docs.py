@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from antenna_invariants.layout import CHECKOUT, load_rules
+from antenna_invariants.rules import RULES
 
 DOCS = CHECKOUT / "docs" / "invariants.md"
 RISKS = {
@@ -22,8 +23,6 @@ def rule_order(rule_id: str) -> tuple[str, int, str]:
 
 
 def render() -> str:
-    from antenna_invariants.rules import RULES
-
     load_rules()
     lines = [
         "# Rule reference",

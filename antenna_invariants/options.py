@@ -4,7 +4,7 @@ into a frozen ``RunOptions`` before anything connects.  Bad input is a ``ConfigE
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -99,8 +99,6 @@ class RuleSettings:
 
     def configured(self, rules: Mapping[str, Rule]) -> dict[str, Rule]:
         """The run's rules: each declared rule, with the severity and thresholds this run sets for it."""
-        from dataclasses import replace
-
         run = {}
         for rule_id, entry in rules.items():
             changes: dict[str, Any] = {}
@@ -164,6 +162,8 @@ class RunOptions:
     baseline: baseline.Baseline | None
     previous: Mapping[str, int] | None  # --compare: violations per rule/scope of the previous run
     store_failures: Path | None
+    # --compare: per rule/scope, the previous run's sample, first_seen and start (the first run that saw an id)
+    previous_records: Mapping[str, dict[str, Any]] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config, rules: Mapping[str, Rule]) -> RunOptions:
@@ -201,6 +201,7 @@ class RunOptions:
         antenna_url = html.antenna_url(option("antenna_url"))
         known = baseline.Baseline(Path(option("baseline"))) if option("baseline") else None
         previous = baseline.previous_counts(Path(option("compare"))) if option("compare") else None
+        records = baseline.previous_records(Path(option("compare"))) if option("compare") else None
         store_failures = Path(option("store_failures")) if option("store_failures") else None
         if store_failures is not None:
             reporting.ensure_writable(store_failures, "--store-failures")
@@ -212,6 +213,7 @@ class RunOptions:
             reports=reports, sample_columns=sample_columns, antenna_url=antenna_url,
             write_baseline=bool(option("write_baseline")), baseline=known,
             previous=MappingProxyType(previous) if previous is not None else None, store_failures=store_failures,
+            previous_records=MappingProxyType(records) if records is not None else None,
         )
 
     def scope_option(self) -> str | None:

@@ -27,9 +27,9 @@ from antenna_invariants.case import Case
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, load_rules
 from antenna_invariants.options import RunOptions, add_options
-from antenna_invariants.results import FINGERPRINT, OUTCOME, RESULTS, Results, results_of
+from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, RESULTS, Results, results_of
 from antenna_invariants.rules import RULES, SETTINGS, Rule, Severity, Status, run_order
-from antenna_invariants.session import SESSION, Session
+from antenna_invariants.session import SESSION, Session, db_access
 
 # --- options and configuration ----------------------------------------------------------------------------
 
@@ -75,7 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not session.is_worker:
         session.staged = reporting.stage(config)
     if config.pluginmanager.hasplugin("html"):
-        assert session.run is not None
         planned = sum(len(session.scopes_for(entry)) for entry in session.rules.values())
         report = html.HtmlReport(
             session.run.title, session.rules, results.records, antenna_url=options.antenna_url,
@@ -84,13 +83,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(report, "antenna-invariants-html")
 
 
+DESCRIBED = pytest.StashKey[dict[str, dict[str, Any]]]()  # rule id -> reporting.describe(rule), for the run
+
+
 def _session(config: pytest.Config) -> Session | None:
     """The run's ``Session`` (None outside an invariants session)."""
     return config.stash.get(SESSION, None)
 
 
+def _session_of_case(config: pytest.Config) -> Session:
+    """The run's ``Session``, for a rule's case (collected only in an invariants session)."""
+    session = _session(config)
+    if session is None:
+        raise pytest.UsageError("rules run in an invariants session: pytest invariants [options]")
+    return session
+
+
 @pytest.hookimpl(optionalhook=True)
-def pytest_metadata(metadata: dict, config: pytest.Config) -> None:
+def pytest_metadata(metadata: dict[str, Any], config: pytest.Config) -> None:
     """The HTML environment table: what was checked and with what (provenance); secrets masked."""
     session = _session(config)
     if session is not None:
@@ -187,7 +197,7 @@ RISK_MARKS = {"L": "risk_low", "M": "risk_medium", "H": "risk_high"}
 def rule_marks(entry: Rule) -> list[pytest.MarkDecorator]:
     """The case's marks: domain, rule id, severity, repairability, risk, global; and the rule's xdist group
     (``--dist loadgroup`` sends all of a rule's cases to one worker)."""
-    names = [entry.domain, entry.id, Severity(entry.severity).value]
+    names: list[str | None] = [entry.domain, entry.id, Severity(entry.severity).value]
     names += ["repairable"] * (entry.repair_func is not None) + [RISK_MARKS.get(entry.risk)]
     names += ["global"] * entry.is_global
     return [getattr(pytest.mark, name) for name in names if name] + [pytest.mark.xdist_group(entry.id)]
@@ -226,33 +236,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("global") is not None])
         items[:] = [i for i in items if i.get_closest_marker("global") is None]
     items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
-    session.selected = {key for key in map(_case_key, items) if key is not None}
+    session.selected, session.grouped = {key for key in map(_case_key, items) if key is not None}, {}
+    for item in items:  # a case needs its own fixture only: pytest-django's ten per-test fixtures cost each case
+        names = getattr(item, "fixturenames", [])  # more than its check (docs/benchmarks.md, figure 6)
+        if "invariant_case" in names:
+            names[:] = [name for name in names if name in CASE_FIXTURES]
 
 
 # --- running a case ---------------------------------------------------------------------------------------
 
 
+CASE_FIXTURES = ("django_db_blocker", "invariant_case")  # what a case's test needs
+
+
 @pytest.fixture
 def invariant_case(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[Case]:
     with django_db_blocker.unblock():
-        yield Case(request.node, _session(request.config), request.param)
+        yield Case(request.node, _session_of_case(request.config), request.param)
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     result = yield
     report = result.get_result()
     outcome = item.stash.get(OUTCOME, None)
     if outcome is not None and report.when == "call":
         declared = item.function.rule  # type: ignore[attr-defined]
         fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-        report.invariant = outcome.as_dict() | reporting.describe(declared) | fingerprint
+        origins = item.stash.get(ORIGINS, {})
+        report.invariant = outcome.as_dict() | _described(item.config, declared) | origins | fingerprint
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
     if _case_key(item) is not None:
         # xdist's loadgroup names a worker's items "nodeid@group"; the reports keep the case's own node id
         report.nodeid = report.nodeid.split("@", 1)[0]
+
+
+def _described(config: pytest.Config, entry: Rule) -> dict[str, Any]:
+    """``reporting.describe(entry)``, once per rule and run (each of its cases' records carries it)."""
+    described = config.stash.setdefault(DESCRIBED, {})
+    if entry.id not in described:
+        described[entry.id] = reporting.describe(entry)
+    return described[entry.id]
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
@@ -283,6 +309,25 @@ def checked_anything(config: pytest.Config, exitstatus: int) -> bool:
     return bool(results_of(config)) or exitstatus not in stopped
 
 
+def _rule_records(run: Session, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """invariants.json's ``rules``: each rule the run checked, with its SQL over the run's scope, every project
+    together (compiled once per rule: a record without violations carries none)."""
+    from antenna_invariants.check import compiled_sql
+    from antenna_invariants.scope import NotApplicable, Scope
+
+    scope = Scope(project=None, job=run.job, occurrence_ids=run.options.occurrence_ids, since=run.options.since)
+    found = {}
+    with db_access(run.config):
+        for rule_id in sorted({r["rule"] for r in records}):
+            entry = run.rules[rule_id]
+            try:
+                sql: str | None = compiled_sql(entry.violations(scope))
+            except NotApplicable:
+                sql = None
+            found[rule_id] = reporting.rule_record(entry, sql)
+    return found
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Our JSON (and baseline), then JUnit and HTML (pytest's own plugins, written beside their final paths and
@@ -290,37 +335,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     and exit code 4, and the terminal summary still shows.  A run that checked nothing writes no report."""
     config, failed = session.config, None
     run = _session(config)
-    controller = run is not None and not run.is_worker
+    controller = run if run is not None and not run.is_worker else None  # the controller writes the reports
     checked = checked_anything(config, exitstatus)
     records = results_of(config)
-    if controller and checked:
+    if controller is not None and checked:
         try:
-            meta = run.run.as_dict()
-            reporting.write_json(run.options.reports / "invariants.json", records, meta)
-            reporting.write_summary(run.options.reports / "summary.md", records, meta)
-            if run.options.write_baseline:
-                baseline.write(run.options.reports / "baseline.json", records, meta)
+            meta = controller.run.as_dict()
+            rules = _rule_records(controller, records)
+            reporting.write_json(controller.options.reports / "invariants.json", records, meta, rules)
+            reporting.write_summary(controller.options.reports / "summary.md", records, meta)
+            if controller.options.write_baseline:
+                baseline.write(controller.options.reports / "baseline.json", records, meta)
         except OSError as exc:
             failed = exc
     try:
         yield
-        if controller and records and Path(config.option.xmlpath or "").is_file():
-            scope_option = run.options.scope_option()
-            junit.reshape(Path(config.option.xmlpath), records, run.rules, config.getini("junit_family"),
-                          lambda o: reporting.details(run.rules[o["rule"]], o, scope_option))
+        if controller is not None and records and Path(config.option.xmlpath or "").is_file():
+            scope_option = controller.options.scope_option()
+            junit.reshape(Path(config.option.xmlpath), records, controller.rules, config.getini("junit_family"),
+                          lambda o: reporting.details(controller.rules[o["rule"]], o, scope_option))
     except OSError as exc:
         failed = failed or exc
-    if controller:
+    if controller is not None:
         try:
-            reporting.publish(run.staged, checked and failed is None)
+            reporting.publish(controller.staged, checked and failed is None)
         except OSError as exc:
             failed = failed or exc
-        reporting.settle(config, run.staged, checked)
+        reporting.settle(config, controller.staged, checked)
     if failed is not None:
         sys.stderr.write(reporting.write_failed(failed, run.staged if run else None) + "\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    if controller:
-        run.exitstatus = session.exitstatus
+    if controller is not None:
+        controller.exitstatus = session.exitstatus
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
+from psycopg.errors import DeadlockDetected
 
 from antenna_invariants import locks
 from antenna_invariants.check import Outcome, Status
@@ -85,8 +86,6 @@ def repair(
 
 
 def deadlocked(exc: BaseException) -> bool:
-    from psycopg.errors import DeadlockDetected
-
     return isinstance(exc.__cause__, DeadlockDetected)
 
 

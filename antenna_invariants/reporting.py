@@ -11,17 +11,19 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import pytest
 from _pytest.junitxml import xml_key  # pytest's JUnit writer (no public handle: its suite properties, its path)
 
-from antenna_invariants import summary
+from antenna_invariants import blame, summary
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.followups import followups
 from antenna_invariants.layout import IN_CHECKOUT
 from antenna_invariants.rules import Rule, Status
 
 
-def ensure_writable(directory: Path, option: str = "--reports"):
+def ensure_writable(directory: Path, option: str = "--reports") -> None:
     """The reports directory exists and takes a file, before any rule runs (else one line, exit 4)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -43,19 +45,19 @@ def _file_being_written(exc: OSError) -> str | None:
     """The file open in the innermost frame that raised ``exc`` (a full disk fails at write or close, and
     then the error carries no file name)."""
     names = [
-        value.name
+        name
         for frame, _ in traceback.walk_tb(exc.__traceback__)
         for value in frame.f_locals.values()
-        if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str)
+        if isinstance(value, io.IOBase) and isinstance(name := getattr(value, "name", None), str)
     ]
     return names[-1] if names else None
 
 
-def stage(config) -> dict[str, str]:
+def stage(config: pytest.Config) -> dict[str, str]:
     """Point JUnit and HTML at a file beside each report (``{final: staged}``): ``publish`` renames them into
     place only when the run checked something, so a run that checked nothing (exit 4 or 5) or a full disk
     leaves the previous reports as they were.  A path that is not a regular file (a device) is written as is."""
-    staged = {}
+    staged: dict[str, str] = {}
     for option in ("xmlpath", "htmlpath"):
         final = getattr(config.option, option, None)
         if final and (not os.path.exists(final) or os.path.isfile(final)):
@@ -65,7 +67,7 @@ def stage(config) -> dict[str, str]:
     return staged
 
 
-def publish(staged: dict[str, str], checked: bool):
+def publish(staged: dict[str, str], checked: bool) -> None:
     """Rename the staged reports into place (``checked``), or remove them."""
     for final, temp in staged.items():
         if checked and os.path.exists(temp):
@@ -74,7 +76,7 @@ def publish(staged: dict[str, str], checked: bool):
             Path(temp).unlink(missing_ok=True)
 
 
-def default_report_paths(config, reports: Path):
+def default_report_paths(config: pytest.Config, reports: Path) -> None:
     """JUnit XML and HTML go to the reports directory unless the user chose other paths."""
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(reports / "junit.xml")
@@ -83,7 +85,7 @@ def default_report_paths(config, reports: Path):
         config.option.self_contained_html = True
 
 
-def failure_message(entry: Rule, o: dict, scope_option: str | None = None) -> str:
+def failure_message(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
     sample = o["sample"]
@@ -101,6 +103,7 @@ def failure_message(entry: Rule, o: dict, scope_option: str | None = None) -> st
     if o.get("new_ids"):
         lines.append(f"new ids: {', '.join(map(str, o['new_ids']))}")
     lines.append(f"ids{more}: {shown}")
+    lines += blame.record_lines(o, entry.table)
     lines.append(f"reproduce: {o['sql']};")
     return "\n".join(lines)
 
@@ -118,7 +121,7 @@ def repair_command(rule_id: str, project: str, scope_option: str | None = None) 
     return f"{command()} -m {rule_id} {scope} --repair"
 
 
-def what_to_do(entry: Rule, o: dict, scope_option: str | None = None) -> str:
+def what_to_do(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
     if o.get("remaining") is not None:
         limited = f" ({o['beyond_limit']} left alone by --repair-limit)" if o.get("beyond_limit") else ""
         return (f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o.get('changed_under_repair', 0)} changed "
@@ -133,7 +136,7 @@ def what_to_do(entry: Rule, o: dict, scope_option: str | None = None) -> str:
     return f"repair (journaled, undoable): {run}"
 
 
-def global_repair(entry) -> str:
+def global_repair(entry: Rule) -> str:
     """Why a global rule's repair waits for --all-projects, and the command that runs it."""
     return (f"a repair exists; {entry.model._meta.db_table} is shared by every project, so only an unscoped run "
             f"repairs it: {command()} -m {entry.id} --repair --all-projects")
@@ -143,14 +146,14 @@ def journaled(tally: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in tally.items())
 
 
-def totals(outcomes: list[dict]) -> dict[str, int]:
+def totals(outcomes: list[dict[str, Any]]) -> dict[str, int]:
     keys = ("checked", "violations", "fixed", "unfixable", "changed_under_repair")
     sums = {k: sum(o.get(k) or 0 for o in outcomes) for k in keys}
     statuses = {s.value: sum(o["status"] == s for o in outcomes) for s in Status}
     return {"cases": len(outcomes), "failing": sum(o["fails_run"] for o in outcomes)} | statuses | sums
 
 
-def verdict(outcomes: list[dict], exitstatus: int = 0) -> str:
+def verdict(outcomes: list[dict[str, Any]], exitstatus: int = 0) -> str:
     """The last line of a run: do violations remain?  Never all clear when the run did not end cleanly."""
     t = totals(outcomes)
     if t["failing"]:
@@ -175,8 +178,8 @@ def signed(value: int | None) -> str:
 
 
 def terminal_summary(
-    terminal, outcomes: list[dict], rules: Mapping[str, Rule], reports: Path, detailed: bool, exitstatus: int = 0,
-    scope_option: str | None = None,
+    terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]], rules: Mapping[str, Rule], reports: Path,
+    detailed: bool, exitstatus: int = 0, scope_option: str | None = None,
 ) -> None:
     """One ranked table of rules and the first failures in full; ``detailed`` (-v, -rA): one line per case,
     pytest printing every failure as well."""
@@ -201,7 +204,7 @@ def terminal_summary(
     terminal.write_line(verdict(outcomes, exitstatus), bold=True, red=not clear, green=clear)
 
 
-def details(entry: Rule, o: dict, scope_option: str | None = None) -> str:
+def details(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
     """A case's full text: the failure message, or why it could not run."""
     if o["status"] == Status.ERROR:
         return f"{entry.id} could not run: {o['message']}"
@@ -209,7 +212,7 @@ def details(entry: Rule, o: dict, scope_option: str | None = None) -> str:
     return "\n".join(filter(None, [failure_message(entry, o, scope_option), o.get("message")]))
 
 
-def case_lines(terminal, outcomes: list[dict]) -> None:
+def case_lines(terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]]) -> None:
     interesting = [o for o in outcomes if o["status"] not in ("passed", "skipped") or o["violations"]]
     for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
         extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
@@ -227,16 +230,34 @@ def case_lines(terminal, outcomes: list[dict]) -> None:
         )
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# what the record of a case without violations keeps (docs/reports.md): a run of many projects is mostly such cases
+QUIET = ("rule", "project", "status", "fails_run", "violations", "checked")
 
 
-def write_summary(path: Path, outcomes: list[dict], run: dict) -> None:
+def json_record(o: dict[str, Any]) -> dict[str, Any]:
+    """A case's record in invariants.json: in full when it has violations or something else to say; a case
+    that passed without a violation keeps its counts (and its ``delta``), no SQL, no sample, no rule fields."""
+    if o["status"] == "passed" and not o["violations"]:
+        return {k: o[k] for k in QUIET} | ({"delta": o["delta"]} if o.get("delta") is not None else {})
+    return {k: v for k, v in o.items() if k != "fingerprint"}
+
+
+def rule_record(entry: Rule, sql: str | None) -> dict[str, Any]:
+    """A rule in invariants.json's ``rules``: what every record of it shares, and its SQL over the whole run
+    (a record with violations has its own, narrowed to its project)."""
+    return describe(entry) | {"severity": entry.severity.value, "threshold": entry.threshold, "sql": sql}
+
+
+def write_summary(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> None:
     """reports/summary.md, for $GITHUB_STEP_SUMMARY and merge-request comments."""
     path.write_text(summary.markdown(outcomes, run, verdict(outcomes)), encoding="utf-8")
 
 
-def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
-    """reports/invariants.json: the documented, versioned record of a run (docs/reports.md)."""
+def write_json(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any],
+               rules: dict[str, dict[str, Any]] | None = None) -> None:
+    """reports/invariants.json: the documented, versioned record of a run (docs/reports.md); ``rules``: the
+    ``rule_record`` of each rule the run checked."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = totals(outcomes)
     document = {
@@ -244,10 +265,8 @@ def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
         "run": run,
         "totals": t,
         "violations_remain": bool(t["failing"]),
-        "results": [
-            {k: v for k, v in o.items() if k != "fingerprint"}
-            for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))
-        ],
+        "rules": rules or {},
+        "results": [json_record(o) for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))],
     }
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
@@ -259,14 +278,14 @@ def write_json(path: Path, outcomes: list[dict], run: dict) -> None:
         raise
 
 
-def describe(entry: Rule) -> dict:
+def describe(entry: Rule) -> dict[str, Any]:
     """What a JSON record says about its rule (docs/reports.md)."""
     risk = {"L": "low", "M": "medium", "H": "high"}.get(entry.risk)
     return {"title": entry.title, "table": entry.model._meta.db_table, "risk": risk,
             "repairable": entry.repair_func is not None, "deletes": entry.deletes, "docs": entry.anchor}
 
 
-def _report_writers(config) -> Iterator[tuple[object, str]]:
+def _report_writers(config: pytest.Config) -> Iterator[tuple[object, str]]:
     """pytest's JUnit writer and pytest-html's report (each with the attribute that holds its path)."""
     xml = config.stash.get(xml_key, None)
     if xml is not None:
@@ -276,7 +295,7 @@ def _report_writers(config) -> Iterator[tuple[object, str]]:
             yield plugin, "_report_path"
 
 
-def settle(config, staged: dict[str, str], checked: bool) -> None:
+def settle(config: pytest.Config, staged: dict[str, str], checked: bool) -> None:
     """Published reports are named by their final paths in the terminal; a run that checked nothing unregisters
     the writers, so no "generated" line names a report that was not written."""
     finals = {os.path.abspath(temp): final for final, temp in staged.items()}
@@ -291,7 +310,7 @@ def settle(config, staged: dict[str, str], checked: bool) -> None:
             setattr(writer, attribute, os.path.abspath(final) if attribute == "logfile" else Path.cwd() / final)
 
 
-def add_junit_properties(config, properties: dict[str, str]) -> None:
+def add_junit_properties(config: pytest.Config, properties: dict[str, str]) -> None:
     """Suite-level properties of pytest's JUnit report (the controller writes it; workers write none)."""
     xml = config.stash.get(xml_key, None)
     if xml is not None:

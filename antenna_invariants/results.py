@@ -16,6 +16,7 @@ Record = dict[str, Any]  # one case's JSON record (docs/reports.md)
 
 OUTCOME = pytest.StashKey[Outcome]()  # on the item: what its case produced
 FINGERPRINT = pytest.StashKey["list[int] | None"]()  # on the item: the ids a baseline keeps
+ORIGINS = pytest.StashKey[Record]()  # on the item: attribution, origins and first_seen (README, "Blame")
 
 
 @dataclass(eq=False)  # a pytest plugin: hashed by identity

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Model, QuerySet
+
 from antenna_invariants.errors import RuleDefinitionError
+from antenna_invariants.locks import DependsOn
 from antenna_invariants.scope import Scope
 
 
@@ -74,13 +77,18 @@ def tables() -> dict[str, Any]:
 
 
 # Settings the rules read, from the ini (the plugin sets them at configure time; the self-tests use the defaults).
-SETTINGS: dict = {"joblog_max_age": timedelta(days=90)}  # invariants_joblog_max_age (JL1)
+SETTINGS: dict[str, Any] = {"joblog_max_age": timedelta(days=90)}  # invariants_joblog_max_age (JL1)
+
+
+RuleFunc = Callable[[QuerySet], QuerySet]  # the table's rows in scope -> the violating ones
+RepairFunc = Callable[[QuerySet], int | None]  # violators -> rows fixed (None: as many as it was given)
+AbsentFunc = Callable[[QuerySet], list[str]]  # the table's rows -> the names of rows that must exist and do not
 
 
 @dataclass
 class Rule:
     id: str
-    func: Callable
+    func: RuleFunc
     table: str
     domain: str
     severity: Severity = Severity.ERROR
@@ -88,14 +96,14 @@ class Rule:
     error_if: str | None = None  # dbt's error_if: fails only beyond this amount (">10", ">0.1%"); default >0
     warn_if: str | None = None  # dbt's warn_if: warns only beyond this amount; default >0
     hint: str = ""  # what a person should do, for rules without a repair
-    repair_func: Callable | None = None
-    absent_func: Callable | None = None  # rows that must exist and do not: names, each one more violation
+    repair_func: RepairFunc | None = None
+    absent_func: AbsentFunc | None = None  # rows that must exist and do not: names, each one more violation
     # --since: None, the rule runs in full; else the lookup paths of the related rows whose change (beside the
     # row's own) can make a row violate, () for a rule that reads only its own row's columns
     incremental: tuple[str, ...] | None = None
     # the repair's lock set: lookup paths from the row to the other rows its violation condition reads
     # (antenna_invariants.locks), () when it reads only the row itself; None for a rule without a repair
-    depends_on: tuple | None = None
+    depends_on: tuple[DependsOn, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -127,29 +135,29 @@ class Rule:
         return self.repair_func is not None and "delete_journaled" in self.repair_func.__code__.co_names
 
     @property
-    def model(self):
+    def model(self) -> type[Model]:
         return tables()[self.table]
 
     @property
     def is_global(self) -> bool:
         return "project" not in self.model.scope_paths
 
-    def rows(self, scope: Scope):
+    def rows(self, scope: Scope) -> QuerySet:
         """Every row of the rule's table in scope (changed since ``--since`` when the rule is incremental):
         the denominator."""
         rows = scope.restrict(self.model.objects.all()).order_by()
         return rows if self.incremental is None else scope.changed(rows, self.incremental)
 
-    def violations(self, scope: Scope):
+    def violations(self, scope: Scope) -> QuerySet:
         """The violating rows in scope, as a side-effect-free queryset."""
         return self.func(self.rows(scope)).order_by()
 
-    def repair(self, func: Callable) -> Callable:
+    def repair(self, func: RepairFunc) -> RepairFunc:
         """Declare ``func(violators) -> rows fixed`` as this rule's repair."""
         self.repair_func = func
         return func
 
-    def absent(self, func: Callable) -> Callable:
+    def absent(self, func: AbsentFunc) -> AbsentFunc:
         """Declare ``func(rows) -> names`` for rows the rule's table must hold and does not (a missing row has no
         id to report): each name counts as a violation and the message lists them (global rules only)."""
         self.absent_func = func
@@ -233,7 +241,7 @@ class Registry(Mapping[str, Rule]):
 RULES = Registry()
 
 
-def _table_of(rule_id: str, func: Callable) -> str:
+def _table_of(rule_id: str, func: RuleFunc) -> str:
     """The one parameter's name, which names the table; else a ``RuleDefinitionError`` naming the rule."""
     where = f"@rule({rule_id!r}) on {func.__module__}.{getattr(func, '__qualname__', func)}"
     try:
@@ -264,8 +272,8 @@ def _check_options(where: str, severity: str, risk: str, thresholds: dict[str, s
 def rule(
     rule_id: str, *, severity: str = Severity.ERROR, risk: str = "-", error_if: str | None = None,
     warn_if: str | None = None, hint: str = "", incremental: bool | Iterable[str] = False,
-    depends_on: Iterable[str] | None = None,
-) -> Callable[[Callable], Callable]:
+    depends_on: Iterable[DependsOn] | None = None,
+) -> Callable[[RuleFunc], Callable[[Any], None]]:
     """Register a rule under its catalogue id and return the pytest test that runs it.
 
     ``incremental``: whether ``--since`` may limit the rule to rows changed since: ``True`` when a violation
@@ -280,7 +288,7 @@ def rule(
     A wrong declaration (not one parameter naming a table, an unknown severity or risk, a malformed
     threshold, an id declared twice) raises ``RuleDefinitionError`` here, when the module is imported."""
 
-    def decorate(func: Callable) -> Callable:
+    def decorate(func: RuleFunc) -> Callable[[Any], None]:
         table = _table_of(rule_id, func)
         _check_options(f"@rule({rule_id!r}) on {func.__module__}.{func.__qualname__}", severity, risk,
                        {"error_if": error_if, "warn_if": warn_if})

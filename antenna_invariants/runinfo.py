@@ -23,14 +23,14 @@ MIGRATIONS = Path(__file__).resolve().parent / "mirror" / "migrations"
 SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|dsn|database_url", re.IGNORECASE)
 
 
-def database_label(entry: dict) -> str:
+def database_label(entry: Mapping[str, Any]) -> str:
     """``host:port/name`` of a Django DATABASES entry (``local socket`` without a host); no user, no password."""
     host = entry.get("HOST") or "local socket"
     port = f":{entry['PORT']}" if entry.get("PORT") else ""
     return f"{host}{port}/{entry.get('NAME', '')}"
 
 
-def redact(mapping: dict, secrets: tuple[str, ...] = ()) -> dict:
+def redact(mapping: dict[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """Mask, in place and recursively, values under secret-sounding names, URL passwords and known secrets."""
     for key, value in mapping.items():
         if isinstance(value, dict):
@@ -85,11 +85,11 @@ class RunFacts:
 class Run:
     """The run's metadata, as the JSON report's ``run`` object and the HTML title and environment table."""
 
-    def __init__(self, facts: RunFacts):
+    def __init__(self, facts: RunFacts) -> None:
         self.started = datetime.now(UTC)
         self._clock = time.perf_counter()
         database = facts.database
-        self.database = {
+        self.database: dict[str, Any] = {
             "label": database_label(database),
             "host": database.get("HOST") or None,
             "port": str(database.get("PORT") or "") or None,
@@ -108,7 +108,7 @@ class Run:
         demo = " (DEMO)" if self.database["demo"] else ""
         return f"Antenna invariants: {self.database['label']}{demo}, {self.scope}"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "started": self.started.isoformat(timespec="seconds"),
             "duration": round(time.perf_counter() - self._clock, 3),
@@ -135,10 +135,10 @@ class Run:
             f"Django {p['django']}, mirrored Antenna schema {p['mirror_schema_revision']}"
         )
 
-    def junit_properties(self) -> dict:
+    def junit_properties(self) -> dict[str, str]:
         return {"database": self.database["label"], "scope": self.scope, "mode": self.mode} | self.provenance
 
-    def environment(self) -> dict:
+    def environment(self) -> dict[str, str]:
         """Rows for the HTML environment table (pytest-metadata) and the JUnit suite properties."""
         return {
             "Database": self.database["label"] + (" (demo)" if self.database["demo"] else ""),

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from antenna_invariants.check import read_only
 from antenna_invariants.errors import ConfigError
-
-if TYPE_CHECKING:
-    from antenna_invariants.rules import Rule
-    from antenna_invariants.scope import Scope
+from antenna_invariants.rules import Rule
+from antenna_invariants.scope import Scope
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     "occurrences": ("project_id", "deployment_id", "event_id", "determination_id", "determination_score"),
@@ -52,6 +50,8 @@ def parse_columns(values: list[str] | None) -> tuple[str, ...]:
 def sample_rows(entry: Rule, sample: list[int], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """The sample's rows with the requested columns this rule's table allows, and those it always shows
     (primary key first)."""
+    if not sample:  # most cases of a run
+        return []
     shown = SHOWN.get(entry.table, ())
     wanted = [*shown, *(c for c in columns if c in ALLOWED.get(entry.table, ()) and c not in shown)]
     if not sample or not wanted:

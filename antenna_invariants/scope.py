@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from antenna_invariants.errors import ConfigError
 
@@ -46,7 +47,7 @@ class JobFootprint:
 
     @classmethod
     def infer(cls, job_id: int) -> JobFootprint:
-        from antenna_invariants.mirror.models import Job
+        from antenna_invariants.mirror.models import Job  # the app registry is ready only at run time
 
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
@@ -61,7 +62,7 @@ class JobFootprint:
                 break
         else:
             source = None
-        algorithms = None
+        algorithms: tuple[int, ...] | None = None
         if job.pipeline_id is not None:
             algorithms = tuple(job.pipeline.algorithms.order_by("pk").values_list("pk", flat=True))
         return cls(job.pk, job.project_id, source, algorithms)
@@ -71,9 +72,12 @@ class JobFootprint:
         algos = f"algorithms {list(self.algorithm_ids)}" if self.algorithm_ids is not None else "no pipeline"
         return f"job {self.id}: project {self.project_id}, {images}, {algos}"
 
-    def images(self):
-        from antenna_invariants.mirror.models import SourceImage
+    def images(self) -> QuerySet:
+        """The ids of the job's input captures (a job with ``image_source``)."""
+        from antenna_invariants.mirror.models import SourceImage  # the app registry is ready only at run time
 
+        if self.image_source is None:
+            raise ValueError(f"job {self.id} has no input captures")
         kind, value = self.image_source
         lookup = {"collection": "collections", "single": "pk", "deployment": "deployment_id"}[kind]
         return SourceImage.objects.filter(**{lookup: value}).values("pk")
@@ -92,7 +96,7 @@ class Scope:
             return "global"
         return "noproject" if self.project is NO_PROJECT else f"project{self.project}"
 
-    def restrict(self, queryset):
+    def restrict(self, queryset: QuerySet) -> QuerySet:
         """The rows of ``queryset`` inside this scope (raises NotApplicable when the table has no such path)."""
         model = queryset.model
         paths = model.scope_paths
@@ -102,7 +106,7 @@ class Scope:
             else:
                 queryset = queryset.filter(**{f"{paths['project']}_id": self.project})
         if self.job is not None:
-            queryset = self._restrict_to_job(queryset, paths)
+            queryset = _restrict_to_job(queryset, paths, self.job)
         if self.occurrence_ids is not None:
             if "occurrences" not in paths:
                 raise NotApplicable(f"{model._meta.db_table} has no occurrence to scope by")
@@ -110,7 +114,7 @@ class Scope:
             queryset = queryset.filter(pk__in=inner.values("pk"))
         return queryset
 
-    def changed(self, queryset, related: tuple[str, ...] = ()):
+    def changed(self, queryset: QuerySet, related: tuple[str, ...] = ()) -> QuerySet:
         """The rows of ``queryset`` created or updated since ``since``, or whose ``related`` rows (lookup paths,
         e.g. ``"deployment"``) were; all rows without ``since``.  Antenna sets ``updated_at`` on every save()."""
         if self.since is None:
@@ -121,23 +125,25 @@ class Scope:
             condition |= Q(**{f"{prefix}created_at__gte": self.since}) | Q(**{f"{prefix}updated_at__gte": self.since})
         return queryset.filter(condition)
 
-    def _restrict_to_job(self, queryset, paths):
-        model = queryset.model
-        if "jobs" in paths:
-            return queryset.filter(**{paths["jobs"]: self.job.id})
-        if "project" not in paths:
-            return queryset  # global tables (taxa, algorithms) are not narrowed by a job
-        condition = Q()
-        if self.job.image_source is not None and "images" in paths:
-            condition &= Q(**{f"{paths['images']}__in": self.job.images()})
-        if self.job.algorithm_ids is not None and paths.get("algorithms"):
-            by_algorithm = Q()
-            for path in paths["algorithms"]:
-                by_algorithm |= Q(**{f"{path}__in": self.job.algorithm_ids})
-            condition &= by_algorithm
-        if not condition:
-            return queryset
-        return queryset.filter(pk__in=model.objects.filter(condition).values("pk"))
+
+
+def _restrict_to_job(queryset: QuerySet, paths: dict[str, Any], job: JobFootprint) -> QuerySet:
+    model = queryset.model
+    if "jobs" in paths:
+        return queryset.filter(**{paths["jobs"]: job.id})
+    if "project" not in paths:
+        return queryset  # global tables (taxa, algorithms) are not narrowed by a job
+    condition = Q()
+    if job.image_source is not None and "images" in paths:
+        condition &= Q(**{f"{paths['images']}__in": job.images()})
+    if job.algorithm_ids is not None and paths.get("algorithms"):
+        by_algorithm = Q()
+        for path in paths["algorithms"]:
+            by_algorithm |= Q(**{f"{path}__in": job.algorithm_ids})
+        condition &= by_algorithm
+    if not condition:
+        return queryset
+    return queryset.filter(pk__in=model.objects.filter(condition).values("pk"))
 
 
 def group_label(project: int | None) -> str:
@@ -169,8 +175,6 @@ def parse_since(value: str | None) -> datetime | None:
     or an age (``90min``, ``24h``, ``7d``); a datetime bound as a query parameter, never text in SQL."""
     if value is None:
         return None
-    from django.utils import timezone
-
     now = timezone.now()  # naive wall-clock time in Antenna's TIME_ZONE (USE_TZ = False)
     ago = SINCE_AGO.fullmatch(value.strip())
     try:
@@ -184,7 +188,7 @@ def parse_since(value: str | None) -> datetime | None:
     return since
 
 
-def _age(match) -> timedelta:
+def _age(match: re.Match[str]) -> timedelta:
     return timedelta(**{SINCE_UNITS[match[2]]: int(match[1])})
 
 
@@ -192,9 +196,11 @@ def parse_age(value: str, option: str) -> timedelta:
     """An age (``90d``, ``24h``, ``90min``) as a timedelta; anything else is a one-line usage error."""
     ago = SINCE_AGO.fullmatch(str(value).strip())
     try:
-        return _age(ago)
-    except (TypeError, OverflowError):
-        raise ConfigError(f"{option}: {value!r} is not an age like 90d, 24h or 90min") from None
+        if ago is not None:
+            return _age(ago)
+    except OverflowError:
+        pass
+    raise ConfigError(f"{option}: {value!r} is not an age like 90d, 24h or 90min")
 
 
 TIMEOUT = re.compile(r"(\d+)(us|ms|s|min|h|d)?")  # PostgreSQL's units; no space: it goes into a -c option
@@ -217,7 +223,7 @@ def parse_ids(values: list[str] | None, option: str) -> tuple[int, ...] | None:
     values = [v for v in values or () if v is not None]
     if not values:
         return None
-    ids = []
+    ids: list[int] = []
     for value in values:
         for part in str(value).split(","):
             part = part.strip()

@@ -49,12 +49,21 @@ class Session:
         self.job: JobFootprint | None = None
         self.project_cases: list[ProjectKey] = []
         self.description = ""
-        self.run: runinfo.Run | None = None
+        self._run: runinfo.Run | None = None
         self.journal = Journal(options.reports) if options.repair else None
         self.checks = Checks(options.sample_size, rules)
         self.selected: set[tuple[str, str]] | None = None  # (rule, scope label) of the cases collected and kept
+        self.grouped: dict[str, list[Scope]] = {}  # rule id -> its selected scopes, computed once (not per case)
+        self.junit_properties = config.getini("junit_family") == "xunit1"  # per-testcase properties (reports.md)
         self.staged: dict[str, str] = {}  # JUnit and HTML: final path -> where they are written first
         self.exitstatus: int | None = None  # the run's exit code once the reports are written
+
+    @property
+    def run(self) -> runinfo.Run:
+        """The run's metadata, once ``prepare`` has connected."""
+        if self._run is None:
+            raise RuntimeError("the invariants session is not prepared yet")
+        return self._run
 
     # --- connecting ---------------------------------------------------------------------------------------
 
@@ -111,7 +120,7 @@ class Session:
                     schema.refuse_read_only_server()
                 self._validate_scope()
                 self.description = self._describe()
-                self.run = runinfo.Run(self._facts())
+                self._run = runinfo.Run(self._facts())
         except DatabaseError as exc:
             raise ConfigError(f"database: {str(exc).strip().splitlines()[0]}") from None
 
@@ -182,8 +191,12 @@ class Session:
                 for p in projects]
 
     def selected_scopes(self, entry: Rule) -> list[Scope]:
-        """The rule's cases that survived ``-k``, node ids and ``--deselect`` (its grouped check covers these)."""
-        return [s for s in self.scopes_for(entry) if self.selected is None or (entry.id, s.label) in self.selected]
+        """The rule's cases that survived ``-k``, node ids and ``--deselect`` (its grouped check covers these),
+        listed once per rule: every case asks, and a list per case cost a run time in the square of its cases."""
+        if entry.id not in self.grouped:
+            self.grouped[entry.id] = [s for s in self.scopes_for(entry)
+                                      if self.selected is None or (entry.id, s.label) in self.selected]
+        return self.grouped[entry.id]
 
     # --- the end --------------------------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from antenna_invariants.journal import (
     new_run_id,
     read,
 )
+from antenna_invariants.layout import load_rules
+from antenna_invariants.rules import RULES
 
 HISTORY = "antenna_invariants_undo_history"
 TABLE = re.compile(r"[a-z_][a-z0-9_]*")  # a journal is input: its table names must be plain identifiers
@@ -62,9 +64,6 @@ class UndoResult:
 def writable_tables() -> set[str]:
     """The tables the suite's repairs write: those of the rules that have a repair, and those their deletes
     reach through Django's on_delete (CASCADE deletes, SET_NULL updates), transitively."""
-    from antenna_invariants.layout import load_rules
-    from antenna_invariants.rules import RULES
-
     load_rules()
     todo, tables = [entry.model for entry in RULES.values() if entry.repair_func is not None], set()
     while todo:

@@ -291,3 +291,62 @@ def test_a_baseline_written_again_keeps_the_first_run_that_saw_each_id(tmp_path)
         "7": "2026-11-01T06:00:00+00:00", "8": "2026-12-03T06:00:00+00:00"}
     assert written["run_started"] == "2026-12-03T06:00:00+00:00"
     assert baseline.Baseline(tmp_path / "baseline.json").written == "2026-12-03T06:00:00+00:00"
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+def test_a_run_names_the_origins_in_the_terminal_json_html_and_summary(run):
+    import json
+
+    import jsonschema
+    from test_reports import documented_schema
+
+    station = f.DeploymentFactory()
+    killed = story.pipeline_run(station, NIGHT, status="FAILURE", pipeline_name="Quebec moths 2025")
+    inside = story.by_pipeline(killed, scenarios.partial_save(station), scenarios.partial_save(station))
+    story.written_at(NIGHT + timedelta(minutes=12), *inside)
+    morning = scenarios.partial_save(station)
+    story.written_at(NIGHT + timedelta(hours=8), morning)
+
+    code, output = run("-m", "D1", f"--project={station.project_id}",
+                       "--antenna-url", "https://someone:pa55word@antenna.example.org")
+
+    assert code == 1, output
+    assert (f'2 most likely from job {killed.pk} (ml, FAILURE, pipeline "Quebec moths 2025", '
+            f"2026-04-16 02:00–02:40): high confidence") in output
+    assert "1 unattributed (no job's window holds them; written 2026-04-16 10:00–10:00)" in output
+    assert f"appeared: oldest violating occurrences {min(o.pk for o in inside)} created 2026-04-16 02:12" in output
+    record = run.results()[("D1", f"project{station.project_id}")]
+    assert [(o["job"], o["rows"], o["confidence"]) for o in record["origins"]] == [(killed.pk, 2, "high"),
+                                                                                   (None, 1, "none")]
+    assert record["origins"][1]["sample"] == [morning.pk]
+    assert record["attribution"]["newest"] == {"id": morning.pk, "updated_at": "2026-04-16 10:00"}
+    jsonschema.validate(json.loads((run.reports / "invariants.json").read_text()), documented_schema())
+    html = (run.reports / "report.html").read_text()
+    assert "inv-origins" in html  # the per-job breakdown, in pytest-html's embedded data
+    assert f"href=https://antenna.example.org/projects/{station.project_id}/jobs/{killed.pk}" in html
+    assert "pa55word" not in html + output
+    summary = (run.reports / "summary.md").read_text()
+    assert f"| job {killed.pk}: 2 (high); 1 unattributed |" in summary
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+def test_with_a_baseline_each_id_says_which_run_first_saw_it(run):
+    import json
+
+    station = f.DeploymentFactory()
+    known = scenarios.partial_save(station)
+    scope = ("-m", "D1", f"--project={station.project_id}")
+    code, output = run(*scope, "--write-baseline")
+    assert code == 1, output
+    baseline_file = run.reports / "kept-baseline.json"
+    (run.reports / "baseline.json").rename(baseline_file)
+    then = json.loads(baseline_file.read_text())["run_started"]
+    new = scenarios.partial_save(station)
+
+    code, output = run(*scope, "--baseline", str(baseline_file))
+
+    document = json.loads((run.reports / "invariants.json").read_text())
+    record = run.results()[("D1", f"project{station.project_id}")]
+    assert record["first_seen"] == {str(known.pk): then, str(new.pk): document["run"]["started"]}
+    then, now = then[:16].replace("T", " "), document["run"]["started"][:16].replace("T", " ")
+    assert f"first seen (of the ids shown): 1 in the run of {then}, 1 in the run of {now}" in output

@@ -133,7 +133,7 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
     """Every project-scoped rule on the demo (defects in two projects and without one): the grouped
     statement of a full run, and of a run scoped to one project, gives each case the count, denominator,
     sample, status and SQL of the plain per-scope check."""
-    from antenna_invariants.check import check, check_grouped
+    from antenna_invariants.check import check, check_grouped, compiled_sql
     from antenna_invariants.layout import load_rules
     from fixtures.demo import build
 
@@ -152,6 +152,8 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
             expected = [getattr(alone, k) for k in fields]
             in_group, in_one = [getattr(together, k) for k in fields], [getattr(single, k) for k in fields]
             assert in_group == expected == in_one, (entry.id, scope)
+            # the SQL is compiled once per rule and its project filled in: the text the case's own compiles to
+            assert together.sql == (compiled_sql(entry.violations(scope)) if together.violations else ""), scope
             compared += 1
             failing += alone.violations > 0
     assert compared > 100
@@ -191,3 +193,84 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
     outcomes = [checks.take(entry, s, scopes) for s in scopes]
     assert checks.ungrouped == {"D1"}
     assert [o.status for o in outcomes] == ["passed"] * len(scopes)
+
+
+# --- the rule registry and the run's settings --------------------------------------------------------------
+
+
+def test_a_rule_declared_wrongly_fails_at_its_decorator_naming_the_rule_and_the_fix():
+    from antenna_invariants.errors import RuleDefinitionError
+    from antenna_invariants.rules import rule
+
+    def two_tables(occurrences, detections):
+        return occurrences
+
+    def misspelt(occurences):
+        return occurences
+
+    def keyword_only(*, occurrences):
+        return occurrences
+
+    def fine(occurrences):
+        return occurrences
+
+    cases = [
+        ({}, two_tables, r"@rule\('X9'\) on .*two_tables: a rule takes exactly one parameter"),
+        ({}, keyword_only, "a rule takes exactly one parameter"),
+        ({}, misspelt, "no table 'occurences'; the parameter names one of: occurrences, "),
+        ({"severity": "fatal"}, fine, "severity 'fatal' is not one of: error, warn"),
+        ({"risk": "X"}, fine, "risk 'X' is not one of: L, M, H, -"),
+        ({"error_if": "10"}, fine, "error_if '10' is not a threshold like >10 or >0.1%"),
+        ({"warn_if": ">1.5"}, fine, r"warn_if '>1.5' is not a threshold"),
+    ]
+    for options, func, message in cases:
+        with pytest.raises(RuleDefinitionError, match=message):
+            rule("X9", **options)(func)
+    assert "X9" not in RULES
+
+
+def test_a_rule_id_declared_twice_fails_at_the_second_declaration():
+    from antenna_invariants.errors import RuleDefinitionError
+    from antenna_invariants.layout import load_rules
+    from antenna_invariants.rules import rule
+
+    load_rules()
+    declared = RULES["D1"]
+
+    def test_another_d1(occurrences):
+        return occurrences
+
+    with pytest.raises(RuleDefinitionError, match="rule id D1 is declared twice: .*test_another_d1"):
+        rule("D1")(test_another_d1)
+    assert RULES["D1"] is declared
+
+
+def test_the_ini_severities_and_thresholds_make_the_runs_copies_and_leave_the_registry_as_declared():
+    from antenna_invariants.layout import load_rules
+    from antenna_invariants.options import RuleSettings
+    from antenna_invariants.rules import Severity
+
+    load_rules()
+    declared = (RULES["D1"].severity, RULES["D1"].error_if, RULES["D1"].warn_if)
+    settings = RuleSettings(severity={"D1": Severity.WARN}, error_if={"D1": ">10"}, warn_if={"D1": ">2"})
+    run = settings.configured(RULES)
+    assert (run["D1"].severity, run["D1"].error_if, run["D1"].warn_if) == (Severity.WARN, ">10", ">2")
+    assert (RULES["D1"].severity, RULES["D1"].error_if, RULES["D1"].warn_if) == declared
+    assert run["F1"] is RULES["F1"]  # a rule the ini does not name is the declared one
+    assert list(run) == list(RULES)
+
+
+def test_the_journaled_writes_refuse_outside_a_batch_of_the_repair_engine(db):
+    from antenna_invariants.determination import rewrite_expected
+    from antenna_invariants.journal import delete_journaled, purge_journaled
+    from antenna_invariants.mirror.models import JobLog, Occurrence
+
+    station = f.DeploymentFactory()
+    occurrence = occurrences.partial_save(station)
+    with pytest.raises(RuntimeError, match="a deleting repair needs an active journal"):
+        delete_journaled(Occurrence.objects.filter(pk=occurrence.pk))
+    with pytest.raises(RuntimeError, match="a purging repair needs an active journal"):
+        purge_journaled(JobLog.objects.all())
+    with pytest.raises(RuntimeError, match="rewriting determinations from a repair needs an active journal"):
+        rewrite_expected([occurrence.pk])
+    assert Occurrence.objects.filter(pk=occurrence.pk).exists()

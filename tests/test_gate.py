@@ -155,7 +155,7 @@ def console(*args, env=None, cwd=ROOT):
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
 def test_the_console_subcommand_checks_and_remembers(tmp_path):
     station = f.DeploymentFactory()
     job = finished(station, timedelta(minutes=5), status="FAILURE")
