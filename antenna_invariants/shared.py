@@ -138,7 +138,7 @@ def check_scan(
     """Every member of ``scan`` for the project ``scopes`` at once: {rule id: {scope label: Outcome}}, each
     exactly what ``check.check_grouped`` gives that rule alone (``rules``: the run's rules, as configured; the
     registry's by default); None when the scan cannot serve these scopes."""
-    from antenna_invariants.check import Counts, Outcome, _judge, _rows_per_project, compiled_sql, read_only
+    from antenna_invariants.check import Counts, Outcome, ScopedSQL, _judge, _rows_per_project, read_only
     from antenna_invariants.rules import RULES
 
     started = time.perf_counter()
@@ -167,10 +167,13 @@ def check_scan(
             outcome.sample.append(pk)
     share_ = (time.perf_counter() - started) / (len(scopes) * len(entries))
     for entry in entries:
+        failing = any(o.violations for o in outcomes[entry.id].values())
+        scoped_sql = ScopedSQL(entry, scopes[0]) if failing else None
         for scope in scopes:
             outcome = outcomes[entry.id][scope.label]
             outcome.checked = checked[entry.id].get(scope.label, 0)
             _judge(entry, outcome)
-            outcome.sql = compiled_sql(entry.violations(scope))
+            if scoped_sql is not None and outcome.violations:  # a case without violations carries no SQL
+                outcome.sql = scoped_sql.of(scope)
             outcome.duration = share_
     return outcomes
