@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import harness
+import sqltime
 
 # The peak of this process alone: VmHWM, which exec resets.  getrusage's ru_maxrss is not: Linux carries the
 # parent's peak across fork and exec, so a bench holding a million ids would be counted in the child's figure.
@@ -406,22 +407,14 @@ def html_load_seconds(path: Path, times: int = 3) -> float | None:
 
 def rules_sql() -> tuple[float, int]:
     """The rules' own SQL in a full run: every statement the engine sends to check every rule x scope as the
-    plugin does (one grouped statement per rule, denominators once per table), timed: (seconds, statements)."""
+    plugin does (one grouped statement per rule, denominators once per table), timed by bench/sqltime.py's
+    wrapper: (seconds, statements)."""
     from django.db import connection
 
-    total = {"seconds": 0.0, "statements": 0}
-
-    def timed(execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            total["seconds"] += time.perf_counter() - started
-            total["statements"] += 1
-
-    with connection.execute_wrapper(timed):
+    before = dict(sqltime.TOTAL)
+    with connection.execute_wrapper(sqltime.timed):
         harness.engine_check()
-    return total["seconds"], total["statements"]
+    return sqltime.TOTAL["seconds"] - before["seconds"], int(sqltime.TOTAL["statements"] - before["statements"])
 
 
 def print_many_projects(f: dict):

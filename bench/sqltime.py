@@ -10,7 +10,7 @@ import time
 TOTAL = {"statements": 0, "seconds": 0.0}
 
 
-def _timed(execute, sql, params, many, context):
+def timed(execute, sql, params, many, context):
     started = time.perf_counter()
     try:
         return execute(sql, params, many, context)
@@ -22,5 +22,5 @@ def _timed(execute, sql, params, many, context):
 def pytest_sessionstart(session):
     from django.db import connections
 
-    connections["default"].execute_wrappers.append(_timed)
+    connections["default"].execute_wrappers.append(timed)
 

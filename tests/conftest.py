@@ -153,14 +153,14 @@ class Invariants:
             assert self.violators(rule_id, project=other.project_id) == planted[other.project_id]
             assert self.violators(rule_id, project=NO_PROJECT) == planted[NO_PROJECT]
 
-    def assert_check_writes_nothing(self, rule_id, plant):
-        """Checking ``plant(deployment)``'s defects reports them all (when ``plant`` returns its rows; at least
-        one otherwise) and changes no row of any table."""
+    def assert_check_writes_nothing(self, rule_id, *plants):
+        """Checking the defects every ``plant(deployment)`` leaves in one deployment reports them all (the rows
+        the plants return; at least one when they return none) and changes no row of any table."""
         from antenna_invariants.rules import RULES
         from fixtures import factories as f
 
         station = f.DeploymentFactory()
-        planted = _ids(plant(station))
+        planted = set().union(*(_ids(plant(station)) for plant in plants))
         before = self.snapshot()
         outcome = self.check(rule_id, project=station.project_id)
         assert outcome.violations == len(planted) if planted else outcome.violations > 0
