@@ -34,17 +34,28 @@ import fcntl
 import json
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import django
+from django.conf import settings
+from django.db import DatabaseError, connection, connections
+
+from antenna_invariants import connection as conn
+from antenna_invariants import schema
+from antenna_invariants.blame import Trace, trace_of
+from antenna_invariants.check import check, timed_out
+from antenna_invariants.connection import mask
 from antenna_invariants.errors import ConfigError
+from antenna_invariants.layout import REPORTS_DIR, load_rules
+from antenna_invariants.rules import RULES, Rule
+from antenna_invariants.scope import JobFootprint, Scope, parse_age, parse_since, parse_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from antenna_invariants.rules import Rule
 
 STATE_VERSION = 1
 FINAL = ("SUCCESS", "FAILURE", "REVOKED")  # a job's final states (fact sheet §1.15)
@@ -57,8 +68,6 @@ def job_scoped(entry: Rule) -> bool:
     """A rule on rows a job writes: the job row itself, or a table whose rows the attribution traces to jobs
     (``blame.TRACES``: occurrences, detections, classifications, captures, events, deployments, collections).
     Not identifications (people make them), taxa, job-log retention or Antenna's watchdogs."""
-    from antenna_invariants.blame import Trace, trace_of
-
     return not entry.is_global and (entry.table == "jobs" or isinstance(trace_of(entry), Trace))
 
 
@@ -137,8 +146,6 @@ def _case(r: dict[str, Any]) -> str:
 def finished_jobs(state: State, since: datetime, overlap: timedelta) -> list[tuple[int, datetime]]:
     """(id, finish time) of the jobs to check, oldest finish first: after the watermark minus the overlap (or
     ``since`` on a first run), and not checked with this finish time before."""
-    from django.db import connection
-
     start = state.watermark - overlap if state.watermark else since
     with connection.cursor() as cursor:
         cursor.execute(
@@ -153,11 +160,7 @@ def finished_jobs(state: State, since: datetime, overlap: timedelta) -> list[tup
 
 def check_job(job_id: int, rules: list[Rule], sample_size: int) -> JobCheck:
     """The job-scoped rules on the job's footprint (rows changed since it started, for incremental rules)."""
-    from django.db import DatabaseError
-
-    from antenna_invariants.check import check, timed_out
     from antenna_invariants.mirror.models import Job
-    from antenna_invariants.scope import JobFootprint, Scope
 
     job = Job.objects.get(pk=job_id)
     footprint = JobFootprint.infer(job_id)
@@ -192,10 +195,6 @@ def run(reports: Path, since: datetime | None = None, max_jobs: int = 50, overla
         sample_size: int = 20, out: Callable[[str], object] = print) -> int:
     """One gate run on Django's configured connection: check the jobs, advance the state, write gate.json.
     Returns the exit code."""
-    from django.db import connection
-
-    from antenna_invariants.layout import load_rules
-    from antenna_invariants.rules import RULES
 
     load_rules()
     rules = [entry for entry in RULES.values() if job_scoped(entry)]
@@ -268,7 +267,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from antenna_invariants.layout import REPORTS_DIR
 
     parser = Parser(prog="antenna-invariants gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", default=str(REPORTS_DIR), help="where gate-state.json and gate.json live")
@@ -281,15 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-size", type=int, default=20, help="ids shown per failing rule")
     args = parser.parse_args(argv)
     os.environ["DJANGO_SETTINGS_MODULE"] = "antenna_invariants.settings"
-    import django
-
-    from antenna_invariants import connection as conn
-
     try:
         if args.max_jobs < 1:
             raise ConfigError("--max-jobs must be 1 or more")
-        from antenna_invariants.scope import parse_age, parse_timeout
-
         overlap = parse_age(args.overlap, "--overlap")
         timeout = parse_timeout(args.statement_timeout)
         reports = Path(args.reports)
@@ -308,19 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         print("gate: interrupted; the state holds every job checked so far", file=sys.stderr)
         return 2
     except Exception:  # a bug: exit 3, never the 1 that means violations
-        import traceback
-
         print(conn.mask(traceback.format_exc()), file=sys.stderr)
         return 3
 
 
 def _connected(reports: Path, args: argparse.Namespace, overlap: timedelta) -> int:
-    from django.db import DatabaseError
-
-    from antenna_invariants import schema
-    from antenna_invariants.connection import mask
-    from antenna_invariants.scope import parse_since
-
     try:
         schema.guard()
         since = parse_since(args.since)
@@ -340,9 +324,6 @@ def _writable(reports: Path) -> None:
 
 
 def _use(entry: dict[str, Any]) -> None:
-    from django.conf import settings
-    from django.db import connections
-
     connections.close_all()
     settings.DATABASES["default"].update({k: v for k, v in entry.items() if k != "TEST"})
     connections["default"].settings_dict.update({k: v for k, v in entry.items() if k != "TEST"})
