@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from antenna_invariants.journal import DELETED
+from antenna_invariants.rules import Status
 
 _DETECTION = {"occurrence_id", "bbox", "source_image_id", DELETED}
 _DETERMINATION = {"determination_id", "determination_score"}
@@ -67,7 +68,7 @@ def followups(outcomes: list[dict[str, Any]]) -> list[str]:
     for index, o in enumerate(outcomes):
         # a count rule checked (and repaired) later in the run, in the same scope, saw the write already
         later = outcomes[index + 1 :]
-        recounted = {(x["rule"], x["project"]) for x in later if x["status"] not in ("skipped", "error")}
+        recounted = {(x["rule"], x["project"]) for x in later if x["status"] not in (Status.SKIPPED, Status.ERROR)}
         for rule in (o.get("stale") or ()) if o.get("journal") else ():
             if (rule, o["project"]) not in recounted:
                 stale.setdefault(rule, set()).add(o["project"])

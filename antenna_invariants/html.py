@@ -20,11 +20,12 @@ import pytest
 from antenna_invariants import blame, reporting
 from antenna_invariants.connection import mask
 from antenna_invariants.errors import ConfigError
-from antenna_invariants.rules import Rule
+from antenna_invariants.rules import Rule, Status
 
 MAX_ROWS = 1000
 STATUS_CLASS = {
-    "passed": "p", "failed": "f", "warned": "w", "repaired": "r", "baselined": "b", "error": "e", "skipped": "s",
+    Status.PASSED: "p", Status.FAILED: "f", Status.WARNED: "w", Status.REPAIRED: "r", Status.BASELINED: "b",
+    Status.ERROR: "e", Status.SKIPPED: "s",
 }
 # Antenna's pages per table (its API where the UI has no page, or for rows without a project)
 UI_PATHS = {
@@ -145,8 +146,8 @@ class HtmlReport:
         data = getattr(report, "invariant", None)
         if data is None:
             return
-        if (data["status"] == "passed" and not self.passing_rows) or self.listed >= MAX_ROWS:
-            self.omitted += data["status"] != "passed"
+        if (data["status"] == Status.PASSED and not self.passing_rows) or self.listed >= MAX_ROWS:
+            self.omitted += data["status"] != Status.PASSED
             cells.clear()
             return
         self.listed += 1
@@ -164,7 +165,7 @@ class HtmlReport:
 
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
         record = getattr(report, "invariant", None)
-        if record is None or record["status"] == "error":
+        if record is None or record["status"] == Status.ERROR:
             return
         data[:] = [self.detail(record)] if record["violations"] else []
 
@@ -245,7 +246,8 @@ class HtmlReport:
                     continue
                 delta = f" ({signed(o['delta'])})" if o.get("delta") else ""
                 count = f"{o['violations']}{delta}" if o["violations"] or delta else ""
-                if not count and o["status"] == "passed":  # most cells of a big run: rule and project are the headers
+                # most cells of a big run: rule and project are the headers
+                if not count and o["status"] == Status.PASSED:
                     tds.append("<td class=p></td>")
                     continue
                 tds.append(f"<td class={STATUS_CLASS[o['status']]} title='{rule_id} {p} {o['status']}'>{count}</td>")

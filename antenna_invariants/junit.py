@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from antenna_invariants.rules import Rule
+from antenna_invariants.rules import Rule, Status
 
 CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
@@ -33,11 +33,11 @@ VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
 def kind(record: dict[str, Any]) -> str:
     """The JUnit outcome of a record: failure, error, timeout, warned, baselined, tolerated, repaired, passed."""
     status: str = record["status"]
-    if status == "error":
+    if status == Status.ERROR:
         return "timeout" if record.get("message", "").startswith("timed out") else "error"
     if record.get("fails_run"):
         return "failure"
-    if status == "passed" and record.get("violations"):
+    if status == Status.PASSED and record.get("violations"):
         return "tolerated"
     return status
 

@@ -13,6 +13,7 @@ import pytest
 
 from antenna_invariants.blame import origin_summary
 from antenna_invariants.docs import rule_order
+from antenna_invariants.rules import Severity, Status
 
 STANDINGS = ("FAILED", "ERROR", "WARN", "BASELINED", "TOLERATED", "REPAIRED")
 TERMINAL_ROWS = 15  # rules in the terminal's table
@@ -23,10 +24,10 @@ RISKS = {"low": "L", "medium": "M", "high": "H"}
 
 def standing(o: dict[str, Any]) -> str | None:
     if o["fails_run"]:
-        return "ERROR" if o["status"] == "error" else "FAILED"
-    if o["status"] == "passed":
+        return "ERROR" if o["status"] == Status.ERROR else "FAILED"
+    if o["status"] == Status.PASSED:
         return "TOLERATED" if o["violations"] else None
-    return {"warned": "WARN", "baselined": "BASELINED", "repaired": "REPAIRED"}.get(o["status"])
+    return {Status.WARNED: "WARN", Status.BASELINED: "BASELINED", Status.REPAIRED: "REPAIRED"}.get(o["status"])
 
 
 @dataclass
@@ -64,7 +65,7 @@ def rows(outcomes: list[dict[str, Any]]) -> list[RuleRow]:
         if o.get("new") is not None:
             row.new = (row.new or 0) + o["new"]
         row.cases.append(o)
-    return sorted(by_rule.values(), key=lambda r: (STANDINGS.index(r.standing), r.severity != "error",
+    return sorted(by_rule.values(), key=lambda r: (STANDINGS.index(r.standing), r.severity != Severity.ERROR,
                                                    -r.violations, rule_order(r.rule)))
 
 
