@@ -82,12 +82,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--existing", action="store_true",
                         help="measure database --name as it is (built by an earlier --keep run with the same scale "
-                             "options): no build, and it is kept")
+                             "options; with --many-projects too): no build, and it is kept")
     parser.add_argument("--output", default=str(harness.ROOT / "bench" / "results.json"))
     parser.add_argument("--many-projects", action="store_true",
                         help="measure figure 6 only (many projects), into results.json's many_projects")
-    parser.add_argument("--existing", action="store_true",
-                        help="figure 6 on the database --name as a --keep run left it (no build, not dropped)")
     parser.add_argument("--repeat", type=int, default=2, help="figure 6: how many times the full run is measured")
     parser.add_argument("--attribution-on", metavar="DB", help="only the attribution figure, on this existing database")
     parser.add_argument("--stress-jobs", type=int, default=0, help="attribution: jobs per project holding every row")

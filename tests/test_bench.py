@@ -60,3 +60,12 @@ def test_the_per_row_baseline_and_the_set_based_repair_write_the_same_determinat
     assert repair["bare_rows"] == repair["fixed"]  # the same rows
     assert repair["bare_vs_engine_differences"] == 0
     assert repair["speedup"] == pytest.approx(repair["engine_rows_per_s"] / repair["loop_rows_per_s"])
+
+
+@pytest.mark.parametrize("script", ["run.py", "explain.py"])
+def test_the_bench_commands_parse_their_options(script):
+    """A broken option parser (two options of one name, after a merge) fails here, not on the bench machine."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
