@@ -376,14 +376,15 @@ def _migrations() -> list[tuple[str, str, datetime]]:
 def origin_line(o: dict[str, Any], unit: str) -> str:
     """``38 from job 2421 (ml, FAILURE, pipeline "Quebec moths 2025", 2026-04-16 02:00–02:40): high, window, …``"""
     if o["job"] is None:
-        return f"{o['rows']} unattributed (no job's window holds them; written {_span(o['first_row'], o['last_row'])})"
+        return f"{o['rows']} unattributed (no job's window holds them; written {span(o['first_row'], o['last_row'])})"
     pipeline = f', pipeline "{o["pipeline"]}"' if o.get("pipeline") else ""
     end = "" if o.get("window_end") == "finished_at" else ", never finished: last update"
     return (f"{o['rows']} most likely from job {o['job']} ({o['type']}, {o['status']}{pipeline}, "
-            f"{_span(*o['window'])}{end}): {o['confidence']} confidence, {o['reason']}")
+            f"{span(*o['window'])}{end}): {o['confidence']} confidence, {o['reason']}")
 
 
-def _span(start: str | None, end: str | None) -> str:
+def span(start: str | None, end: str | None) -> str:
+    """Two times as one span (the date once when they share it)."""
     if start is None or end is None:
         return start or end or "?"
     if start[:10] == end[:10]:
@@ -452,37 +453,6 @@ def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
 
 
 LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
-
-
-def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
-    """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
-    ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
-    from antenna_invariants.html import link, text
-
-    attribution = record.get("attribution") or {}
-    if not attribution:
-        return ""
-    if not attribution.get("attributable"):
-        return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
-    rows = []
-    for o in record.get("origins") or ():
-        ids = ", ".join(link(base, table, record["project"], pk) for pk in o["sample"])
-        if o["job"] is None:
-            rows.append(f"<tr><td>unattributed</td><td colspan=4>{text(_span(o['first_row'], o['last_row']))}</td>"
-                        f"<td>none</td><td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>")
-            continue
-        job = link(base, "jobs", f"project{o['project']}", o["job"])
-        end = "" if o["window_end"] == "finished_at" else " (never finished: last update)"
-        rows.append(
-            f"<tr><td>job {job}</td><td>{text(o['type'] or '')}</td><td>{text(o['status'] or '')}</td>"
-            f"<td>{text(o['pipeline'] or '')}</td><td>{text(_span(*o['window']) + end)}</td><td>{o['confidence']}</td>"
-            f"<td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>"
-        )
-    head = ("<tr><th>most likely origin</th><th>type</th><th>status</th><th>pipeline</th><th>window</th>"
-            "<th>confidence</th><th>rows</th><th>ids</th><th>why</th></tr>")
-    notes = [attribution.get("reason")] + [appeared_line(attribution, record["table"])]
-    notes_html = "".join(f"<p>{text(n)}</p>" for n in notes if n)
-    return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
 
 
 def first_seen_line(first_seen: dict[str, str] | None) -> str | None:

@@ -27,6 +27,14 @@ PROPERTIES = ("rule", "project", "status", "violations", "checked", "fixed", "un
               "baseline", "new")
 
 
+def case_key(item: pytest.Item) -> tuple[str, str] | None:
+    """(rule, scope label) of an invariants case; None for any other item."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "invariant_case" not in params:
+        return None
+    return item.function.rule.id, params["invariant_case"].label  # type: ignore[attr-defined]
+
+
 class Case:
     """One rule x scope, run inside a test: check, maybe repair, record the outcome, pass or fail."""
 

@@ -1,21 +1,22 @@
 """Checking: a rule's violations counted, sampled and judged in one scope, or in several project scopes at once
 (one grouped statement), read-only; what a case produced (``Outcome``) and its ``Status``.
 
-``check`` is the one entry point for one scope; ``Checks`` serves a run's cases, grouping the project scopes
-of a rule into one statement (``check_grouped``) and sharing the rows counted per project between rules.
+``check`` is the one entry point for one scope, ``check_grouped`` for several; the pieces a shared scan reuses
+(``Counts``, ``rows_per_project``, ``judge``, ``ScopedSQL``) are public.  ``runchecks.Checks`` serves a run's
+cases with them.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
 from psycopg.errors import QueryCanceled
@@ -23,7 +24,8 @@ from psycopg.errors import QueryCanceled
 from antenna_invariants.rules import Rule, Severity, Status
 from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
 
-__all__ = ["Checks", "Counts", "Outcome", "Status", "check", "check_grouped", "compiled_sql", "read_only"]
+__all__ = ["Counts", "Outcome", "ScopedSQL", "Status", "check", "check_grouped", "compiled_sql", "judge", "read_only",
+           "rows_per_project"]
 
 
 @dataclass
@@ -123,7 +125,7 @@ def check(entry: Rule, scope: Scope, sample_size: int = 20) -> Outcome:
         outcome.violations += len(missing)
         outcome.message = f"missing: {', '.join(missing)}"
     outcome.sql = compiled_sql(violators) if outcome.violations else ""  # a case without violations: no SQL
-    _judge(entry, outcome)
+    judge(entry, outcome)
     outcome.duration = time.perf_counter() - started
     return outcome
 
@@ -138,7 +140,7 @@ class Counts:
 
     def project_ids(self) -> set[int]:
         if self.projects is None:
-            from antenna_invariants.mirror.models import Project
+            from antenna_invariants.mirror.models import Project  # the app registry is ready only at run time
 
             self.projects = set(Project.objects.values_list("pk", flat=True))
         return self.projects
@@ -167,7 +169,7 @@ def check_grouped(
     path = entry.model.scope_paths["project"]
     try:  # the rule sees only the scopes' rows (what it computes per row, a recount say, stays within them)
         rows = in_projects(entry.rows(replace(scopes[0], project=None)), path, scopes, counts.project_ids)
-        violators = entry.func(rows).order_by()
+        violators = entry.violating(rows)
     except NotApplicable as exc:
         for outcome in outcomes.values():
             outcome.status, outcome.message = Status.SKIPPED, str(exc)
@@ -175,7 +177,7 @@ def check_grouped(
     with read_only():
         with connection.cursor() as cursor:  # the violators are few: let workers scan for them in parallel
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
-        checked = _rows_per_project(entry, rows, counts)
+        checked = rows_per_project(entry, rows, counts)
         for key, pk, count in _grouped(entry, violators, sample_size):
             found = outcomes.get(group_label(key))  # None: a project created since the run started
             if found is not None:
@@ -186,7 +188,7 @@ def check_grouped(
     for scope in scopes:
         outcome = outcomes[scope.label]
         outcome.checked = checked.get(scope.label, 0)
-        _judge(entry, outcome)
+        judge(entry, outcome)
         if sql is not None and outcome.violations:  # a case without violations carries no SQL
             outcome.sql = sql.of(scope)
         outcome.duration = share
@@ -235,7 +237,8 @@ def _grouped(entry: Rule, violators: QuerySet, sample_size: int) -> list[tuple[i
         return cursor.fetchall()
 
 
-def _rows_per_project(entry: Rule, rows: QuerySet, counts: Counts) -> dict[str, int]:
+def rows_per_project(entry: Rule, rows: QuerySet, counts: Counts) -> dict[str, int]:
+    """{scope label: rows of ``rows`` in that project} (the denominator), counted once per run (``counts``)."""
     per_project = rows.values_list(entry.model.scope_paths["project"]).annotate(n=Count("pk")).order_by()
     try:
         sql, params = per_project.query.sql_with_params()
@@ -247,105 +250,7 @@ def _rows_per_project(entry: Rule, rows: QuerySet, counts: Counts) -> dict[str, 
     return counts.rows[key]
 
 
-def _judge(entry: Rule, outcome: Outcome) -> None:
+def judge(entry: Rule, outcome: Outcome) -> None:
+    """The outcome's status by the rule's severity and thresholds, and the thresholds it applied."""
     outcome.status = entry.judge(outcome.violations, outcome.checked)
     outcome.threshold = entry.threshold
-
-
-class Checks:
-    """The checks of one run.  A rule checked in project scopes is checked for all of them by its first
-    case, in one grouped statement (one pass over its tables, counting and sampling at once); the other
-    cases take their share, and the rules of a table share its rows counted per project.  A grouped
-    statement cancelled by the statement timeout leaves the rule to per-project checks."""
-
-    def __init__(self, sample_size: int = 20, rules: Mapping[str, Rule] | None = None):
-        self.sample_size = sample_size
-        self.rules = rules  # the run's rules as configured (the registry's when None): a shared scan judges them
-        self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
-        self.ungrouped: set[str] = set()
-        self.counts = Counts()
-        self.shared: dict[str, dict[str, Outcome]] = {}  # what a shared scan found for the rules still to come
-        self.unshared: set[str] = set()  # scans that timed out in this run: their rules are checked alone
-        # rule id -> {scope label: (violating ids, at most blame.ID_CAP; violations)}: what attribution reads
-        self.violators: dict[str, dict[str, tuple[list[int], int]]] = {}
-        self.attributions: dict[str, dict[str, Any]] = {}  # rule id -> {scope label: attribution}
-
-    def forget_counts(self) -> None:
-        """Before a repair: the rows per project it may change are counted again for the rules that follow,
-        and what a shared scan found for them is found again."""
-        self.counts.forget()
-        self.shared.clear()
-
-    def take(self, entry: Rule, scope: Scope, scopes: list[Scope]) -> Outcome:
-        """The outcome of ``entry`` in ``scope``, checked with the other ``scopes`` of the run at once (and
-        with the other rules of its shared scan, antenna_invariants.shared)."""
-        keep = self._keep(entry)
-        if entry.is_global or entry.id in self.ungrouped:
-            return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
-        if scope.label not in self.pending.get(entry.id, {}):
-            try:
-                self.pending[entry.id] = self._kept(
-                    entry, self._shared(entry, scopes) or check_grouped(entry, scopes, keep, self.counts))
-            except DatabaseError as exc:
-                if not timed_out(exc):
-                    raise
-                self.ungrouped.add(entry.id)
-                return self._kept(entry, {scope.label: check(entry, scope, keep)})[scope.label]
-        return self.pending[entry.id].pop(scope.label)
-
-    def _shared(self, entry: Rule, scopes: list[Scope]) -> dict[str, Outcome] | None:
-        """``entry``'s outcomes from its shared scan, run now for all its members unless an earlier member's
-        run left them; None when the rule is checked alone."""
-        from antenna_invariants.rules import RULES
-        from antenna_invariants.shared import check_scan, scan_of
-
-        found = self.shared.pop(entry.id, None)
-        if found is not None and all(s.label in found for s in scopes):
-            return found
-        scan = scan_of(entry)
-        if scan is None or scan.name in self.unshared:
-            return None
-        keeps = [self._keep((self.rules or RULES)[member]) for member in scan.members]
-        try:
-            results = check_scan(scan, scopes, 0 if 0 in keeps else max(keeps), self.counts, self.rules)
-        except DatabaseError as exc:
-            if not timed_out(exc):
-                raise
-            self.unshared.add(scan.name)
-            return None
-        if results is None:
-            return None
-        self.shared.update({rule: outcomes for rule, outcomes in results.items() if rule != entry.id})
-        return results[entry.id]
-
-    def _keep(self, entry: Rule) -> int:
-        """How many ids per case the check returns: the sample, or (for a rule whose rows attribution traces)
-        up to ``blame.ID_CAP``, from the same statement."""
-        from antenna_invariants.blame import ID_CAP, attributable
-
-        if self.sample_size == 0 or not attributable(entry):
-            return self.sample_size
-        return max(self.sample_size, ID_CAP)
-
-    def _kept(self, entry: Rule, outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
-        """Keep the ids beyond the sample for attribution, and cut the sample back to ``sample_size``."""
-        for label, outcome in outcomes.items():
-            if outcome.violations:
-                self.violators.setdefault(entry.id, {})[label] = (outcome.sample, outcome.violations)
-            if self.sample_size:
-                outcome.sample = outcome.sample[: self.sample_size]
-        return outcomes
-
-    def attribution(self, entry: Rule, label: str, failing: set[str]) -> dict[str, Any]:
-        """The attribution of ``entry``'s case ``label`` (README, "Blame"): at the rule's first case that asks,
-        every case of the rule in ``failing`` (those that fail, warn or are baselined) is attributed in one
-        statement; the others take theirs."""
-        from antenna_invariants.blame import attribute_cases
-
-        done = self.attributions.setdefault(entry.id, {})
-        if label not in done:
-            found = self.violators.get(entry.id, {})
-            cases = {case: found[case] for case in failing | {label} if case in found}
-            cases.setdefault(label, ([], 0))
-            done.update({case: a.as_dict() for case, a in attribute_cases(entry, dict(cases)).items()})
-        return done.pop(label)

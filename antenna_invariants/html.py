@@ -83,6 +83,37 @@ def text(value: str) -> str:
     return escape(value, quote=False)
 
 
+def origins_table(record: dict[str, Any], base: str | None, table: str) -> str:
+    """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
+    ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
+    attribution = record.get("attribution") or {}
+    if not attribution:
+        return ""
+    if not attribution.get("attributable"):
+        return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
+    rows = []
+    for o in record.get("origins") or ():
+        ids = ", ".join(link(base, table, record["project"], pk) for pk in o["sample"])
+        if o["job"] is None:
+            written = blame.span(o["first_row"], o["last_row"])
+            rows.append(f"<tr><td>unattributed</td><td colspan=4>{text(written)}</td>"
+                        f"<td>none</td><td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>")
+            continue
+        job = link(base, "jobs", f"project{o['project']}", o["job"])
+        end = "" if o["window_end"] == "finished_at" else " (never finished: last update)"
+        window = blame.span(*o["window"]) + end
+        rows.append(
+            f"<tr><td>job {job}</td><td>{text(o['type'] or '')}</td><td>{text(o['status'] or '')}</td>"
+            f"<td>{text(o['pipeline'] or '')}</td><td>{text(window)}</td><td>{o['confidence']}</td>"
+            f"<td>{o['rows']}</td><td>{ids}</td><td>{text(o['reason'])}</td></tr>"
+        )
+    head = ("<tr><th>most likely origin</th><th>type</th><th>status</th><th>pipeline</th><th>window</th>"
+            "<th>confidence</th><th>rows</th><th>ids</th><th>why</th></tr>")
+    notes = [attribution.get("reason")] + [blame.appeared_line(attribution, record["table"])]
+    notes_html = "".join(f"<p>{text(n)}</p>" for n in notes if n)
+    return f"<table class=inv-origins>{head}{''.join(rows)}</table>{notes_html}"
+
+
 def padded(value: int | None) -> str:
     """A number whose text sorts like the number (pytest-html sorts columns as strings)."""
     if value is None:
@@ -180,7 +211,7 @@ class HtmlReport:
         shown = f"first {len(o['sample'])}" if len(o["sample"]) < o["violations"] else "all"
         rows = "".join(f"<br>{text(str(r))}" for r in o.get("sample_rows") or ())
         hint = reporting.what_to_do(entry, o, self.scope_option)
-        origins = blame.html_breakdown(o, self.antenna_url, entry.table)
+        origins = origins_table(o, self.antenna_url, entry.table)
         return (
             f"<div class=inv><p><b>{text(head)}</b>: {text(entry.doc)}</p><p>What to do: {text(hint)}</p>"
             f"<p>Ids ({shown}): {ids}{rows}</p>{origins}<p>Reproduce:</p><pre>{text(o['sql'])};</pre></div>"

@@ -11,7 +11,8 @@ pytest's own JUnit knows passed, failed and skipped.  An invariants case has mor
 | passed (no violation) | passed |
 
 Every case with violations carries the details (what to do, ids, SQL) in ``system-out``.  The suite's counts
-(``failures``, ``errors``, ``skipped``) are recounted from the testcases.  The default family, ``xunit2``,
+(``failures``, ``errors``, ``skipped``) are recounted from the testcases, and the run's facts (database, scope,
+mode, provenance) become the suite's properties.  The default family, ``xunit2``,
 validates against Jenkins' junit-10 schema; ``-o junit_family=xunit1`` adds ``file`` and ``line`` (the rule's
 ``def`` line, for annotations) and per-testcase properties, which junit-10 does not allow.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from antenna_invariants.rules import Rule, Status
 
 CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
+NOT_XML = re.compile("[^\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")  # as pytest escapes
 
 
 def kind(record: dict[str, Any]) -> str:
@@ -48,11 +50,14 @@ def reshape(
     rules: dict[str, Rule],
     family: str,
     details: Callable[[dict[str, Any]], str],
+    properties: Mapping[str, str] | None = None,
 ) -> None:
-    """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text."""
+    """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text,
+    ``properties`` the suite's."""
     tree = ET.parse(path)
     by_case = {(r["rule"], r["project"]): r for r in records}
     for suite in tree.getroot().iter("testsuite"):
+        _suite_properties(suite, properties or {})
         for case in suite.findall("testcase"):
             match = CASE.search(case.get("name", ""))
             record = by_case.get((match["rule"], match["project"])) if match else None
@@ -63,6 +68,20 @@ def reshape(
                       str(sum(c.find(outcome) is not None for c in suite.findall("testcase"))))
         suite.set("tests", str(len(suite.findall("testcase"))))
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:
+    """The run's facts as the suite's first properties, where pytest writes its suite properties (before those
+    a test records with ``record_testsuite_property``)."""
+    if not properties:
+        return
+    element = suite.find("properties")
+    if element is None:
+        element = ET.Element("properties")
+        suite.insert(0, element)
+    for index, (name, value) in enumerate(properties.items()):
+        escaped = NOT_XML.sub(lambda m: f"#x{ord(m.group()):02X}", str(value))
+        element.insert(index, ET.Element("property", name=name, value=escaped))
 
 
 def _reshape_case(case: ET.Element, record: dict[str, Any], entry: Rule, family: str, text: str) -> None:

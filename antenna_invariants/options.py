@@ -3,6 +3,7 @@ into a frozen ``RunOptions`` before anything connects.  Bad input is a ``ConfigE
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -89,22 +90,30 @@ def add_options(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class RuleSettings:
-    """The ini's settings for rules, for this run: severities and thresholds by rule id (``configured`` gives
-    the run's copies of the rules; the registry stays as declared) and JL1's age."""
+    """The ini's settings for rules, for this run: severities and thresholds by rule id, and the values of the
+    rules' own settings (``invariants_<name>`` sets a rule's keyword-only parameter ``<name>``: JL1's
+    ``joblog_max_age``).  ``configured`` gives the run's copies of the rules; the registry stays as declared."""
 
     severity: Mapping[str, Severity] = field(default_factory=dict)
     error_if: Mapping[str, str] = field(default_factory=dict)
     warn_if: Mapping[str, str] = field(default_factory=dict)
     joblog_max_age: timedelta = timedelta(days=90)
 
+    def values(self) -> dict[str, Any]:
+        """{setting name: this run's value}, for the rules that declare the setting."""
+        return {"joblog_max_age": self.joblog_max_age}
+
     def configured(self, rules: Mapping[str, Rule]) -> dict[str, Rule]:
-        """The run's rules: each declared rule, with the severity and thresholds this run sets for it."""
-        run = {}
+        """The run's rules: each declared rule, with the severity, thresholds and settings this run sets for it."""
+        run, values = {}, self.values()
         for rule_id, entry in rules.items():
             changes: dict[str, Any] = {}
-            for name, values in (("error_if", self.error_if), ("warn_if", self.warn_if), ("severity", self.severity)):
-                if rule_id in values:
-                    changes[name] = values[rule_id]
+            for name, given in (("error_if", self.error_if), ("warn_if", self.warn_if), ("severity", self.severity)):
+                if rule_id in given:
+                    changes[name] = given[rule_id]
+            settings = {name: values[name] for name in entry.settings if name in values}
+            if settings and settings != {name: entry.settings[name] for name in settings}:
+                changes["settings"] = MappingProxyType({**entry.settings, **settings})
             run[rule_id] = replace(entry, **changes) if changes else entry
         return run
 
@@ -164,6 +173,8 @@ class RunOptions:
     store_failures: Path | None
     # --compare: per rule/scope, the previous run's sample, first_seen and start (the first run that saw an id)
     previous_records: Mapping[str, dict[str, Any]] | None = None
+    detailed: bool = False  # -v, -rA or an explicit --tb: pytest's full output; by default the terminal fits a screen
+    named: frozenset[str] = frozenset()  # the words of -m and -k (a --project run checks the global rules they name)
 
     @classmethod
     def from_config(cls, config: pytest.Config, rules: Mapping[str, Rule]) -> RunOptions:
@@ -214,6 +225,7 @@ class RunOptions:
             write_baseline=bool(option("write_baseline")), baseline=known,
             previous=MappingProxyType(previous) if previous is not None else None, store_failures=store_failures,
             previous_records=MappingProxyType(records) if records is not None else None,
+            detailed=_detailed(config), named=_named(config),
         )
 
     def scope_option(self) -> str | None:
@@ -234,6 +246,16 @@ def _share(config: pytest.Config) -> float:
     if not value.endswith("%") or not 0 < share <= 1:
         raise ConfigError(f"invariants_repair_max_share: {value!r} is not a share like 10%")
     return share
+
+
+def _detailed(config: pytest.Config) -> bool:
+    option = config.option
+    return option.verbose > 0 or "A" in (option.reportchars or "") or option.tbstyle != "auto"
+
+
+def _named(config: pytest.Config) -> frozenset[str]:
+    """The words of ``-m`` and ``-k``."""
+    return frozenset(re.findall(r"\w+", f"{config.option.markexpr or ''} {config.option.keyword or ''}"))
 
 
 def _strict(config: pytest.Config) -> bool:

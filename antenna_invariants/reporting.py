@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest.junitxml import xml_key  # pytest's JUnit writer (no public handle: its suite properties, its path)
+from _pytest.junitxml import xml_key  # pytest's JUnit writer: no public handle re-points its path or unregisters it
 
 from antenna_invariants import blame, summary
 from antenna_invariants.errors import ConfigError
@@ -177,6 +177,12 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
+def quiet_failures(terminal: pytest.TerminalReporter) -> None:
+    """The summary table and the first failures in full replace pytest's failure sections (reports: all)."""
+    terminal.summary_failures = terminal.summary_errors = lambda: None  # type: ignore[method-assign]
+    terminal.reportchars = ""
+
+
 def terminal_summary(
     terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]], rules: Mapping[str, Rule], reports: Path,
     detailed: bool, exitstatus: int = 0, scope_option: str | None = None,
@@ -309,10 +315,3 @@ def settle(config: pytest.Config, staged: dict[str, str], checked: bool) -> None
         if final is not None:
             setattr(writer, attribute, os.path.abspath(final) if attribute == "logfile" else Path.cwd() / final)
 
-
-def add_junit_properties(config: pytest.Config, properties: dict[str, str]) -> None:
-    """Suite-level properties of pytest's JUnit report (the controller writes it; workers write none)."""
-    xml = config.stash.get(xml_key, None)
-    if xml is not None:
-        for name, value in properties.items():
-            xml.add_global_property(name, value)

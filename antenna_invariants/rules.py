@@ -10,6 +10,13 @@ to the test case's scope.  The decorator checks the declaration (one parameter n
 severity and risk, well-formed thresholds) when the rule's module is imported, registers the rule in
 ``RULES`` and turns the function into a pytest test parametrized per project (see ``plugin.py``); the engine,
 not the rule, counts, samples (``check``), repairs (``repair``) and reports (dbt's model).
+
+A rule's settings are declared with their defaults in the decorator (dbt's test config) and arrive as
+keyword-only parameters; a run's copy of the rule (``options.RuleSettings.configured``) carries the values its
+ini gives (``invariants_joblog_max_age``), so nothing module-level holds a run's setting:
+
+    @rule("JL1", settings={"joblog_max_age": timedelta(days=90)})
+    def test_job_logs_respect_the_retention_age(job_logs, *, joblog_max_age): ...
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import enum
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from django.db.models import Model, QuerySet
@@ -76,11 +83,7 @@ def tables() -> dict[str, Any]:
     return {name: getattr(models, model) for name, model in TABLES.items()}
 
 
-# Settings the rules read, from the ini (the plugin sets them at configure time; the self-tests use the defaults).
-SETTINGS: dict[str, Any] = {"joblog_max_age": timedelta(days=90)}  # invariants_joblog_max_age (JL1)
-
-
-RuleFunc = Callable[[QuerySet], QuerySet]  # the table's rows in scope -> the violating ones
+RuleFunc = Callable[..., QuerySet]  # the table's rows in scope (and the rule's settings) -> the violating ones
 RepairFunc = Callable[[QuerySet], int | None]  # violators -> rows fixed (None: as many as it was given)
 AbsentFunc = Callable[[QuerySet], list[str]]  # the table's rows -> the names of rows that must exist and do not
 
@@ -104,6 +107,9 @@ class Rule:
     # the repair's lock set: lookup paths from the row to the other rows its violation condition reads
     # (antenna_invariants.locks), () when it reads only the row itself; None for a rule without a repair
     depends_on: tuple[DependsOn, ...] | None = None
+    # the rule's settings, {name: value}, passed to its function as keyword arguments: the defaults declared in
+    # @rule(settings=...), the ini's values in a run's copy (options.RuleSettings.configured)
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def name(self) -> str:
@@ -150,7 +156,11 @@ class Rule:
 
     def violations(self, scope: Scope) -> QuerySet:
         """The violating rows in scope, as a side-effect-free queryset."""
-        return self.func(self.rows(scope)).order_by()
+        return self.violating(self.rows(scope))
+
+    def violating(self, rows: QuerySet) -> QuerySet:
+        """The violating ones of ``rows`` (the rule's function, given the rule's settings)."""
+        return self.func(rows, **self.settings).order_by()
 
     def repair(self, func: RepairFunc) -> RepairFunc:
         """Declare ``func(violators) -> rows fixed`` as this rule's repair."""
@@ -241,21 +251,29 @@ class Registry(Mapping[str, Rule]):
 RULES = Registry()
 
 
-def _table_of(rule_id: str, func: RuleFunc) -> str:
-    """The one parameter's name, which names the table; else a ``RuleDefinitionError`` naming the rule."""
+def _table_of(rule_id: str, func: RuleFunc, settings: Mapping[str, Any]) -> str:
+    """The one parameter's name, which names the table (the other parameters are keyword-only, one per
+    setting); else a ``RuleDefinitionError`` naming the rule."""
     where = f"@rule({rule_id!r}) on {func.__module__}.{getattr(func, '__qualname__', func)}"
     try:
         parameters = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         raise RuleDefinitionError(f"{where}: not a function") from None
-    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if len(parameters) != 1 or parameters[0].kind not in plain or parameters[0].default is not inspect.Parameter.empty:
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    plain = [p for p in parameters if p.kind in positional]
+    keywords = [p for p in parameters if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    if len(plain) != 1 or len(plain) + len(keywords) != len(parameters) or plain[0].default is not plain[0].empty:
         raise RuleDefinitionError(
-            f"{where}: a rule takes exactly one parameter, named after its table (one of: {', '.join(TABLES)})"
+            f"{where}: a rule takes exactly one parameter, named after its table (one of: {', '.join(TABLES)}), "
+            f"then its settings as keyword-only parameters"
         )
-    table = parameters[0].name
+    table = plain[0].name
     if table not in TABLES:
         raise RuleDefinitionError(f"{where}: no table {table!r}; the parameter names one of: {', '.join(TABLES)}")
+    taken = [p.name for p in keywords]
+    if sorted(taken) != sorted(settings):
+        raise RuleDefinitionError(f"{where}: its keyword-only parameters {taken} are not its settings "
+                                  f"{list(settings)}: declare each setting with its default in @rule(settings=...)")
     return table
 
 
@@ -272,7 +290,7 @@ def _check_options(where: str, severity: str, risk: str, thresholds: dict[str, s
 def rule(
     rule_id: str, *, severity: str = Severity.ERROR, risk: str = "-", error_if: str | None = None,
     warn_if: str | None = None, hint: str = "", incremental: bool | Iterable[str] = False,
-    depends_on: Iterable[DependsOn] | None = None,
+    depends_on: Iterable[DependsOn] | None = None, settings: Mapping[str, Any] | None = None,
 ) -> Callable[[RuleFunc], Callable[[Any], None]]:
     """Register a rule under its catalogue id and return the pytest test that runs it.
 
@@ -285,17 +303,22 @@ def rule(
     reads, as lookup paths (``("detections__classifications",)``); a repair locks them before it re-checks
     (``antenna_invariants.locks``).  ``()`` when the condition reads only the row's own columns.
 
-    A wrong declaration (not one parameter naming a table, an unknown severity or risk, a malformed
-    threshold, an id declared twice) raises ``RuleDefinitionError`` here, when the module is imported."""
+    ``settings``: the rule's settings and their defaults, ``{"joblog_max_age": timedelta(days=90)}``; the
+    function takes each as a keyword-only parameter, and a run's ini may set it (``invariants_<name>``).
+
+    A wrong declaration (not one parameter naming a table, settings that are not its keyword-only parameters,
+    an unknown severity or risk, a malformed threshold, an id declared twice) raises ``RuleDefinitionError``
+    here, when the module is imported."""
 
     def decorate(func: RuleFunc) -> Callable[[Any], None]:
-        table = _table_of(rule_id, func)
+        table = _table_of(rule_id, func, settings or {})
         _check_options(f"@rule({rule_id!r}) on {func.__module__}.{func.__qualname__}", severity, risk,
                        {"error_if": error_if, "warn_if": warn_if})
         domain = func.__module__.rsplit(".", 1)[-1].removeprefix("test_")
         entry = Rule(rule_id, func, table, domain, Severity(severity), risk, error_if, warn_if, hint)
         entry.incremental = None if incremental is False else () if incremental is True else tuple(incremental)
         entry.depends_on = None if depends_on is None else tuple(depends_on)
+        entry.settings = MappingProxyType(dict(settings or {}))
         RULES.add(entry)
 
         def test(invariant_case: Any) -> None:

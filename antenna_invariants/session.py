@@ -7,20 +7,34 @@ It never creates, migrates or flushes a live database, and in check mode the con
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection
 
 from antenna_invariants import connection as conn
-from antenna_invariants import demo, runinfo, schema
-from antenna_invariants.check import Checks
+from antenna_invariants import demo, reporting, runinfo, schema
+from antenna_invariants.check import compiled_sql
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.journal import Journal
+from antenna_invariants.layout import INVARIANTS_DIR
 from antenna_invariants.options import RunOptions
 from antenna_invariants.rules import Rule
-from antenna_invariants.scope import NO_PROJECT, JobFootprint, ProjectKey, Scope
+from antenna_invariants.runchecks import Checks
+from antenna_invariants.scope import NO_PROJECT, JobFootprint, NotApplicable, ProjectKey, Scope
 from antenna_invariants.snapshot import Snapshot
+
+
+def is_invariants_session(config: pytest.Config) -> bool:
+    """Whether pytest was asked for the invariants (``pytest invariants ...``), not the self-tests; asked for
+    both, a usage error."""
+    paths = [Path(str(arg).split("::")[0]) for arg in config.args]
+    resolved = [(p if p.is_absolute() else Path(config.invocation_params.dir) / p).resolve() for p in paths]
+    inside = [p == INVARIANTS_DIR or INVARIANTS_DIR in p.parents for p in resolved]
+    if any(inside) and not all(inside):
+        raise pytest.UsageError("run the invariants and the self-tests in separate pytest sessions")
+    return bool(inside) and all(inside)
 
 
 def db_access(config: pytest.Config) -> AbstractContextManager[None]:
@@ -190,6 +204,19 @@ class Session:
         return [Scope(project=p, job=self.job, occurrence_ids=options.occurrence_ids, since=options.since)
                 for p in projects]
 
+    def planned_cases(self) -> int:
+        """How many cases the run collects (before -k, -m and --deselect)."""
+        return sum(len(self.scopes_for(entry)) for entry in self.rules.values())
+
+    def leaves_out_global(self) -> bool:
+        """A --project run checks that project's rows: rules on global tables stay out unless asked for, by ``-m``
+        or ``-k`` naming ``global`` or one of those rules."""
+        return bool(self.options.projects and not self.options.named & {"global", *self.global_rules()})
+
+    def global_rules(self) -> list[str]:
+        """The ids of the rules on global tables."""
+        return sorted(rule_id for rule_id, entry in self.rules.items() if entry.is_global)
+
     def selected_scopes(self, entry: Rule) -> list[Scope]:
         """The rule's cases that survived ``-k``, node ids and ``--deselect`` (its grouped check covers these),
         listed once per rule: every case asks, and a list per case cost a run time in the square of its cases."""
@@ -199,6 +226,21 @@ class Session:
         return self.grouped[entry.id]
 
     # --- the end --------------------------------------------------------------------------------------------
+
+    def rule_records(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """invariants.json's ``rules``: each rule the run checked, with its SQL over the run's scope, every project
+        together (compiled once per rule: a record without violations carries none)."""
+        scope = Scope(project=None, job=self.job, occurrence_ids=self.options.occurrence_ids, since=self.options.since)
+        found = {}
+        with db_access(self.config):
+            for rule_id in sorted({r["rule"] for r in records}):
+                entry = self.rules[rule_id]
+                try:
+                    sql: str | None = compiled_sql(entry.violations(scope))
+                except NotApplicable:
+                    sql = None
+                found[rule_id] = reporting.rule_record(entry, sql)
+        return found
 
     def drop_snapshot(self) -> None:
         if self.snapshot is not None and not self.is_worker:
@@ -214,3 +256,8 @@ def _require(model: Any, ids: tuple[int, ...] | None, option: str) -> None:
 
 
 SESSION = pytest.StashKey[Session]()
+
+
+def session_of(config: pytest.Config) -> Session | None:
+    """The run's ``Session`` (None outside an invariants session)."""
+    return config.stash.get(SESSION, None)

@@ -5,8 +5,8 @@ K1, K2 and K3 each compare a cached count with a recount of the same detections 
 Checked rule by rule, a full run computes the expected determination of every occurrence three times and
 recounts every detection three times.  A ``SharedScan`` computes the shared values once and evaluates every
 member's predicate on them, counting and sampling the violators per rule and project in the same statement
-(the grouped check of ``rules.check_projects``, with the rule as one more grouping key).  The run keeps the
-other members' results until their turn (``rules.Checks``).
+(the grouped check of ``check.check_grouped``, with the rule as one more grouping key).  The run keeps the
+other members' results until their turn (``runchecks.Checks``).
 
 What each member reports is what its own check reports: the same violators (its own predicate, in the same
 SQL, over the same rows), count, sample, denominator and SQL (the rule's own statement, for a person to run).
@@ -20,16 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
+from antenna_invariants.check import Counts, Outcome, ScopedSQL, judge, read_only, rows_per_project
+from antenna_invariants.rules import RULES, Rule
 from antenna_invariants.scope import NotApplicable, Scope, group_label, in_projects
-
-if TYPE_CHECKING:
-    from antenna_invariants.check import Counts, Outcome
-    from antenna_invariants.rules import Rule
 
 Statement = tuple[str, list[Any]]
 
@@ -138,9 +136,6 @@ def check_scan(
     """Every member of ``scan`` for the project ``scopes`` at once: {rule id: {scope label: Outcome}}, each
     exactly what ``check.check_grouped`` gives that rule alone (``rules``: the run's rules, as configured; the
     registry's by default); None when the scan cannot serve these scopes."""
-    from antenna_invariants.check import Counts, Outcome, ScopedSQL, _judge, _rows_per_project, read_only
-    from antenna_invariants.rules import RULES
-
     started = time.perf_counter()
     counts = Counts() if counts is None else counts
     entries = [(rules or RULES)[rule] for rule in scan.members]
@@ -159,7 +154,7 @@ def check_scan(
             cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")  # as a grouped check: few violators
             cursor.execute(GROUPED.format(violators=sql), [*params, sample_size, sample_size])
             found = cursor.fetchall()
-        checked = {e.id: _rows_per_project(e, rows[e.id], counts) for e in entries}
+        checked = {e.id: rows_per_project(e, rows[e.id], counts) for e in entries}
     for rule, key, pk, count in found:
         outcome = outcomes[rule].get(group_label(key))  # None: a project created since the run started
         if outcome is not None:
@@ -172,7 +167,7 @@ def check_scan(
         for scope in scopes:
             outcome = outcomes[entry.id][scope.label]
             outcome.checked = checked[entry.id].get(scope.label, 0)
-            _judge(entry, outcome)
+            judge(entry, outcome)
             if scoped_sql is not None and outcome.violations:  # a case without violations carries no SQL
                 outcome.sql = scoped_sql.of(scope)
             outcome.duration = share_

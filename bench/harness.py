@@ -93,7 +93,8 @@ def project_ids() -> list[int]:
 def engine_check(rule_ids=None, grouped: bool = True) -> dict[str, tuple[dict[str, int], float]]:
     """Every rule x scope of a full run through the engine, as the plugin runs them (grouped, unless asked
     not to): {rule: ({scope label: violations}, seconds)}."""
-    from antenna_invariants.check import Checks, check
+    from antenna_invariants.check import check
+    from antenna_invariants.runchecks import Checks
 
     rules, projects, found, checks = load_rules(), project_ids(), {}, Checks()
     for rule_id in rule_ids or rules:
@@ -122,10 +123,10 @@ def floor_check(rule_ids=None) -> dict[str, tuple[int, float]]:
 def engine_repair(rule_id: str, journal_dir: Path) -> int:
     """The one place the bench calls the repair engine, as a full ``--repair --all-projects`` run does: the
     grouped check, then a journaled repair of each failing project; rows fixed."""
-    from antenna_invariants.check import Checks
     from antenna_invariants.journal import Journal
     from antenna_invariants.repair import repair
     from antenna_invariants.rules import RULES
+    from antenna_invariants.runchecks import Checks
 
     entry, checks, fixed = RULES[rule_id], Checks(), 0
     scopes = scopes_of(entry, project_ids())

@@ -12,7 +12,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 
 from antenna_invariants.journal import purge_journaled
-from antenna_invariants.rules import SETTINGS, rule
+from antenna_invariants.rules import rule
 
 STALE_AFTER_MINUTES = 10  # Antenna's reaper cutoff since #1235 (it once reused a 72-hour UI cutoff)
 RUNNING = ["PENDING", "STARTED", "RETRY", "CANCELING", "UNKNOWN"]
@@ -109,12 +109,12 @@ def test_job_agrees_with_itself(jobs):
     )
 
 
-@rule("JL1", risk="H", depends_on=())
-def test_job_logs_respect_the_retention_age(job_logs):
+@rule("JL1", risk="H", depends_on=(), settings={"joblog_max_age": timedelta(days=90)})
+def test_job_logs_respect_the_retention_age(job_logs, *, joblog_max_age):
     """No job log is older than ``invariants_joblog_max_age`` (ini option, default 90d) by the database's clock.
     Antenna writes a jobs_joblog row per log line and never prunes them; #1277 asks this framework for the
     retention check (#1188).  The age is a setting, not a fact of Antenna: 90 days is the issue's default."""
-    return job_logs.filter(created_at__lt=Now() - SETTINGS["joblog_max_age"])
+    return job_logs.filter(created_at__lt=Now() - joblog_max_age)
 
 
 @test_job_logs_respect_the_retention_age.repair

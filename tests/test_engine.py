@@ -163,7 +163,7 @@ def test_a_grouped_check_reports_each_project_exactly_as_its_own_check(db):
 def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_timeout(db, monkeypatch):
     from django.db import connection
 
-    from antenna_invariants import check
+    from antenna_invariants import check, runchecks
     from antenna_invariants.layout import load_rules
 
     load_rules()
@@ -173,7 +173,7 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
     calls = []
     real = check.check_grouped
     monkeypatch.setattr(check, "check_grouped", lambda *a, **k: calls.append(1) or real(*a, **k))
-    checks = check.Checks()
+    checks = runchecks.Checks()
     assert [checks.take(entry, s, scopes).scope for s in scopes] == [s.label for s in scopes]
     assert len(calls) == 1
     assert checks.pending == {"D1": {}}
@@ -189,7 +189,7 @@ def test_grouped_checks_are_taken_once_per_rule_and_fall_back_per_project_on_a_t
                 cursor.execute("ROLLBACK TO SAVEPOINT slow")
 
     monkeypatch.setattr(check, "check_grouped", slow)
-    checks = check.Checks()
+    checks = runchecks.Checks()
     outcomes = [checks.take(entry, s, scopes) for s in scopes]
     assert checks.ungrouped == {"D1"}
     assert [o.status for o in outcomes] == ["passed"] * len(scopes)
@@ -211,12 +211,17 @@ def test_a_rule_declared_wrongly_fails_at_its_decorator_naming_the_rule_and_the_
     def keyword_only(*, occurrences):
         return occurrences
 
+    def undeclared_setting(occurrences, *, max_age):
+        return occurrences
+
     def fine(occurrences):
         return occurrences
 
     cases = [
         ({}, two_tables, r"@rule\('X9'\) on .*two_tables: a rule takes exactly one parameter"),
         ({}, keyword_only, "a rule takes exactly one parameter"),
+        ({}, undeclared_setting, r"keyword-only parameters \['max_age'\] are not its settings \[\]"),
+        ({"settings": {"max_age": 1}}, fine, r"keyword-only parameters \[\] are not its settings \['max_age'\]"),
         ({}, misspelt, "no table 'occurences'; the parameter names one of: occurrences, "),
         ({"severity": "fatal"}, fine, "severity 'fatal' is not one of: error, warn"),
         ({"risk": "X"}, fine, "risk 'X' is not one of: L, M, H, -"),

@@ -222,13 +222,47 @@ def test_jl1_flags_logs_older_than_the_retention_age(invariants):
     assert not {row.pk for row in recent} & invariants.violators("JL1", project=station.project)
 
 
-def test_jl1_age_is_a_setting(invariants, monkeypatch):
-    from antenna_invariants.rules import SETTINGS
+def test_jl1_age_is_a_setting(invariants):
+    from antenna_invariants.check import check
+    from antenna_invariants.options import RuleSettings
 
     station = f.DeploymentFactory()
     recent = scenarios.recent_job_logs(station)
-    monkeypatch.setitem(SETTINGS, "joblog_max_age", timedelta(days=30))
-    assert invariants.violators("JL1", project=station.project) == {recent[1].pk}  # the 89-day-old line
+    thirty_days = RuleSettings(joblog_max_age=timedelta(days=30)).configured(RULES)["JL1"]
+    outcome = check(thirty_days, invariants.scope(project=station.project), sample_size=0)
+    assert set(outcome.sample) == {recent[1].pk}  # the 89-day-old line
+
+
+class Ini:
+    """A configuration's ini, as ``RuleSettings.from_ini`` reads it (the rest at pytest's defaults)."""
+
+    def __init__(self, joblog_max_age):
+        self.values = {"invariants_joblog_max_age": joblog_max_age}
+
+    def getini(self, name):
+        return self.values.get(name, [])
+
+
+def test_two_runs_in_one_process_each_read_their_own_jl1_age(invariants):
+    """The age belongs to a run's copy of JL1, not to the process: two configurations made one after the other
+    (as two sessions in one interpreter) each check with their own, and the registry keeps the declared one."""
+    from antenna_invariants.check import check
+    from antenna_invariants.options import RuleSettings
+
+    station = f.DeploymentFactory()
+    old, recent = scenarios.old_job_logs(station, count=1), scenarios.recent_job_logs(station)  # 200, 2 and 89 days
+    scope = invariants.scope(project=station.project)
+    first = RuleSettings.from_ini(Ini("30d"), RULES).configured(RULES)["JL1"]
+    second = RuleSettings.from_ini(Ini("1d"), RULES).configured(RULES)["JL1"]
+    third = RuleSettings.from_ini(Ini("300d"), RULES).configured(RULES)["JL1"]
+
+    assert set(check(first, scope, sample_size=0).sample) == {old[0].pk, recent[1].pk}
+    assert set(check(second, scope, sample_size=0).sample) == {old[0].pk, *(row.pk for row in recent)}
+    assert set(check(third, scope, sample_size=0).sample) == set()
+    assert set(check(first, scope, sample_size=0).sample) == {old[0].pk, recent[1].pk}  # made first, still its own
+    assert dict(first.settings) == {"joblog_max_age": timedelta(days=30)}
+    assert dict(RULES["JL1"].settings) == {"joblog_max_age": timedelta(days=90)}  # as declared
+    assert invariants.violators("JL1", project=station.project) == {old[0].pk}
 
 
 @pytest.mark.covers("JL1", "repair")

@@ -3,7 +3,7 @@ project by project, exactly what each rule's own grouped check reports."""
 
 import pytest
 
-from antenna_invariants import check, rules, shared
+from antenna_invariants import check, rules, runchecks, shared
 from antenna_invariants.layout import load_rules
 from antenna_invariants.mirror.models import Project
 from antenna_invariants.scope import NO_PROJECT, Scope
@@ -67,13 +67,13 @@ def test_a_run_scans_once_for_all_members_and_again_after_a_repair(demo, monkeyp
     calls = []
     real = shared.check_scan
     monkeypatch.setattr(shared, "check_scan", lambda scan, *a, **k: calls.append(scan.name) or real(scan, *a, **k))
-    checks, scopes = check.Checks(sample_size=3), every_scope()
+    checks, scopes = runchecks.Checks(sample_size=3), every_scope()
     for rule in ("D2", "D3", "D4", "K1", "K2", "K3"):
         outcomes = [checks.take(rules.RULES[rule], s, scopes) for s in scopes]
         assert [o.rule for o in outcomes] == [rule] * len(scopes)
     assert calls == ["the expected determination", "the recounts"]
 
-    checks = check.Checks(sample_size=3)
+    checks = runchecks.Checks(sample_size=3)
     checks.take(rules.RULES["D2"], scopes[0], scopes)
     checks.forget_counts()  # what a repair of D2 does first: D3 and D4 must see its changes
     checks.take(rules.RULES["D3"], scopes[0], scopes)
