@@ -89,7 +89,7 @@ def origins_table(record: dict[str, Any], base: str | None, table: str) -> str:
     attribution = record.get("attribution") or {}
     if not attribution:
         return ""
-    if not attribution.get("attributable"):
+    if not attribution.get("attributable") or attribution.get("reason", "").startswith("not attributed ("):
         return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
     rows = []
     for o in record.get("origins") or ():
