@@ -24,7 +24,7 @@ All of it is one read-only statement per failing case, on the ids the check foun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -427,7 +427,7 @@ def summary_lines(attribution: dict[str, Any], unit: str, limit: int = 5) -> lis
     return lines + ([appeared] if appeared else [])
 
 
-def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
+def origin_summary(records: Sequence[Mapping[str, Any]], shown: int = 2) -> str:
     """A rule's origins over its cases, for summary.md: ``job 30: 38 (high); 3 unattributed``."""
     by_job: dict[int, tuple[int, str]] = {}
     unattributed, reasons = 0, set[str]()
@@ -454,7 +454,7 @@ def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
 LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
 
-def html_breakdown(record: dict[str, Any], base: str | None, table: str) -> str:
+def html_breakdown(record: Mapping[str, Any], base: str | None, table: str) -> str:
     """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
     ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
     from antenna_invariants.html import link, text
@@ -502,7 +502,7 @@ def record_fields(attribution: dict[str, Any]) -> dict[str, Any]:
             "origins": attribution.get("origins", [])}
 
 
-def record_lines(o: dict[str, Any], unit: str) -> list[str]:
+def record_lines(o: Mapping[str, Any], unit: str) -> list[str]:
     """What a case's full text says about its origins and when they appeared (the terminal, JUnit)."""
     lines = []
     if o.get("attribution"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
 
 
-def kind(record: dict[str, Any]) -> str:
+def kind(record: Mapping[str, Any]) -> str:
     """The JUnit outcome of a record: failure, error, timeout, warned, baselined, tolerated, repaired, passed."""
     status: str = record["status"]
     if status == Status.ERROR:
@@ -44,10 +44,10 @@ def kind(record: dict[str, Any]) -> str:
 
 def reshape(
     path: Path,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     rules: dict[str, Rule],
     family: str,
-    details: Callable[[dict[str, Any]], str],
+    details: Callable[[Mapping[str, Any]], str],
 ) -> None:
     """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text."""
     tree = ET.parse(path)
@@ -65,7 +65,7 @@ def reshape(
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _reshape_case(case: ET.Element, record: dict[str, Any], entry: Rule, family: str, text: str) -> None:
+def _reshape_case(case: ET.Element, record: Mapping[str, Any], entry: Rule, family: str, text: str) -> None:
     outcome = kind(record)
     if family == "xunit1":
         case.set("line", str(entry.def_line))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from antenna_invariants.case import Case
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import INVARIANTS_DIR, load_rules
 from antenna_invariants.options import RunOptions, add_options
-from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, RESULTS, Results, results_of
+from antenna_invariants.results import OUTCOME, RESULTS, Results, results_of
 from antenna_invariants.rules import RULES, SETTINGS, Rule, Severity, Status, run_order
 from antenna_invariants.session import SESSION, Session, db_access
 
@@ -78,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
         planned = sum(len(session.scopes_for(entry)) for entry in session.rules.values())
         report = html.HtmlReport(
             session.run.title, session.rules, results.records, antenna_url=options.antenna_url,
-            compare=options.previous is not None, planned=planned, scope_option=options.scope_option(),
+            compare=options.previous is not None, planned=planned, scope_option=options.scope_option(), config=config,
         )
         config.pluginmanager.register(report, "antenna-invariants-html")
 
@@ -255,22 +255,37 @@ def invariant_case(request: pytest.FixtureRequest, django_db_blocker: Any) -> It
         yield Case(request.node, _session_of_case(request.config), request.param)
 
 
+KEYWORDS = pytest.StashKey[dict[str, Any]]()  # node id -> its setup report's keywords, until its teardown
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A case's call report carries its record (``report.invariant``).  pytest keeps every report of every
+    case to the end of the session (the terminal's counts, pytest-html, JUnit): what a case holds beyond
+    pytest's own is kept small (docs/benchmarks.md, figure 6)."""
     result = yield
     report = result.get_result()
-    outcome = item.stash.get(OUTCOME, None)
-    if outcome is not None and report.when == "call":
+    if "invariant_case" not in getattr(getattr(item, "callspec", None), "params", {}):  # not a case
+        return
+    finished = item.stash.get(OUTCOME, None)
+    if finished is not None and report.when == "call":
+        outcome, ids, origins = finished
         declared = item.function.rule  # type: ignore[attr-defined]
-        fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-        origins = item.stash.get(ORIGINS, {})
-        report.invariant = outcome.as_dict() | _described(item.config, declared) | origins | fingerprint
+        report.invariant = outcome.as_dict() | _described(item.config, declared) | origins | {"fingerprint": ids}
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
-    if _case_key(item) is not None:
+        del item.stash[OUTCOME]  # in the record now
+    if "@" in report.nodeid:
         # xdist's loadgroup names a worker's items "nodeid@group"; the reports keep the case's own node id
         report.nodeid = report.nodeid.split("@", 1)[0]
+    # the three reports of a case have the same keywords (the item's names): one dict, not three of 0.6 KB
+    keywords = item.config.stash.setdefault(KEYWORDS, {})
+    first = keywords.pop(report.nodeid, None) if report.when == "teardown" else keywords.get(report.nodeid)
+    if first is not None and first == report.keywords:
+        report.keywords = first
+    elif report.when == "setup":
+        keywords[report.nodeid] = report.keywords
 
 
 def _described(config: pytest.Config, entry: Rule) -> dict[str, Any]:
@@ -309,7 +324,7 @@ def checked_anything(config: pytest.Config, exitstatus: int) -> bool:
     return bool(results_of(config)) or exitstatus not in stopped
 
 
-def _rule_records(run: Session, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _rule_records(run: Session, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """invariants.json's ``rules``: each rule the run checked, with its SQL over the run's scope, every project
     together (compiled once per rule: a record without violations carries none)."""
     from antenna_invariants.check import compiled_sql
