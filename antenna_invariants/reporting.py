@@ -283,7 +283,8 @@ def _json_text(document: dict[str, Any], key: str, items: Iterable[dict[str, Any
     """``json.dumps(document | {key: list(items)}, indent=1, default=str) + "\\n"``, piece by piece: a run of
     many projects has tens of thousands of records, and the whole text at once cost more memory than the run's
     records themselves (docs/benchmarks.md, figure 6).  ``key`` is the document's last key."""
-    head = json.dumps(document | {key: []}, indent=1, default=str)
+    encoder = json.JSONEncoder(indent=1, default=str)  # json.dumps(..., indent=1, default=str), made once
+    head = encoder.encode(document | {key: []})
     empty = f'\n "{key}": []\n}}'
     if not head.endswith(empty):  # cannot happen: the shape json.dumps gives a dict's last, empty list
         raise AssertionError(f"unexpected JSON layout: {head[-40:]!r}")
@@ -291,7 +292,7 @@ def _json_text(document: dict[str, Any], key: str, items: Iterable[dict[str, Any
     separator = "\n  "
     for item in items:
         # a JSON string never holds a raw newline: each line of the item moves two spaces in, as in the list
-        yield separator + json.dumps(item, indent=1, default=str).replace("\n", "\n  ")
+        yield separator + encoder.encode(item).replace("\n", "\n  ")
         separator = ",\n  "
     yield ("\n ]\n}\n" if separator != "\n  " else "]\n}\n")
 
