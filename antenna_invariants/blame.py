@@ -19,7 +19,9 @@ one level lower and says so.  It is never certain, and the reports say "most lik
 
 How each table's rows are traced is declared in ``TRACES`` below (the path to their captures and algorithms);
 a table whose rows carry no time or job trace maps to the reason it is "not attributable".
-All of it is one read-only statement per failing case, on the ids the check found (at most ``ID_CAP``).
+All of it is one read-only statement per rule for the cases that fail the run (``fails_the_run``), on the ids
+the check found (at most ``ID_CAP`` per case); a warned or baselined case is reported as not attributed, with
+the reason (``not_attributed``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from django.db import connection
 from antenna_invariants.sql import AnyOf  # noqa: F401  (registers ``pk__any=ids``)
 
 if TYPE_CHECKING:
-    from antenna_invariants.rules import Rule
+    from antenna_invariants.rules import Rule, Status
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ TRACES: dict[str, Trace | str] = {
     "periodic_tasks": "celery beat's own rows carry no timestamp",
 }
 
-ID_CAP = 5_000  # violating ids attributed per case; beyond it the report says how many were
+ID_CAP = 1_000  # violating ids attributed per case; beyond it the report says how many were
 SAMPLE = 5  # ids listed per origin
 WINDOW_SLACK = timedelta(minutes=1)  # a job writes its last rows just before it records finished_at
 # A job whose window spans more than this (times that contradict each other, J5, or a job left running for
@@ -132,6 +134,30 @@ def attributable(entry: Rule) -> bool:
     return isinstance(trace_of(entry), Trace)
 
 
+def fails_the_run(status: Status, strict: bool = False) -> bool:
+    """Whether a case's status fails the run, and so is attributed: ``failed``, or ``warned`` under --strict.
+    A warned case (without --strict) or a baselined one does not fail it: attributing it would cost the run
+    for rows nobody is asked to act on now (docs/benchmarks.md, "Attribution")."""
+    from antenna_invariants.rules import Status
+
+    return status == Status.FAILED or (strict and status == Status.WARNED)
+
+
+NOT_ATTRIBUTED = {
+    "warned": "not attributed (warn): a warned case does not fail the run; --strict attributes it",
+    "baselined": "not attributed (baselined): the baseline knows its rows, so it does not fail the run",
+}
+
+
+def not_attributed(entry: Rule, status: Status) -> Attribution:
+    """A case shown but not attributed (warned, baselined): says so and why; a rule whose rows cannot be traced
+    keeps its own reason."""
+    trace = trace_of(entry)
+    if isinstance(trace, str):
+        return Attribution(False, f"not attributable: {trace}")
+    return Attribution(True, NOT_ATTRIBUTED.get(str(status), f"not attributed ({status})"))
+
+
 def attribute(entry: Rule, ids: list[int], violations: int | None = None) -> Attribution:
     """The origins of one case's violating rows ``ids`` of rule ``entry`` (the first ``ID_CAP`` are looked at)."""
     return attribute_cases(entry, {"case": (ids, violations)}, lambda project: "case")["case"]
@@ -179,40 +205,46 @@ def _part(queryset: Any, *columns: str) -> tuple[str, list[Any]]:
     try:
         return queryset.order_by().values_list(*columns).query.sql_with_params()
     except EmptyResultSet:
-        return "SELECT NULL, NULL WHERE false", []
+        return _none(len(columns)), []
+
+
+def _none(columns: int) -> str:
+    return f"SELECT {', '.join(['NULL::bigint'] * columns)} WHERE false"
 
 
 def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]]:
-    """One statement: the rows, their captures and algorithms, the candidate jobs (same project, a window that
-    holds the row's time), each row's best candidate, grouped by job with the job's description."""
+    """One statement: the rows; the candidate jobs (same project, a window that holds the row's time); only
+    then, for the rows that have a candidate, their captures (with the captures' deployments) and algorithms;
+    each row's best candidate, grouped by job with the job's description.  A row no job's window reaches costs
+    its own index lookup only: its captures and algorithms are never read (``v_caps`` and ``v_algs`` keep
+    the rows in ``cand``)."""
     rows = model.objects.filter(pk__any=ids)
     project = model.scope_paths["project"]
-    parts = {"rows": _part(rows, "pk", "created_at", "updated_at", project)}
+    sql, row_params = _part(rows, "pk", "created_at", "updated_at", project)
+    params = list(row_params)
+    text = [f"WITH v_rows (pk, created_at, updated_at, project_id) AS MATERIALIZED ({sql}),", CANDIDATES]
+    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, *[WINDOW_SLACK] * 4]
     if trace.captures:
         path = trace.captures
-        parts["caps"] = _part(rows.filter(**{f"{path}__isnull": False}), "pk", path)
+        deployment = "deployment" if path == "pk" else f"{path}__deployment"
+        caps = _part(rows.filter(**{f"{path}__isnull": False}), "pk", path, deployment)
     else:
-        parts["caps"] = ("SELECT NULL::bigint, NULL::bigint WHERE false", [])
+        caps = (_none(3), [])
     algorithm_parts = [_part(rows.filter(**{f"{p}__isnull": False}), "pk", p) for p in trace.algorithms]
-    none = "SELECT NULL::bigint, NULL::bigint WHERE false"
-    parts["algs"] = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or none,
-                     [p for _, ps in algorithm_parts for p in ps])
-    params: list[Any] = []
-    ctes = []
-    for name, columns in (("rows", "(pk, created_at, updated_at, project_id)"), ("caps", "(pk, capture)"),
-                          ("algs", "(pk, algorithm)")):
-        sql, part_params = parts[name]
-        ctes.append(f"v_{name} {columns} AS MATERIALIZED ({sql})")
-        params += part_params
-    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, CAPTURE_IN_LOG, *[WINDOW_SLACK] * 4]
-    return "WITH " + ",\n".join(ctes) + ATTRIBUTION, [*params, SAMPLE]
+    algs = (" UNION ".join(f"({s})" for s, _ in algorithm_parts) or _none(2),
+            [p for _, ps in algorithm_parts for p in ps])
+    for name, columns, (sql, part_params) in (("caps", "(pk, capture, deployment)", caps),
+                                              ("algs", "(pk, algorithm)", algs)):
+        text.append(f",\nv_{name} {columns} AS MATERIALIZED (\n    SELECT * FROM ({sql}) AS x {columns}"
+                    "\n     WHERE x.pk IN (SELECT pk FROM cand))")
+        params += list(part_params)
+    params += [CAPTURE_IN_LOG, SAMPLE]
+    return "".join(text) + ATTRIBUTION, params
 
 
-# The candidates, scored and grouped.  A job's window starts at started_at (else when it was scheduled or
-# created) and ends at finished_at, or at its last updated_at when it never finished (or recorded an end
-# before its start, J5).  Its input captures are those of --job's footprint: collection, else single capture,
-# else deployment; a job with none has no footprint to agree.
-ATTRIBUTION = """,
+# The candidates.  A job's window starts at started_at (else when it was scheduled or created) and ends at
+# finished_at, or at its last updated_at when it never finished (or recorded an end before its start, J5).
+CANDIDATES = """
 jobs AS MATERIALIZED (
     SELECT j.id, j.project_id, j.pipeline_id, j.source_image_collection_id AS collection_id,
            j.source_image_single_id AS single_id, j.deployment_id,
@@ -228,39 +260,55 @@ jobs AS MATERIALIZED (
            <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
        AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
+cand AS MATERIALIZED (
+    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span, j.w0, j.w1, j.finished, j.pipeline_id, j.collection_id,
+           CASE WHEN j.collection_id IS NULL THEN j.single_id END AS single_id,
+           CASE WHEN j.collection_id IS NULL AND j.single_id IS NULL THEN j.deployment_id END AS deployment_id
+      FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
+       AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+)"""
+
+# The evidence for each candidate pair, and the best pair per row.  A job's input captures are those of
+# --job's footprint: collection, else single capture, else deployment (``cand`` keeps the one that counts); a
+# job with none has no footprint to agree.  Each piece is one equality join of two relations on (row, key),
+# which the planner hashes whatever it estimates (the CTEs' estimates are poor); a correlated EXISTS per
+# candidate pair and capture looked each capture up once per candidate job.
+ATTRIBUTION = """,
+v_deps AS MATERIALIZED (SELECT DISTINCT pk, deployment FROM v_caps WHERE deployment IS NOT NULL),
+v_cols AS MATERIALIZED (
+    SELECT DISTINCT c.pk, ci.sourceimagecollection_id AS collection
+      FROM v_caps c JOIN main_sourceimagecollection_images ci ON ci.sourceimage_id = c.capture
+     WHERE ci.sourceimagecollection_id IN (SELECT collection_id FROM cand)
+),
+v_pipes AS MATERIALIZED (
+    SELECT DISTINCT a.pk, pa.pipeline_id AS pipeline
+      FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
+     WHERE pa.pipeline_id IN (SELECT pipeline_id FROM cand)
+),
 named AS MATERIALIZED (
     SELECT DISTINCT l.job_id AS job, m[1]::bigint AS capture
       FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
-     WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
+     WHERE l.job_id IN (SELECT job FROM cand) AND length(m[1]) < 19
 ),
-cand AS MATERIALIZED (
-    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span
-      FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
-       AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+v_named AS MATERIALIZED (
+    SELECT DISTINCT c.pk, n.job FROM v_caps c JOIN named n ON n.capture = c.capture
 ),
 fp AS (
-    SELECT DISTINCT p.pk, p.job
-      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN jobs j ON j.id = p.job
-     WHERE CASE WHEN j.collection_id IS NOT NULL THEN EXISTS (
-                    SELECT FROM main_sourceimagecollection_images ci
-                     WHERE ci.sourceimagecollection_id = j.collection_id AND ci.sourceimage_id = c.capture)
-                WHEN j.single_id IS NOT NULL THEN c.capture = j.single_id
-                WHEN j.deployment_id IS NOT NULL THEN EXISTS (
-                    SELECT FROM main_sourceimage s WHERE s.id = c.capture AND s.deployment_id = j.deployment_id)
-                ELSE false END
+    SELECT p.pk, p.job FROM cand p JOIN v_cols c ON c.pk = p.pk AND c.collection = p.collection_id
+    UNION
+    SELECT p.pk, p.job FROM cand p JOIN v_caps c ON c.pk = p.pk AND c.capture = p.single_id
+    UNION
+    SELECT p.pk, p.job FROM cand p JOIN v_deps d ON d.pk = p.pk AND d.deployment = p.deployment_id
 ),
 al AS (
-    SELECT DISTINCT p.pk, p.job
-      FROM cand p JOIN v_algs a ON a.pk = p.pk JOIN jobs j ON j.id = p.job
-      JOIN ml_pipeline_algorithms pa ON pa.pipeline_id = j.pipeline_id AND pa.algorithm_id = a.algorithm
+    SELECT p.pk, p.job FROM cand p JOIN v_pipes a ON a.pk = p.pk AND a.pipeline = p.pipeline_id
 ),
 lg AS (
-    SELECT DISTINCT p.pk, p.job
-      FROM cand p JOIN v_caps c ON c.pk = p.pk JOIN named n ON n.job = p.job AND n.capture = c.capture
+    SELECT p.pk, p.job FROM cand p JOIN v_named n ON n.pk = p.pk AND n.job = p.job
 ),
-pairs AS (  -- hash joins throughout: a correlated EXISTS over a CTE would scan it once per candidate pair
-    SELECT p.pk, p.job, p.span, fp.pk IS NOT NULL AS footprint, al.pk IS NOT NULL AS algorithm,
-           lg.pk IS NOT NULL AS logged
+pairs AS (
+    SELECT p.pk, p.job, p.span, p.w0, p.w1, p.finished, fp.pk IS NOT NULL AS footprint,
+           al.pk IS NOT NULL AS algorithm, lg.pk IS NOT NULL AS logged
       FROM cand p
       LEFT JOIN fp ON fp.pk = p.pk AND fp.job = p.job
       LEFT JOIN al ON al.pk = p.pk AND al.job = p.job
@@ -273,7 +321,7 @@ scored AS (
       FROM pairs p
 ),
 best AS (
-    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged,
+    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged, s.w0, s.w1, s.finished,
            CASE WHEN count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 THEN greatest(s.level - 1, 1)
                 ELSE s.level END AS level,
            count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 AS contested
@@ -287,11 +335,10 @@ SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILT
        min(r.created_at) AS first_row, (array_agg(r.pk ORDER BY r.created_at, r.pk))[1] AS first_id,
        max(r.updated_at) AS last_row, (array_agg(r.pk ORDER BY r.updated_at DESC, r.pk DESC))[1] AS last_id,
        min(j.job_type_key) AS type, min(j.status) AS status, min(p.name) AS pipeline,
-       min(j.project_id) AS project, min(jw.w0) AS w0, min(jw.w1) AS w1, bool_and(jw.finished) AS finished,
+       min(j.project_id) AS project, min(b.w0) AS w0, min(b.w1) AS w1, bool_and(b.finished) AS finished,
        min(j.source_image_collection_id) AS collection_id, min(j.source_image_single_id) AS single_id,
        min(j.deployment_id) AS deployment_id
   FROM v_rows r LEFT JOIN best b ON b.pk = r.pk
-  LEFT JOIN jobs jw ON jw.id = b.job
   LEFT JOIN jobs_job j ON j.id = b.job
   LEFT JOIN ml_pipeline p ON p.id = j.pipeline_id
  GROUP BY r.project_id, b.job, b.level"""
@@ -435,6 +482,8 @@ def origin_summary(records: Sequence[Mapping[str, Any]], shown: int = 2) -> str:
         attribution = record.get("attribution") or {}
         if attribution and not attribution.get("attributable"):
             reasons.add("not attributable")
+        elif attribution.get("reason", "").startswith("not attributed ("):
+            reasons.add(attribution["reason"].split(":")[0])  # "not attributed (warn)"
         for o in record.get("origins") or ():
             if o["job"] is None:
                 unattributed += o["rows"]
@@ -462,7 +511,7 @@ def html_breakdown(record: Mapping[str, Any], base: str | None, table: str) -> s
     attribution = record.get("attribution") or {}
     if not attribution:
         return ""
-    if not attribution.get("attributable"):
+    if not attribution.get("attributable") or attribution.get("reason", "").startswith("not attributed ("):
         return f"<p>origin: {text(attribution.get('reason', ''))}</p>"
     rows = []
     for o in record.get("origins") or ():

@@ -86,15 +86,17 @@ class Case:
 
 
     def _origins(self, entry: Rule, outcome: Outcome) -> Record:
-        """A failing, warned or baselined case's most likely origins and when its rows appeared (README,
-        "Blame"), one statement for all such cases of the rule; with --baseline or --compare, the first run that
-        saw each sample id."""
+        """A case that fails the run: its most likely origins and when its rows appeared (README, "Blame"), one
+        statement for all such cases of the rule; a warned or baselined case says it was not attributed and
+        why.  With --baseline or --compare, the first run that saw each sample id."""
         fields: Record = {}
-        shown = (Status.FAILED, Status.WARNED, Status.BASELINED)
-        if outcome.violations and outcome.status in shown:
+        strict = self.session.options.strict
+        if outcome.violations and blame.fails_the_run(outcome.status, strict):
             failing = {label for label, o in self.session.checks.pending.get(entry.id, {}).items()
-                       if o.violations and o.status in shown}
+                       if o.violations and blame.fails_the_run(o.status, strict)}
             fields = blame.record_fields(self.session.checks.attribution(entry, self.scope.label, failing))
+        elif outcome.violations and outcome.status in (Status.WARNED, Status.BASELINED):
+            fields = blame.record_fields(blame.not_attributed(entry, outcome.status).as_dict())
         options = self.session.options
         key = f"{entry.id}/{self.scope.label}"
         previous = options.previous_records.get(key) if options.previous_records is not None else None

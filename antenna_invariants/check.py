@@ -258,8 +258,9 @@ class Checks:
     cases take their share, and the rules of a table share its rows counted per project.  A grouped
     statement cancelled by the statement timeout leaves the rule to per-project checks."""
 
-    def __init__(self, sample_size: int = 20, rules: Mapping[str, Rule] | None = None):
+    def __init__(self, sample_size: int = 20, rules: Mapping[str, Rule] | None = None, strict: bool = False):
         self.sample_size = sample_size
+        self.strict = strict  # --strict: warned cases fail the run, and so are attributed (blame.fails_the_run)
         self.rules = rules  # the run's rules as configured (the registry's when None): a shared scan judges them
         self.pending: dict[str, dict[str, Outcome]] = {}  # rule id -> {scope label: outcome not yet taken}
         self.ungrouped: set[str] = set()
@@ -319,11 +320,13 @@ class Checks:
         return results[entry.id]
 
     def _keep(self, entry: Rule) -> int:
-        """How many ids per case the check returns: the sample, or (for a rule whose rows attribution traces)
-        up to ``blame.ID_CAP``, from the same statement."""
+        """How many ids per case the check returns: the sample, or (for a rule whose rows attribution traces and
+        whose cases can fail the run: not a warn rule without --strict) up to ``blame.ID_CAP``, from the same
+        statement."""
         from antenna_invariants.blame import ID_CAP, attributable
 
-        if self.sample_size == 0 or not attributable(entry):
+        warn_only = entry.severity == Severity.WARN and not self.strict
+        if self.sample_size == 0 or warn_only or not attributable(entry):
             return self.sample_size
         return max(self.sample_size, ID_CAP)
 
@@ -338,8 +341,8 @@ class Checks:
 
     def attribution(self, entry: Rule, label: str, failing: set[str]) -> dict[str, Any]:
         """The attribution of ``entry``'s case ``label`` (README, "Blame"): at the rule's first case that asks,
-        every case of the rule in ``failing`` (those that fail, warn or are baselined) is attributed in one
-        statement; the others take theirs."""
+        every case of the rule in ``failing`` (those that fail the run, ``blame.fails_the_run``) is attributed
+        in one statement; the others take theirs."""
         from antenna_invariants.blame import attribute_cases
 
         done = self.attributions.setdefault(entry.id, {})

@@ -23,8 +23,9 @@ Read-only: the session is ``default_transaction_read_only``; only the state file
 written.
 
 Exit codes: 0 every checked footprint holds (or no job finished, or another gate run holds the lock); 1
-violations in at least one job's footprint (or a rule could not run); 2 interrupted; 3 internal error; 4 usage
-or configuration error, one line ``ERROR: …``, state left as it was.
+violations in at least one job's footprint (or a rule could not run); 2 interrupted; 3 internal error (a bug:
+the traceback, then one line ``ERROR: internal error (exit 3): …``; the state keeps the jobs checked before it,
+not the one it was on); 4 usage or configuration error, one line ``ERROR: …``, state left as it was.
 """
 
 from __future__ import annotations
@@ -299,9 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gate: interrupted; the state holds every job checked so far", file=sys.stderr)
         return 2
-    except Exception:  # a bug: exit 3, never the 1 that means violations
+    except Exception as exc:  # a bug: exit 3, never the 1 that means violations
         print(conn.mask(traceback.format_exc()), file=sys.stderr)
+        print(internal_error(exc), file=sys.stderr)
         return 3
+
+
+def internal_error(exc: BaseException) -> str:
+    """The one line that ends an internal error's output (after its traceback), for the cron log's last line."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return (f"ERROR: internal error (exit 3): {type(exc).__name__}: {conn.mask(first)}; the state keeps every job "
+            "checked before it, and the next run starts at the job it was on")
 
 
 def _connected(reports: Path, args: argparse.Namespace, overlap: timedelta) -> int:

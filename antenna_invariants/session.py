@@ -51,7 +51,7 @@ class Session:
         self.description = ""
         self._run: runinfo.Run | None = None
         self.journal = Journal(options.reports) if options.repair else None
-        self.checks = Checks(options.sample_size, rules)
+        self.checks = Checks(options.sample_size, rules, strict=options.strict)
         self.selected: set[tuple[str, str]] | None = None  # (rule, scope label) of the cases collected and kept
         self.grouped: dict[str, list[Scope]] = {}  # rule id -> its selected scopes, computed once (not per case)
         self.junit_properties = config.getini("junit_family") == "xunit1"  # per-testcase properties (reports.md)

@@ -197,9 +197,10 @@ def rss_figures(url: str, counts: list[int]) -> list[dict]:
 
 
 def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
-    """What attribution (README, "Blame") adds to a full run: for every rule with failing cases, the cases' ids
-    as the check finds them (at most blame.ID_CAP per case) attributed in one statement per rule; the seconds
-    of those statements against ``full_seconds``, the full run's.  ``stress_jobs`` > 0 adds that many jobs per
+    """What attribution (README, "Blame") adds to a full run: for every rule with cases that fail the run
+    (``blame.fails_the_run``, as a run without --strict: warned cases are not attributed), the cases' ids as the
+    check finds them (at most blame.ID_CAP per case) attributed in one statement per rule; the seconds of those
+    statements against ``full_seconds``, the full run's.  ``stress_jobs`` > 0 adds that many jobs per
     project whose windows, footprints (the project's collection) and pipeline hold every row, in a transaction
     rolled back at the end: every row then meets every job of its project (the worst case for the candidate
     join).  The checks are not timed: the ids come with the check in a real run."""
@@ -209,7 +210,7 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
     from antenna_invariants.check import check, check_grouped
 
     rules, projects = harness.load_rules(), harness.project_ids()
-    per_rule, total, rows = {}, 0.0, 0
+    per_rule, total, rows, warned = {}, 0.0, 0, {}
     with transaction.atomic():
         if stress_jobs:
             with connection.cursor() as cursor:
@@ -220,7 +221,11 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
             scopes = harness.scopes_of(entry, projects)
             outcomes = ({s.label: check(entry, s, blame.ID_CAP) for s in scopes} if entry.is_global
                         else check_grouped(entry, scopes, blame.ID_CAP))
-            cases = {label: (o.sample, o.violations) for label, o in outcomes.items() if o.violations}
+            cases = {label: (o.sample, o.violations) for label, o in outcomes.items()
+                     if o.violations and blame.fails_the_run(o.status)}
+            skipped = sum(1 for o in outcomes.values() if o.violations and not blame.fails_the_run(o.status))
+            if skipped:
+                warned[rule_id] = skipped
             if not cases:
                 continue
             started = time.perf_counter()
@@ -232,7 +237,8 @@ def attribution_figure(full_seconds: float, stress_jobs: int = 0) -> dict:
             per_rule[rule_id] = {"seconds": round(seconds, 3), "cases": len(cases),
                                  "rows": sum(a.attributed for a in attributed.values()), "attributed_to_jobs": to_jobs}
         transaction.set_rollback(True)
-    figure = {"seconds": total, "statements": len(per_rule), "rows": rows, "full_run_seconds": full_seconds,
+    figure = {"seconds": total, "statements": len(per_rule), "rows": rows, "id_cap": blame.ID_CAP,
+              "not_attributed_cases": warned, "full_run_seconds": full_seconds,
               "share_of_full_run": total / full_seconds if full_seconds else None,
               "stress_jobs_per_project": stress_jobs, "rules": per_rule}
     print(f"attribution: {total:.1f} s for {rows:,} rows in {len(per_rule)} statements = "

@@ -352,3 +352,135 @@ def test_with_a_baseline_each_id_says_which_run_first_saw_it(run):
     assert record["first_seen"] == {str(known.pk): then, str(new.pk): document["run"]["started"]}
     then, now = then[:16].replace("T", " "), document["run"]["started"][:16].replace("T", " ")
     assert f"first seen (of the ids shown): 1 in the run of {then}, 1 in the run of {now}" in output
+
+
+def cte_rows(rule_id, ids):
+    """{CTE name: rows it produced} of the attribution statement on ``ids``, from EXPLAIN ANALYZE (the
+    statement is read-only: running it under EXPLAIN changes nothing)."""
+    import json
+
+    sql, params = blame._statement(RULES[rule_id].model, blame.trace_of(RULES[rule_id]), ids)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    found, stack = {}, [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        if node.get("Subplan Name", "").startswith("CTE "):
+            found[node["Subplan Name"][4:]] = node["Actual Rows"] * node["Actual Loops"]
+        stack += node.get("Plans", [])
+    return found
+
+
+def test_rows_no_job_window_reaches_skip_the_lookup_of_their_captures_and_algorithms(invariants, night):
+    """The shortcut: a row whose project has no job whose window reaches its time has no candidate, and its
+    captures and algorithms (the per-row lookups that cost most) are never read; it is still reported."""
+    station, killed, unrelated, inside, morning = night
+    ids = [o.pk for o in morning]
+
+    read = cte_rows("D1", ids)
+
+    assert read["cand"] == 0
+    assert read["v_caps"] == 0
+    assert read["v_algs"] == 0
+    attribution = blame.attribute(RULES["D1"], ids)
+    (origin,) = attribution.origins
+    assert (origin.job, origin.rows, origin.sample) == (None, 2, sorted(ids))
+    assert attribution.oldest["created_at"] == "2026-04-16 10:00"
+
+
+def test_rows_a_job_window_reaches_are_still_looked_up_and_attributed(invariants, night):
+    station, killed, unrelated, inside, morning = night
+    ids = [o.pk for o in [*inside, *morning]]
+
+    read = cte_rows("D1", ids)
+
+    assert read["cand"] == 6  # each of the 3 inside rows: the killed job and the unrelated one (same project)
+    assert read["v_caps"] == 3  # only those 3 rows' captures are read, not the morning rows'
+    assert read["v_algs"] > 0
+    by_job = {o.job: o for o in blame.attribute(RULES["D1"], ids).origins}
+    assert (by_job[killed.pk].rows, by_job[killed.pk].confidence) == (3, "high")
+    assert by_job[None].sample == sorted(o.pk for o in morning)
+
+
+def test_a_footprint_of_many_captures_agrees_through_any_of_them(invariants):
+    """An event (traced through all its captures) agrees with a job over its deployment, over a collection
+    holding one of its captures, or over one of its captures; not with a job over another deployment."""
+    station = f.DeploymentFactory()
+    occurrences = [f.OccurrenceFactory(event__deployment=station) for _ in range(3)]
+    event = occurrences[0].event
+    captures = [o.detections.get().source_image for o in occurrences]
+    type(captures[0]).objects.filter(pk__in=[c.pk for c in captures]).update(event=event)
+    collection = f.CollectionFactory(project=station.project, images=[captures[2]])
+    jobs = {
+        "deployment": story.job(station, started_at=NIGHT, finished_at=NIGHT + timedelta(hours=1)),
+        "collection": story.job(station, deployment=None, source_image_collection=collection,
+                                started_at=NIGHT + timedelta(days=1), finished_at=NIGHT + timedelta(days=1, hours=1)),
+        "single": story.job(station, deployment=None, source_image_single=captures[1],
+                            started_at=NIGHT + timedelta(days=2), finished_at=NIGHT + timedelta(days=2, hours=1)),
+        "elsewhere": story.job(f.DeploymentFactory(project=station.project), started_at=NIGHT + timedelta(days=3),
+                               finished_at=NIGHT + timedelta(days=3, hours=1)),
+    }
+    for day, kind in enumerate(jobs):
+        story.written_at(NIGHT + timedelta(days=day, minutes=5), event)
+        (origin,) = blame.attribute(RULES["K2"], [event.pk]).origins
+        assert origin.job == jobs[kind].pk, kind
+        agrees = "input captures" in origin.reason.split(" agree")[0]
+        assert agrees == (kind != "elsewhere"), (kind, origin.reason)
+
+
+def test_warn_rules_keep_only_their_sample_unless_strict():
+    from antenna_invariants.check import Checks
+    from antenna_invariants.layout import load_rules
+
+    load_rules()
+    assert RULES["F2"].severity == "warn"
+    assert Checks(sample_size=20)._keep(RULES["F2"]) == 20
+    assert Checks(sample_size=20, strict=True)._keep(RULES["F2"]) == blame.ID_CAP
+    assert Checks(sample_size=20)._keep(RULES["D1"]) == blame.ID_CAP
+    assert Checks(sample_size=20)._keep(RULES["D7"]) == 20  # not attributable: nothing to keep for
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+def test_a_warned_case_says_it_was_not_attributed_and_strict_attributes_it(run):
+    station = f.DeploymentFactory()
+    killed = story.pipeline_run(station, NIGHT, status="FAILURE")
+    merged = story.by_pipeline(killed, scenarios.two_real_detections(station))  # F2, a warn rule
+    story.written_at(NIGHT + timedelta(minutes=12), *merged)
+    scope = ("-m", "F2", f"--project={station.project_id}")
+
+    code, output = run(*scope)
+
+    assert code == 0, output
+    record = run.results()[("F2", f"project{station.project_id}")]
+    assert record["status"] == "warned"
+    assert record["origins"] == []
+    assert record["attribution"]["attributable"] is True
+    assert record["attribution"]["reason"] == blame.NOT_ATTRIBUTED["warned"]
+    assert record["attribution"]["attributed"] == 0
+    html = (run.reports / "report.html").read_text()
+    assert "origin: not attributed (warn): a warned case does not fail the run" in html
+
+    code, output = run(*scope, "--strict")
+
+    assert code == 1, output
+    record = run.results()[("F2", f"project{station.project_id}")]
+    assert [(o["job"], o["confidence"]) for o in record["origins"]] == [(killed.pk, "high")]
+    assert f"1 most likely from job {killed.pk}" in output
+
+
+def test_a_baselined_case_says_it_was_not_attributed(invariants):
+    from antenna_invariants.rules import Status
+
+    attribution = blame.not_attributed(RULES["D1"], Status.BASELINED)
+    assert attribution.attributable
+    assert not attribution.origins
+    assert blame.summary_lines(attribution.as_dict(), "main_occurrence") == [blame.NOT_ATTRIBUTED["baselined"]]
+    assert blame.not_attributed(RULES["D7"], Status.WARNED).reason.startswith("not attributable: identifications")
+    record = {"attribution": attribution.as_dict(), "origins": []}
+    assert blame.origin_summary([record]) == "not attributed (baselined)"
+    assert blame.fails_the_run(Status.FAILED)
+    assert not blame.fails_the_run(Status.BASELINED)
+    assert blame.fails_the_run(Status.WARNED, strict=True)
+    assert not blame.fails_the_run(Status.WARNED)

@@ -188,3 +188,51 @@ def test_bad_input_is_one_line_and_exit_4(tmp_path, args, env, message):
     assert len(done.stderr.strip().splitlines()) == 1
     assert "s3cret" not in done.stderr + done.stdout
     assert not (tmp_path / gate.STATE_FILE).exists()
+
+
+# A bug inside the gate's run, planted in the subprocess only: the rule checks of one job raise (a real
+# exception through the real gate, database and state file; nothing about the database is simulated).
+BUGGY_RULE = """
+import sys
+from antenna_invariants import gate
+
+real_check = gate.check
+
+def check(entry, scope, sample_size=20):
+    if scope.job is not None and scope.job.id == {job}:
+        raise ZeroDivisionError("division by zero\\nsecond line")
+    return real_check(entry, scope, sample_size)
+
+gate.check = check
+sys.exit(gate.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.django_db(transaction=True, available_apps=["antenna_invariants.mirror"])
+def test_an_internal_error_exits_3_with_one_line_and_keeps_only_the_jobs_checked_before_it(tmp_path):
+    station = f.DeploymentFactory()
+    first = finished(station, timedelta(minutes=10))
+    crashing = finished(station, timedelta(minutes=5))
+    env = {**os.environ, "DATABASE_URL": url_for(connection.settings_dict)}
+
+    done = subprocess.run([sys.executable, "-c", BUGGY_RULE.format(job=crashing.pk), "--reports", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("ERROR: internal error (exit 3): ZeroDivisionError: division by zero; the state keeps every job "
+                    "checked before it, and the next run starts at the job it was on")
+    assert "Traceback (most recent call last)" in done.stderr  # a bug: the traceback comes first
+    assert f"job {first.pk} (ml, SUCCESS" in done.stdout
+    state = json.loads((tmp_path / gate.STATE_FILE).read_text())
+    finished_first = type(first).objects.get(pk=first.pk).finished_at
+    assert state["checked"] == {str(first.pk): finished_first.isoformat()}
+    assert state["watermark"] == finished_first.isoformat()
+    assert state["runs"] == 0  # the run did not complete
+    assert not (tmp_path / gate.REPORT_FILE).exists()
+
+    again = console("--reports", str(tmp_path), env={"DATABASE_URL": env["DATABASE_URL"]})
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [j["job"] for j in json.loads((tmp_path / gate.REPORT_FILE).read_text())["jobs"]] == [crashing.pk]
+    assert json.loads((tmp_path / gate.STATE_FILE).read_text())["runs"] == 1
