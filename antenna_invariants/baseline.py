@@ -15,7 +15,7 @@ baseline of 0.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,7 @@ def fingerprint_ids(violators: QuerySet, violations: int, sample: list[int]) -> 
         return list(violators.order_by("pk").values_list("pk", flat=True)[:ID_CAP])
 
 
-def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> None:
+def write(path: Path, outcomes: Sequence[Mapping[str, Any]], run: dict[str, Any]) -> None:
     cases = {
         key(o): {"violations": o["violations"], "ids": o.get("fingerprint")}
         | ({"first_seen": _first_seen_of(o, run)} if o.get("fingerprint") else {})
@@ -104,7 +104,7 @@ def write(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> No
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 
-def _first_seen_of(record: dict[str, Any], run: dict[str, Any]) -> dict[str, str]:
+def _first_seen_of(record: Mapping[str, Any], run: dict[str, Any]) -> dict[str, str]:
     """Per fingerprint id, the first run that saw it: carried from the record's own ``first_seen`` (what the
     baseline or the compared run knew), else this run."""
     known = record.get("first_seen") or {}

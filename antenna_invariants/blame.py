@@ -26,7 +26,7 @@ the reason (``not_attributed``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -471,7 +471,7 @@ def summary_lines(attribution: dict[str, Any], unit: str, limit: int = 5) -> lis
     return lines + ([appeared] if appeared else [])
 
 
-def origin_summary(records: list[dict[str, Any]], shown: int = 2) -> str:
+def origin_summary(records: Sequence[Mapping[str, Any]], shown: int = 2) -> str:
     """A rule's origins over its cases, for summary.md: ``job 30: 38 (high); 3 unattributed``."""
     by_job: dict[int, tuple[int, str]] = {}
     unattributed, reasons = 0, set[str]()
@@ -517,7 +517,7 @@ def record_fields(attribution: dict[str, Any]) -> dict[str, Any]:
             "origins": attribution.get("origins", [])}
 
 
-def record_lines(o: dict[str, Any], unit: str) -> list[str]:
+def record_lines(o: Mapping[str, Any], unit: str) -> list[str]:
     """What a case's full text says about its origins and when they appeared (the terminal, JUnit)."""
     lines = []
     if o.get("attribution"):

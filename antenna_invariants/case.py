@@ -17,7 +17,7 @@ from antenna_invariants.check import Outcome, Status, timed_out
 from antenna_invariants.errors import RepairRefused
 from antenna_invariants.followups import stale_counts
 from antenna_invariants.repair import repair
-from antenna_invariants.results import FINGERPRINT, ORIGINS, OUTCOME, Record
+from antenna_invariants.results import OUTCOME, Record
 from antenna_invariants.rules import Rule
 from antenna_invariants.scope import Scope
 from antenna_invariants.session import Session
@@ -45,6 +45,8 @@ class Case:
         session, options = self.session, self.session.options
         entry = session.rules[declared.id]  # with this run's severity and thresholds
         outcome = Outcome(entry.id, self.scope.label, entry.severity)
+        fingerprint: list[int] | None = None
+        origins: Record = {}
         try:
             scopes = session.selected_scopes(entry) or [self.scope]  # what the rule's grouped check covers
             outcome = retried(lambda: session.checks.take(entry, self.scope, scopes))
@@ -55,8 +57,8 @@ class Case:
                 session.checks.forget_counts()
                 repair(entry, self.scope, outcome, session.journal, options.limits)
                 outcome.stale = stale_counts(session.journal.touched(entry.id, self.scope.label))
-            self.item.stash[FINGERPRINT] = self._review(entry, outcome)
-            self.item.stash[ORIGINS] = self._origins(entry, outcome)
+            fingerprint = self._review(entry, outcome)
+            origins = self._origins(entry, outcome)
             stored = (Status.FAILED, Status.WARNED, Status.BASELINED)
             if options.store_failures is not None and outcome.status in stored:
                 samples.store_failures(options.store_failures, entry, self.scope, outcome.as_dict())
@@ -64,9 +66,9 @@ class Case:
             outcome.message = f"repair refused: {exc}"
         except DatabaseError as exc:
             outcome.status, outcome.message = Status.ERROR, database_error(exc, options.statement_timeout)
-        self.item.stash[OUTCOME] = outcome
+        self.item.stash[OUTCOME] = outcome, fingerprint, origins  # one stash entry: the item lives to the end
         if session.junit_properties:  # xunit1 only: junit.reshape drops a testcase's properties from xunit2
-            record = outcome.as_dict() | self.item.stash.get(ORIGINS, {})
+            record = outcome.as_dict() | origins
             self.item.user_properties.extend((key, record[key]) for key in PROPERTIES if record[key] is not None)
         if outcome.status == Status.SKIPPED:
             pytest.skip(outcome.message)
@@ -74,7 +76,7 @@ class Case:
             pytest.fail(f"{entry.id} could not run: {outcome.message}", pytrace=False)
         if outcome.status == Status.FAILED or (outcome.status == Status.WARNED and options.strict):
             # message: a refused repair
-            record = outcome.as_dict() | self.item.stash.get(ORIGINS, {})
+            record = outcome.as_dict() | origins
             lines = [reporting.failure_message(entry, record, options.scope_option()), outcome.message]
             pytest.fail("\n".join(filter(None, lines)), pytrace=False)
 

@@ -7,6 +7,7 @@ A repair's journal says which columns it changed; these are the inputs each coun
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from antenna_invariants.journal import DELETED
@@ -52,7 +53,7 @@ def stale_counts(touched: set[tuple[str, str]]) -> list[str]:
     return [rule for rule, inputs in COUNT_INPUTS.items() if any(c in inputs.get(t, ()) for t, c in touched)]
 
 
-def followups(outcomes: list[dict[str, Any]]) -> list[str]:
+def followups(outcomes: Sequence[Mapping[str, Any]]) -> list[str]:
     """The lines to print after a run that wrote: what a person must still do.  Cache invalidation, the
     counts a repair made stale that no later case of the run recounted (``outcomes`` in run order: the run
     takes the count rules last, so they are only left when they were not selected or not in scope), and

@@ -10,7 +10,7 @@ matrix only, and failing cases beyond the cap are counted in a note (invariants.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping, Sequence
 from html import escape
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -83,7 +83,7 @@ def text(value: str) -> str:
     return escape(value, quote=False)
 
 
-def origins_table(record: dict[str, Any], base: str | None, table: str) -> str:
+def origins_table(record: Mapping[str, Any], base: str | None, table: str) -> str:
     """report.html: a case's per-job breakdown (most likely origins), with links to the jobs in Antenna;
     ``table`` is the rule's table (``occurrences``) that the sample ids link into."""
     attribution = record.get("attribution") or {}
@@ -142,14 +142,34 @@ class HtmlReport:
     """pytest-html hooks, registered by the plugin in an invariants session."""
 
     def __init__(
-        self, title: str, rules: Mapping[str, Rule], outcomes: list[dict[str, Any]], *, antenna_url: str | None = None,
-        compare: bool = False, planned: int = 0, scope_option: str | None = None,
+        self, title: str, rules: Mapping[str, Rule], outcomes: Sequence[Mapping[str, Any]], *,
+        antenna_url: str | None = None, compare: bool = False, planned: int = 0, scope_option: str | None = None,
+        config: pytest.Config | None = None,
     ) -> None:
         """``outcomes``: the run's records, filled in as the cases report (``results.Results.records``)."""
-        self.title, self.rules, self.outcomes = title, rules, outcomes
+        self.title, self.rules, self.outcomes, self.config = title, rules, outcomes, config
+        self.scratch: list[dict[str, Any]] | None = None  # pytest-html's per-test scratch (_reports)
         self.antenna_url, self.compare, self.scope_option = antenna_url, compare, scope_option
         self.passing_rows = planned <= MAX_ROWS
         self.listed = self.omitted = 0
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        """pytest-html keeps a test's reports in ``_reports`` (its reruns' scratch) to the end of the session,
+        though it reads them only while the test's teardown report is processed (pytest-html 4.1, 4.2): once
+        every plugin has seen that report, they are dropped, 0.6 KB a case (docs/benchmarks.md, figure 6).  The
+        reports themselves stay where pytest keeps them; nothing pytest-html writes changes."""
+        yield
+        if report.when == "teardown" and str(report.outcome) != "rerun":  # pytest-rerunfailures' outcome
+            for scratch in self._scratch():
+                scratch.pop(report.nodeid, None)
+
+    def _scratch(self) -> list[dict[str, Any]]:
+        if self.scratch is None:  # pytest-html registers its report after our configure
+            plugins = self.config.pluginmanager.get_plugins() if self.config is not None else ()
+            self.scratch = [p._reports for p in plugins if type(p).__module__.startswith("pytest_html.")
+                            and isinstance(getattr(p, "_reports", None), dict)]
+        return self.scratch
 
     def pytest_html_report_title(self, report: Any) -> None:  # pytest-html's report object
         report.title = self.title
@@ -200,7 +220,7 @@ class HtmlReport:
             return
         data[:] = [self.detail(record)] if record["violations"] else []
 
-    def detail(self, o: dict[str, Any]) -> str:
+    def detail(self, o: Mapping[str, Any]) -> str:
         entry = self.rules[o["rule"]]
         head = f"{o['violations']} violating {entry.table} of {o['checked']} checked"
         if o.get("new") is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
 NOT_XML = re.compile("[^\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")  # as pytest escapes
 
 
-def kind(record: dict[str, Any]) -> str:
+def kind(record: Mapping[str, Any]) -> str:
     """The JUnit outcome of a record: failure, error, timeout, warned, baselined, tolerated, repaired, passed."""
     status: str = record["status"]
     if status == Status.ERROR:
@@ -46,10 +46,10 @@ def kind(record: dict[str, Any]) -> str:
 
 def reshape(
     path: Path,
-    records: list[dict[str, Any]],
+    records: Sequence[Mapping[str, Any]],
     rules: dict[str, Rule],
     family: str,
-    details: Callable[[dict[str, Any]], str],
+    details: Callable[[Mapping[str, Any]], str],
     properties: Mapping[str, str] | None = None,
 ) -> None:
     """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text,
@@ -84,7 +84,7 @@ def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:
         element.insert(index, ET.Element("property", name=name, value=escaped))
 
 
-def _reshape_case(case: ET.Element, record: dict[str, Any], entry: Rule, family: str, text: str) -> None:
+def _reshape_case(case: ET.Element, record: Mapping[str, Any], entry: Rule, family: str, text: str) -> None:
     outcome = kind(record)
     if family == "xunit1":
         case.set("line", str(entry.def_line))

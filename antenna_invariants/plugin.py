@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         report = html.HtmlReport(
             session.run.title, session.rules, results.records, antenna_url=options.antenna_url,
             compare=options.previous is not None, planned=session.planned_cases(), scope_option=options.scope_option(),
+            config=config,
         )
         config.pluginmanager.register(report, "antenna-invariants-html")
 
@@ -167,19 +168,34 @@ def invariant_case(request: pytest.FixtureRequest, django_db_blocker: Any) -> It
         yield Case(request.node, _session_of_case(request.config), request.param)
 
 
+KEYWORDS = pytest.StashKey[dict[str, Any]]()  # node id -> its setup report's keywords, until its teardown
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A case's call report carries its record (``report.invariant``).  pytest keeps every report of every
+    case to the end of the session (the terminal's counts, pytest-html, JUnit): what a case holds beyond
+    pytest's own is kept small (docs/benchmarks.md, figure 6)."""
     result = yield
     report = result.get_result()
+    if case_key(item) is None:  # not a case
+        return
     record = record_of(item) if report.when == "call" else None
     if record is not None:
         report.invariant = record
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
-    if case_key(item) is not None:
+    if "@" in report.nodeid:
         # xdist's loadgroup names a worker's items "nodeid@group"; the reports keep the case's own node id
         report.nodeid = report.nodeid.split("@", 1)[0]
+    # the three reports of a case have the same keywords (the item's names): one dict, not three of 0.6 KB
+    keywords = item.config.stash.setdefault(KEYWORDS, {})
+    first = keywords.pop(report.nodeid, None) if report.when == "teardown" else keywords.get(report.nodeid)
+    if first is not None and first == report.keywords:
+        report.keywords = first
+    elif report.when == "setup":
+        keywords[report.nodeid] = report.keywords
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:

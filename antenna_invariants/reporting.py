@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def default_report_paths(config: pytest.Config, reports: Path) -> None:
         config.option.self_contained_html = True
 
 
-def failure_message(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
+def failure_message(entry: Rule, o: Mapping[str, Any], scope_option: str | None = None) -> str:
     """The first line starts with the count (JUnit shows it as the failure message); then what to do,
     the ids and the SQL that reproduces them."""
     sample = o["sample"]
@@ -121,7 +121,7 @@ def repair_command(rule_id: str, project: str, scope_option: str | None = None) 
     return f"{command()} -m {rule_id} {scope} --repair"
 
 
-def what_to_do(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
+def what_to_do(entry: Rule, o: Mapping[str, Any], scope_option: str | None = None) -> str:
     if o.get("remaining") is not None:
         limited = f" ({o['beyond_limit']} left alone by --repair-limit)" if o.get("beyond_limit") else ""
         return (f"repair: {o['fixed']} fixed, {o['unfixable']} unfixable, {o.get('changed_under_repair', 0)} changed "
@@ -146,14 +146,14 @@ def journaled(tally: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in tally.items())
 
 
-def totals(outcomes: list[dict[str, Any]]) -> dict[str, int]:
+def totals(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     keys = ("checked", "violations", "fixed", "unfixable", "changed_under_repair")
     sums = {k: sum(o.get(k) or 0 for o in outcomes) for k in keys}
     statuses = {s.value: sum(o["status"] == s for o in outcomes) for s in Status}
     return {"cases": len(outcomes), "failing": sum(o["fails_run"] for o in outcomes)} | statuses | sums
 
 
-def verdict(outcomes: list[dict[str, Any]], exitstatus: int = 0) -> str:
+def verdict(outcomes: Sequence[Mapping[str, Any]], exitstatus: int = 0) -> str:
     """The last line of a run: do violations remain?  Never all clear when the run did not end cleanly."""
     t = totals(outcomes)
     if t["failing"]:
@@ -184,7 +184,7 @@ def quiet_failures(terminal: pytest.TerminalReporter) -> None:
 
 
 def terminal_summary(
-    terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]], rules: Mapping[str, Rule], reports: Path,
+    terminal: pytest.TerminalReporter, outcomes: Sequence[Mapping[str, Any]], rules: Mapping[str, Rule], reports: Path,
     detailed: bool, exitstatus: int = 0, scope_option: str | None = None,
 ) -> None:
     """One ranked table of rules and the first failures in full; ``detailed`` (-v, -rA): one line per case,
@@ -210,7 +210,7 @@ def terminal_summary(
     terminal.write_line(verdict(outcomes, exitstatus), bold=True, red=not clear, green=clear)
 
 
-def details(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> str:
+def details(entry: Rule, o: Mapping[str, Any], scope_option: str | None = None) -> str:
     """A case's full text: the failure message, or why it could not run."""
     if o["status"] == Status.ERROR:
         return f"{entry.id} could not run: {o['message']}"
@@ -218,7 +218,7 @@ def details(entry: Rule, o: dict[str, Any], scope_option: str | None = None) -> 
     return "\n".join(filter(None, [failure_message(entry, o, scope_option), o.get("message")]))
 
 
-def case_lines(terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]]) -> None:
+def case_lines(terminal: pytest.TerminalReporter, outcomes: Sequence[Mapping[str, Any]]) -> None:
     interesting = [o for o in outcomes if o["status"] not in ("passed", "skipped") or o["violations"]]
     for o in sorted(interesting, key=lambda o: (not o["fails_run"], o["rule"], o["project"])):
         extra = (f"  fixed {o['fixed']}, unfixable {o['unfixable']}, changed under the repair "
@@ -241,7 +241,7 @@ SCHEMA_VERSION = 2
 QUIET = ("rule", "project", "status", "fails_run", "violations", "checked")
 
 
-def json_record(o: dict[str, Any]) -> dict[str, Any]:
+def json_record(o: Mapping[str, Any]) -> dict[str, Any]:
     """A case's record in invariants.json: in full when it has violations or something else to say; a case
     that passed without a violation keeps its counts (and its ``delta``), no SQL, no sample, no rule fields."""
     if o["status"] == "passed" and not o["violations"]:
@@ -255,12 +255,12 @@ def rule_record(entry: Rule, sql: str | None) -> dict[str, Any]:
     return describe(entry) | {"severity": entry.severity.value, "threshold": entry.threshold, "sql": sql}
 
 
-def write_summary(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any]) -> None:
+def write_summary(path: Path, outcomes: Sequence[Mapping[str, Any]], run: dict[str, Any]) -> None:
     """reports/summary.md, for $GITHUB_STEP_SUMMARY and merge-request comments."""
     path.write_text(summary.markdown(outcomes, run, verdict(outcomes)), encoding="utf-8")
 
 
-def write_json(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any],
+def write_json(path: Path, outcomes: Sequence[Mapping[str, Any]], run: dict[str, Any],
                rules: dict[str, dict[str, Any]] | None = None) -> None:
     """reports/invariants.json: the documented, versioned record of a run (docs/reports.md); ``rules``: the
     ``rule_record`` of each rule the run checked."""
@@ -272,16 +272,35 @@ def write_json(path: Path, outcomes: list[dict[str, Any]], run: dict[str, Any],
         "totals": t,
         "violations_remain": bool(t["failing"]),
         "rules": rules or {},
-        "results": [json_record(o) for o in sorted(outcomes, key=lambda o: (o["rule"], o["project"]))],
     }
+    results = sorted(outcomes, key=lambda o: (o["rule"], o["project"]))
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        temp.write_text(json.dumps(document, indent=1, default=str) + "\n", encoding="utf-8")
+        with temp.open("w", encoding="utf-8") as out:
+            out.writelines(_json_text(document, "results", map(json_record, results)))
         os.replace(temp, path)  # a full disk leaves the previous report whole
     except OSError as exc:
         temp.unlink(missing_ok=True)
         exc.filename = str(path)
         raise
+
+
+def _json_text(document: dict[str, Any], key: str, items: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """``json.dumps(document | {key: list(items)}, indent=1, default=str) + "\\n"``, piece by piece: a run of
+    many projects has tens of thousands of records, and the whole text at once cost more memory than the run's
+    records themselves (docs/benchmarks.md, figure 6).  ``key`` is the document's last key."""
+    encoder = json.JSONEncoder(indent=1, default=str)  # json.dumps(..., indent=1, default=str), made once
+    head = encoder.encode(document | {key: []})
+    empty = f'\n "{key}": []\n}}'
+    if not head.endswith(empty):  # cannot happen: the shape json.dumps gives a dict's last, empty list
+        raise AssertionError(f"unexpected JSON layout: {head[-40:]!r}")
+    yield head.removesuffix(empty) + f'\n "{key}": ['
+    separator = "\n  "
+    for item in items:
+        # a JSON string never holds a raw newline: each line of the item moves two spaces in, as in the list
+        yield separator + encoder.encode(item).replace("\n", "\n  ")
+        separator = ",\n  "
+    yield ("\n ]\n}\n" if separator != "\n  " else "]\n}\n")
 
 
 def describe(entry: Rule) -> dict[str, Any]:

@@ -3,7 +3,7 @@ the records the controller collects for the reports, and what ``--compare`` comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,21 +15,22 @@ from antenna_invariants.rules import Rule
 
 Record = dict[str, Any]  # one case's JSON record (docs/reports.md)
 
-OUTCOME = pytest.StashKey[Outcome]()  # on the item: what its case produced
-FINGERPRINT = pytest.StashKey["list[int] | None"]()  # on the item: the ids a baseline keeps
-ORIGINS = pytest.StashKey[Record]()  # on the item: attribution, origins and first_seen (README, "Blame")
+# on the item, from its test to its call report: what its case produced, the ids a baseline keeps, and the
+# attribution, origins and first_seen (README, "Blame")
+OUTCOME = pytest.StashKey[tuple[Outcome, list[int] | None, Record]]()
 DESCRIBED = pytest.StashKey[dict[str, Record]]()  # on the config: rule id -> reporting.describe(rule), for the run
 
 
 def record_of(item: pytest.Item) -> Record | None:
-    """The JSON record of a case's item (None for an item whose case has not run): its outcome, its rule
-    described, its origins and the ids a baseline keeps."""
-    outcome = item.stash.get(OUTCOME, None)
-    if outcome is None:
+    """The JSON record of a case's item, taken off the item (None for an item whose case has not run): its
+    outcome, its rule described, its origins and the ids a baseline keeps."""
+    finished = item.stash.get(OUTCOME, None)
+    if finished is None:
         return None
+    outcome, ids, origins = finished
     declared: Rule = item.function.rule  # type: ignore[attr-defined]
-    fingerprint = {"fingerprint": item.stash.get(FINGERPRINT, None)}
-    return outcome.as_dict() | _described(item.config, declared) | item.stash.get(ORIGINS, {}) | fingerprint
+    del item.stash[OUTCOME]  # in the record now
+    return outcome.as_dict() | _described(item.config, declared) | origins | {"fingerprint": ids}
 
 
 def _described(config: pytest.Config, entry: Rule) -> Record:
@@ -40,26 +41,72 @@ def _described(config: pytest.Config, entry: Rule) -> Record:
     return described[entry.id]
 
 
+class FinishedRecord(Mapping[str, Any]):
+    """A finished case's record, read-only: its values in one tuple, its keys in a dict shared by every record
+    with the same keys.  A run keeps every case's record to the end (the reports are written from them), and a
+    record as a dict of its 33 keys is 1.2 KB; this one is 0.35 KB (docs/benchmarks.md, figure 6)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, record: Mapping[str, Any], shapes: dict[tuple[str, ...], dict[str, int]]):
+        keys = tuple(record)
+        index = shapes.get(keys)
+        if index is None:
+            index = shapes[keys] = {key: position for position, key in enumerate(keys)}
+        self._index, self._values = index, tuple(record.values())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[self._index[key]]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        position = self._index.get(key)
+        return default if position is None else self._values[position]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"FinishedRecord({dict(self)!r})"
+
+
 @dataclass(eq=False)  # a pytest plugin: hashed by identity
 class Results:
     """The records of the cases reported so far, in report order (the controller's, under xdist)."""
 
     previous: Mapping[str, int] | None = None  # --compare: violations per rule/scope of the previous run
-    records: list[Record] = field(default_factory=list)
+    records: list[Mapping[str, Any]] = field(default_factory=list)
+    _reported: dict[str, tuple[int, pytest.TestReport]] = field(default_factory=dict)  # node id -> its call's
+    _shapes: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)  # FinishedRecord's keys
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """A case's record, as its report arrives (registered as a plugin by the invariants session)."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        """A case's record, as its call report arrives (registered as a plugin by the invariants session).
+        Once every plugin has seen the case's teardown report (pytest-html reads the call's record then), the
+        record is kept as a ``FinishedRecord``, in the records and on the call report alike."""
         record: Record | None = getattr(report, "invariant", None)
         if report.when == "call" and record:
             record["fails_run"] = report.failed
             record["delta"] = baseline.delta(record, self.previous)
+            self._reported[report.nodeid] = (len(self.records), report)
             self.records.append(record)
+        yield
+        reported = self._reported.pop(report.nodeid, None) if report.when == "teardown" else None
+        if reported is not None:
+            position, call = reported
+            finished = FinishedRecord(call.invariant, self._shapes)
+            call.invariant = self.records[position] = finished  # type: ignore[attr-defined]
 
 
 RESULTS = pytest.StashKey[Results]()
 
 
-def results_of(config: pytest.Config) -> list[Record]:
+def results_of(config: pytest.Config) -> list[Mapping[str, Any]]:
     """The run's records so far ([] outside an invariants session)."""
     results = config.stash.get(RESULTS, None)
     return results.records if results is not None else []

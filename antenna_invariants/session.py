@@ -6,6 +6,7 @@ It never creates, migrates or flushes a live database, and in check mode the con
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,7 @@ class Session:
 
     # --- the end --------------------------------------------------------------------------------------------
 
-    def rule_records(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def rule_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         """invariants.json's ``rules``: each rule the run checked, with its SQL over the run's scope, every project
         together (compiled once per rule: a record without violations carries none)."""
         scope = Scope(project=None, job=self.job, occurrence_ids=self.options.occurrence_ids, since=self.options.since)

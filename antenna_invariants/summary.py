@@ -4,7 +4,7 @@ tolerated violations, repairs.  Both are capped: the reports have every case."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ SUMMARY_ROWS = 30  # failing rules in summary.md
 RISKS = {"low": "L", "medium": "M", "high": "H"}
 
 
-def standing(o: dict[str, Any]) -> str | None:
+def standing(o: Mapping[str, Any]) -> str | None:
     if o["fails_run"]:
         return "ERROR" if o["status"] == Status.ERROR else "FAILED"
     if o["status"] == Status.PASSED:
@@ -39,7 +39,7 @@ class RuleRow:
     standing: str = "REPAIRED"
     violations: int = 0
     new: int | None = None
-    cases: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def scopes(self) -> list[str]:
@@ -50,7 +50,7 @@ class RuleRow:
         return [pk for o in self.cases for pk in o["sample"]]
 
 
-def rows(outcomes: list[dict[str, Any]]) -> list[RuleRow]:
+def rows(outcomes: Sequence[Mapping[str, Any]]) -> list[RuleRow]:
     """The rules with something to say, ranked."""
     by_rule: dict[str, RuleRow] = {}
     for o in outcomes:
@@ -69,7 +69,7 @@ def rows(outcomes: list[dict[str, Any]]) -> list[RuleRow]:
                                                    -r.violations, rule_order(r.rule)))
 
 
-def repair_text(o: dict[str, Any]) -> str:
+def repair_text(o: Mapping[str, Any]) -> str:
     risk = f", risk {RISKS[o['risk']]}" if o.get("risk") in RISKS else ""
     if not o.get("repairable"):
         return "no repair"
@@ -84,7 +84,9 @@ def _ids(ids: list[int], shown: int = 5) -> str:
     return ", ".join(map(str, ids[:shown])) + (", …" if len(ids) > shown else "")
 
 
-def terminal_table(terminal: pytest.TerminalReporter, outcomes: list[dict[str, Any]], reports: Path) -> list[RuleRow]:
+def terminal_table(
+    terminal: pytest.TerminalReporter, outcomes: Sequence[Mapping[str, Any]], reports: Path
+) -> list[RuleRow]:
     ranked = rows(outcomes)
     if not ranked:
         return ranked
@@ -103,7 +105,7 @@ def terminal_table(terminal: pytest.TerminalReporter, outcomes: list[dict[str, A
 
 
 def first_failures(
-    terminal: pytest.TerminalReporter, ranked: list[RuleRow], message: Callable[[dict[str, Any]], str], reports: Path
+    terminal: pytest.TerminalReporter, ranked: list[RuleRow], message: Callable[[Mapping[str, Any]], str], reports: Path
 ) -> None:
     """The first ``FULL`` failing cases in full (count, what to do, ids, SQL); where the others are."""
     failing = [(r, o) for r in ranked if r.standing in ("FAILED", "ERROR") for o in r.cases if o["fails_run"]]
@@ -117,7 +119,7 @@ def first_failures(
         )
 
 
-def markdown(outcomes: list[dict[str, Any]], run: dict[str, Any], verdict: str) -> str:
+def markdown(outcomes: Sequence[Mapping[str, Any]], run: dict[str, Any], verdict: str) -> str:
     """summary.md: a heading with the verdict, one row per failing rule, then the rest in one line."""
     ranked = rows(outcomes)
     failing = [r for r in ranked if r.standing in ("FAILED", "ERROR")]

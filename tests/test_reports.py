@@ -119,6 +119,61 @@ def test_json_junit_and_html_say_what_broke_where_and_what_to_do(run, browser): 
                                           "changed_under_repair": "0"}
 
 
+def test_a_run_keeps_each_case_small_to_the_end_of_the_session(run, tmp_path):
+    """pytest keeps every item and its three reports to the end of the session; a case adds no more than its
+    record (docs/benchmarks.md, figure 6): nothing left in the item's stash, one keywords dict for its three
+    reports, a compact read-only record shared by the records and the call report, pytest-html's per-test
+    scratch dropped.  What the reports say is unchanged (the other tests here; bench/same_reports.py)."""
+    occurrences.partial_save(f.DeploymentFactory())
+    retained = tmp_path / "retained.json"
+    env = {"INVARIANTS_RETAINED": str(retained), "PYTHONPATH": str(ROOT / "tests")}
+
+    code, output = run("-m", "D1 or F1", "-p", "plugins.retained", env=env)
+
+    assert code == 1, output
+    found = json.loads(retained.read_text())
+    cases = found["cases"]
+    assert cases == len(run.results()) >= 4
+    assert found == {"cases": cases, "outcomes_on_items": 0, "reports_per_case": [3], "keywords_dicts_per_case": [1],
+                     "records": cases, "finished_records": cases, "calls_holding_their_record": cases,
+                     "html_scratch": [0]}
+
+
+def test_a_finished_record_reads_as_its_dict():
+    from antenna_invariants.results import FinishedRecord
+
+    shapes: dict = {}
+    record = {"rule": "D1", "project": "project1", "sample": [3, 1], "delta": None, "journaled": {}}
+    finished = FinishedRecord(record, shapes)
+    assert finished == record
+    assert dict(finished) == record
+    assert list(finished) == list(record)
+    assert (finished["sample"], finished.get("delta", 5), finished.get("new"), finished.get("new", 0)) == (
+        [3, 1], None, None, 0)
+    assert "rule" in finished
+    assert "new" not in finished
+    assert len(finished) == 5
+    with pytest.raises(KeyError):
+        finished["new"]
+    with pytest.raises(TypeError):
+        finished["rule"] = "D2"  # type: ignore[index]
+    other = FinishedRecord(record | {"project": "project2"}, shapes)
+    assert other._index is finished._index  # the keys are kept once
+    assert len(shapes) == 1
+
+
+@pytest.mark.parametrize("results", [
+    [], [{"rule": "D1", "sql": "SELECT 1\nFROM x", "sample": [], "rows": [{"a": [1]}]}],
+    [{}, {"a": {}}, {"b": [1, {}]}],
+])
+def test_invariants_json_is_written_piece_by_piece_as_json_dumps_writes_it_whole(results):
+    from antenna_invariants.reporting import _json_text
+
+    document = {"schema_version": 2, "run": {"started": "now", "nested": [1, {"x": None}]}, "rules": {}}
+    whole = json.dumps(document | {"results": results}, indent=1, default=str) + "\n"
+    assert "".join(_json_text(document, "results", iter(results))) == whole
+
+
 def documented_schema() -> dict:
     text = (Path(__file__).parents[1] / "docs" / "reports.md").read_text()
     return json.loads(text.split("### JSON Schema", 1)[1].split("```json", 1)[1].split("```", 1)[0])
