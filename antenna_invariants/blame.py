@@ -209,17 +209,18 @@ def _none(columns: int) -> str:
 
 
 def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]]:
-    """One statement: the rows; the candidate jobs (same project, a window that holds the row's time); only
-    then, for the rows that have a candidate, their captures (with the captures' deployments) and algorithms;
-    each row's best candidate, grouped by job with the job's description.  A row no job's window reaches costs
-    its own index lookup only: its captures and algorithms are never read (``v_caps`` and ``v_algs`` keep
-    the rows in ``cand``)."""
+    """One statement: the rows; the jobs that may have written them (same project, a window that holds the
+    row's time); only for the rows some window reaches, their captures (with the captures' deployments) and
+    algorithms; the (row, job) pairs the evidence joins to (footprint, algorithms, log lines); each row's best
+    pair, or, for a row no evidence points from, the tightest window that holds it; grouped by job with the
+    job's description.  A row no job's window reaches costs its own index lookup only (``reached``), and no
+    (row, job) pair is built for time alone: a project whose jobs' windows overlap would make thousands."""
     rows = model.objects.filter(pk__any=ids)
     project = model.scope_paths["project"]
     sql, row_params = _part(rows, "pk", "created_at", "updated_at", project)
     params = list(row_params)
     text = [f"WITH v_rows (pk, created_at, updated_at, project_id) AS MATERIALIZED ({sql}),", CANDIDATES]
-    params += [MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK, *[WINDOW_SLACK] * 4]
+    params += [WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, MAX_WINDOW]
     if trace.captures:
         path = trace.captures
         deployment = "deployment" if path == "pk" else f"{path}__deployment"
@@ -232,97 +233,104 @@ def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]
     for name, columns, (sql, part_params) in (("caps", "(pk, capture, deployment)", caps),
                                               ("algs", "(pk, algorithm)", algs)):
         text.append(f",\nv_{name} {columns} AS MATERIALIZED (\n    SELECT * FROM ({sql}) AS x {columns}"
-                    "\n     WHERE x.pk IN (SELECT pk FROM cand))")
+                    "\n     WHERE x.pk IN (SELECT pk FROM reached))")
         params += list(part_params)
     params += [CAPTURE_IN_LOG, SAMPLE]
-    return "".join(text) + ATTRIBUTION, params
+    return ("".join(text) + ATTRIBUTION).replace("{FITS}", FITS), params
 
 
 # The candidates.  A job's window starts at started_at (else when it was scheduled or created) and ends at
-# finished_at, or at its last updated_at when it never finished (or recorded an end before its start, J5).
+# finished_at, or at its last updated_at when it never finished (or recorded an end before its start, J5);
+# f0 .. f1 is the window widened by WINDOW_SLACK, which a row's created_at or updated_at must fall in (FITS).
+# Its input footprint is --job's: collection, else single capture, else deployment (the one that counts).
 CANDIDATES = """
-jobs AS MATERIALIZED (
+windows AS (
     SELECT j.id, j.project_id, j.pipeline_id, j.source_image_collection_id AS collection_id,
-           j.source_image_single_id AS single_id, j.deployment_id,
+           CASE WHEN j.source_image_collection_id IS NULL THEN j.source_image_single_id END AS single_id,
+           CASE WHEN j.source_image_collection_id IS NULL AND j.source_image_single_id IS NULL
+                THEN j.deployment_id END AS deployment_id,
            coalesce(j.started_at, j.scheduled_at, j.created_at) AS w0,
            CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
                 ELSE j.updated_at END AS w1,
            j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) AS finished
       FROM jobs_job j
      WHERE j.project_id IN (SELECT DISTINCT project_id FROM v_rows WHERE project_id IS NOT NULL)
-       AND CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
-                ELSE j.updated_at END - coalesce(j.started_at, j.scheduled_at, j.created_at) <= %s
        AND coalesce(j.started_at, j.scheduled_at, j.created_at)
            <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
        AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
-cand AS MATERIALIZED (
-    SELECT r.pk, j.id AS job, j.w1 - j.w0 AS span, j.w0, j.w1, j.finished, j.pipeline_id, j.collection_id,
-           CASE WHEN j.collection_id IS NULL THEN j.single_id END AS single_id,
-           CASE WHEN j.collection_id IS NULL AND j.single_id IS NULL THEN j.deployment_id END AS deployment_id
-      FROM v_rows r JOIN jobs j ON j.project_id = r.project_id
-       AND (r.created_at BETWEEN j.w0 - %s AND j.w1 + %s OR r.updated_at BETWEEN j.w0 - %s AND j.w1 + %s)
+jobs AS MATERIALIZED (
+    SELECT w.*, w.w1 - w.w0 AS span, w.w0 - %s AS f0, w.w1 + %s AS f1,
+           row_number() OVER (ORDER BY w.w1 - w.w0, w.id DESC) AS tightness  -- the tightest window first
+      FROM windows w WHERE w.w1 - w.w0 <= %s
+),
+reached AS MATERIALIZED (
+    SELECT r.pk FROM v_rows r WHERE EXISTS (SELECT FROM jobs j WHERE j.project_id = r.project_id AND {FITS})
 )"""
 
-# The evidence for each candidate pair, and the best pair per row.  A job's input captures are those of
-# --job's footprint: collection, else single capture, else deployment (``cand`` keeps the one that counts); a
-# job with none has no footprint to agree.  Each piece is one equality join of two relations on (row, key),
-# which the planner hashes whatever it estimates (the CTEs' estimates are poor); a correlated EXISTS per
-# candidate pair and capture looked each capture up once per candidate job.
+
+# A row's time falls in a job's widened window (``r`` a row of v_rows, ``j`` a job of ``jobs``).
+FITS = "(r.created_at BETWEEN j.f0 AND j.f1 OR r.updated_at BETWEEN j.f0 AND j.f1)"
+
+# The evidence, and the best job per row.  Each piece of evidence is an equality join from the rows' keys
+# (captures, their collections and deployment, algorithms, captures named in log lines) to the jobs' keys,
+# in the row's project and fitting its time: only the (row, job) pairs some evidence agrees on are built.
+# A row with none goes to the tightest window that holds it, with low confidence (contested when another
+# window holds it too): one aggregate over its jobs (the least ``tightness``), no (row, job) pair kept
+# and sorted for time alone.
 ATTRIBUTION = """,
 v_deps AS MATERIALIZED (SELECT DISTINCT pk, deployment FROM v_caps WHERE deployment IS NOT NULL),
-v_cols AS MATERIALIZED (
-    SELECT DISTINCT c.pk, ci.sourceimagecollection_id AS collection
-      FROM v_caps c JOIN main_sourceimagecollection_images ci ON ci.sourceimage_id = c.capture
-     WHERE ci.sourceimagecollection_id IN (SELECT collection_id FROM cand)
-),
-v_pipes AS MATERIALIZED (
-    SELECT DISTINCT a.pk, pa.pipeline_id AS pipeline
-      FROM v_algs a JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
-     WHERE pa.pipeline_id IN (SELECT pipeline_id FROM cand)
-),
 named AS MATERIALIZED (
     SELECT DISTINCT l.job_id AS job, m[1]::bigint AS capture
       FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
-     WHERE l.job_id IN (SELECT job FROM cand) AND length(m[1]) < 19
+     WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
 ),
-v_named AS MATERIALIZED (
-    SELECT DISTINCT c.pk, n.job FROM v_caps c JOIN named n ON n.capture = c.capture
+evidence (pk, job, kind) AS (
+    SELECT c.pk, j.id, 'footprint' FROM v_caps c JOIN v_rows r ON r.pk = c.pk
+      JOIN main_sourceimagecollection_images ci ON ci.sourceimage_id = c.capture
+      JOIN jobs j ON j.collection_id = ci.sourceimagecollection_id AND j.project_id = r.project_id AND {FITS}
+    UNION ALL
+    SELECT c.pk, j.id, 'footprint' FROM v_caps c JOIN v_rows r ON r.pk = c.pk
+      JOIN jobs j ON j.single_id = c.capture AND j.project_id = r.project_id AND {FITS}
+    UNION ALL
+    SELECT d.pk, j.id, 'footprint' FROM v_deps d JOIN v_rows r ON r.pk = d.pk
+      JOIN jobs j ON j.deployment_id = d.deployment AND j.project_id = r.project_id AND {FITS}
+    UNION ALL
+    SELECT a.pk, j.id, 'algorithm' FROM v_algs a JOIN v_rows r ON r.pk = a.pk
+      JOIN ml_pipeline_algorithms pa ON pa.algorithm_id = a.algorithm
+      JOIN jobs j ON j.pipeline_id = pa.pipeline_id AND j.project_id = r.project_id AND {FITS}
+    UNION ALL
+    SELECT c.pk, j.id, 'log' FROM v_caps c JOIN v_rows r ON r.pk = c.pk JOIN named n ON n.capture = c.capture
+      JOIN jobs j ON j.id = n.job AND j.project_id = r.project_id AND {FITS}
 ),
-fp AS (
-    SELECT p.pk, p.job FROM cand p JOIN v_cols c ON c.pk = p.pk AND c.collection = p.collection_id
-    UNION
-    SELECT p.pk, p.job FROM cand p JOIN v_caps c ON c.pk = p.pk AND c.capture = p.single_id
-    UNION
-    SELECT p.pk, p.job FROM cand p JOIN v_deps d ON d.pk = p.pk AND d.deployment = p.deployment_id
-),
-al AS (
-    SELECT p.pk, p.job FROM cand p JOIN v_pipes a ON a.pk = p.pk AND a.pipeline = p.pipeline_id
-),
-lg AS (
-    SELECT p.pk, p.job FROM cand p JOIN v_named n ON n.pk = p.pk AND n.job = p.job
-),
-pairs AS (
-    SELECT p.pk, p.job, p.span, p.w0, p.w1, p.finished, fp.pk IS NOT NULL AS footprint,
-           al.pk IS NOT NULL AS algorithm, lg.pk IS NOT NULL AS logged
-      FROM cand p
-      LEFT JOIN fp ON fp.pk = p.pk AND fp.job = p.job
-      LEFT JOIN al ON al.pk = p.pk AND al.job = p.job
-      LEFT JOIN lg ON lg.pk = p.pk AND lg.job = p.job
+pairs AS MATERIALIZED (
+    SELECT e.pk, e.job, bool_or(e.kind = 'footprint') AS footprint,
+           bool_or(e.kind = 'algorithm') AS algorithm, bool_or(e.kind = 'log') AS logged
+      FROM evidence e GROUP BY e.pk, e.job
 ),
 scored AS (
-    SELECT p.*, CASE WHEN footprint AND (algorithm OR logged) THEN 3
-                     WHEN footprint OR algorithm OR logged THEN 2 ELSE 1 END AS level,
+    SELECT p.*, j.span, CASE WHEN footprint AND (algorithm OR logged) THEN 3 ELSE 2 END AS level,
            footprint::int + algorithm::int + logged::int AS evidence
-      FROM pairs p
+      FROM pairs p JOIN jobs j ON j.id = p.job
 ),
-best AS (
-    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged, s.w0, s.w1, s.finished,
-           CASE WHEN count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 THEN greatest(s.level - 1, 1)
+agreed AS (
+    SELECT DISTINCT ON (s.pk) s.pk, s.job, s.footprint, s.algorithm, s.logged,
+           CASE WHEN count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 THEN s.level - 1
                 ELSE s.level END AS level,
            count(*) OVER (PARTITION BY s.pk, s.level, s.evidence) > 1 AS contested
       FROM scored s
      ORDER BY s.pk, s.level DESC, s.evidence DESC, s.span, s.job DESC
+),
+timed AS (
+    SELECT r.pk, min(j.tightness) AS tightness, count(*) > 1 AS contested
+      FROM reached x JOIN v_rows r ON r.pk = x.pk JOIN jobs j ON j.project_id = r.project_id AND {FITS}
+     WHERE NOT EXISTS (SELECT FROM pairs p WHERE p.pk = x.pk)
+     GROUP BY r.pk
+),
+best AS (
+    SELECT pk, job, footprint, algorithm, logged, level, contested FROM agreed
+    UNION ALL
+    SELECT t.pk, j.id, false, false, false, 1, t.contested FROM timed t JOIN jobs j ON j.tightness = t.tightness
 )
 SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILTER (WHERE b.footprint) AS footprint,
        count(*) FILTER (WHERE b.algorithm) AS algorithm, count(*) FILTER (WHERE b.logged) AS logged,
@@ -331,10 +339,11 @@ SELECT r.project_id AS row_project, b.job, b.level, count(*) AS n, count(*) FILT
        min(r.created_at) AS first_row, (array_agg(r.pk ORDER BY r.created_at, r.pk))[1] AS first_id,
        max(r.updated_at) AS last_row, (array_agg(r.pk ORDER BY r.updated_at DESC, r.pk DESC))[1] AS last_id,
        min(j.job_type_key) AS type, min(j.status) AS status, min(p.name) AS pipeline,
-       min(j.project_id) AS project, min(b.w0) AS w0, min(b.w1) AS w1, bool_and(b.finished) AS finished,
+       min(j.project_id) AS project, min(w.w0) AS w0, min(w.w1) AS w1, bool_and(w.finished) AS finished,
        min(j.source_image_collection_id) AS collection_id, min(j.source_image_single_id) AS single_id,
        min(j.deployment_id) AS deployment_id
   FROM v_rows r LEFT JOIN best b ON b.pk = r.pk
+  LEFT JOIN jobs w ON w.id = b.job
   LEFT JOIN jobs_job j ON j.id = b.job
   LEFT JOIN ml_pipeline p ON p.id = j.pipeline_id
  GROUP BY r.project_id, b.job, b.level"""

@@ -381,7 +381,7 @@ def test_rows_no_job_window_reaches_skip_the_lookup_of_their_captures_and_algori
 
     read = cte_rows("D1", ids)
 
-    assert read["cand"] == 0
+    assert read["reached"] == 0
     assert read["v_caps"] == 0
     assert read["v_algs"] == 0
     attribution = blame.attribute(RULES["D1"], ids)
@@ -396,7 +396,8 @@ def test_rows_a_job_window_reaches_are_still_looked_up_and_attributed(invariants
 
     read = cte_rows("D1", ids)
 
-    assert read["cand"] == 6  # each of the 3 inside rows: the killed job and the unrelated one (same project)
+    assert read["reached"] == 3  # the 3 inside rows: the killed job's window and the unrelated one's hold them
+    assert read["pairs"] == 3  # only the killed job agrees with them on anything besides time
     assert read["v_caps"] == 3  # only those 3 rows' captures are read, not the morning rows'
     assert read["v_algs"] > 0
     by_job = {o.job: o for o in blame.attribute(RULES["D1"], ids).origins}
