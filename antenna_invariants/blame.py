@@ -280,15 +280,19 @@ FITS = "(r.created_at BETWEEN j.f0 AND j.f1 OR r.updated_at BETWEEN j.f0 AND j.f
 # and sorted for time alone.
 ATTRIBUTION = """,
 v_deps AS MATERIALIZED (SELECT DISTINCT pk, deployment FROM v_caps WHERE deployment IS NOT NULL),
+v_cols AS MATERIALIZED (  -- a row of many captures (an event, a deployment) meets each collection once
+    SELECT DISTINCT c.pk, ci.sourceimagecollection_id AS collection
+      FROM v_caps c JOIN main_sourceimagecollection_images ci ON ci.sourceimage_id = c.capture
+     WHERE ci.sourceimagecollection_id IN (SELECT collection_id FROM jobs)
+),
 named AS MATERIALIZED (
     SELECT DISTINCT l.job_id AS job, m[1]::bigint AS capture
       FROM jobs_joblog l, regexp_matches(l.message, %s, 'gi') AS m
      WHERE l.job_id IN (SELECT id FROM jobs) AND length(m[1]) < 19
 ),
 evidence (pk, job, kind) AS (
-    SELECT c.pk, j.id, 'footprint' FROM v_caps c JOIN v_rows r ON r.pk = c.pk
-      JOIN main_sourceimagecollection_images ci ON ci.sourceimage_id = c.capture
-      JOIN jobs j ON j.collection_id = ci.sourceimagecollection_id AND j.project_id = r.project_id AND {FITS}
+    SELECT c.pk, j.id, 'footprint' FROM v_cols c JOIN v_rows r ON r.pk = c.pk
+      JOIN jobs j ON j.collection_id = c.collection AND j.project_id = r.project_id AND {FITS}
     UNION ALL
     SELECT c.pk, j.id, 'footprint' FROM v_caps c JOIN v_rows r ON r.pk = c.pk
       JOIN jobs j ON j.single_id = c.capture AND j.project_id = r.project_id AND {FITS}
