@@ -220,7 +220,7 @@ def _statement(model: Any, trace: Trace, ids: list[int]) -> tuple[str, list[Any]
     sql, row_params = _part(rows, "pk", "created_at", "updated_at", project)
     params = list(row_params)
     text = [f"WITH v_rows (pk, created_at, updated_at, project_id) AS MATERIALIZED ({sql}),", CANDIDATES]
-    params += [WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, WINDOW_SLACK, MAX_WINDOW]
+    params += [WINDOW_SLACK, WINDOW_SLACK, MAX_WINDOW, WINDOW_SLACK, WINDOW_SLACK]
     if trace.captures:
         path = trace.captures
         deployment = "deployment" if path == "pk" else f"{path}__deployment"
@@ -249,20 +249,18 @@ windows AS (
            CASE WHEN j.source_image_collection_id IS NULL THEN j.source_image_single_id END AS single_id,
            CASE WHEN j.source_image_collection_id IS NULL AND j.source_image_single_id IS NULL
                 THEN j.deployment_id END AS deployment_id,
-           coalesce(j.started_at, j.scheduled_at, j.created_at) AS w0,
-           CASE WHEN j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) THEN j.finished_at
-                ELSE j.updated_at END AS w1,
-           j.finished_at >= coalesce(j.started_at, j.scheduled_at, j.created_at) AS finished
-      FROM jobs_job j
+           s.w0, CASE WHEN j.finished_at >= s.w0 THEN j.finished_at ELSE j.updated_at END AS w1,
+           j.finished_at >= s.w0 AS finished, greatest(j.finished_at, j.updated_at) AS last_seen
+      FROM jobs_job j, LATERAL (SELECT coalesce(j.started_at, j.scheduled_at, j.created_at) AS w0) s
      WHERE j.project_id IN (SELECT DISTINCT project_id FROM v_rows WHERE project_id IS NOT NULL)
-       AND coalesce(j.started_at, j.scheduled_at, j.created_at)
-           <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
-       AND greatest(j.finished_at, j.updated_at) >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
 jobs AS MATERIALIZED (
     SELECT w.*, w.w1 - w.w0 AS span, w.w0 - %s AS f0, w.w1 + %s AS f1,
            row_number() OVER (ORDER BY w.w1 - w.w0, w.id DESC) AS tightness  -- the tightest window first
-      FROM windows w WHERE w.w1 - w.w0 <= %s
+      FROM windows w
+     WHERE w.w1 - w.w0 <= %s
+       AND w.w0 <= (SELECT max(greatest(created_at, updated_at)) FROM v_rows) + %s
+       AND w.last_seen >= (SELECT min(least(created_at, updated_at)) FROM v_rows) - %s
 ),
 reached AS MATERIALIZED (
     SELECT r.pk FROM v_rows r WHERE EXISTS (SELECT FROM jobs j WHERE j.project_id = r.project_id AND {FITS})
