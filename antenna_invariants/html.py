@@ -20,9 +20,11 @@ import pytest
 from antenna_invariants import blame, reporting
 from antenna_invariants.connection import mask
 from antenna_invariants.errors import ConfigError
+from antenna_invariants.results import cases_of
 from antenna_invariants.rules import Rule, Status
 
 MAX_ROWS = 1000
+SHOWN_DETAILS = 20  # a test per rule: the cases whose details its row shows (failing cases first)
 STATUS_CLASS = {
     Status.PASSED: "p", Status.FAILED: "f", Status.WARNED: "w", Status.REPAIRED: "r", Status.BASELINED: "b",
     Status.ERROR: "e", Status.SKIPPED: "s",
@@ -125,6 +127,25 @@ def signed(value: int | None) -> str:
     return "" if value is None else f"{value:+d}"
 
 
+WORST_FIRST = (Status.ERROR, Status.FAILED, Status.WARNED, Status.BASELINED, Status.REPAIRED, Status.PASSED,
+               Status.SKIPPED)
+
+
+def combined(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A test per rule's row: its cases' worst status and their numbers summed (each case has its matrix cell)."""
+    def total(key: str) -> int | None:
+        values: list[int] = [r[key] for r in records if r.get(key) is not None]
+        return sum(values) if values else None
+
+    statuses = {r["status"] for r in records}
+    return {
+        "rule": records[0]["rule"], "project": f"{len(records)} projects",
+        "status": next(status for status in WORST_FIRST if status in statuses),
+        **{key: total(key) or 0 for key in ("violations", "fixed", "unfixable", "changed_under_repair")},
+        "delta": total("delta"),
+    }
+
+
 def _rule_key(rule_id: str) -> tuple[str, int, str]:
     found = re.fullmatch(r"([A-Z]+)(\d*)(\w*)", rule_id)
     if found is None:  # not a rule id (A1, K4b): after the rules
@@ -194,9 +215,10 @@ class HtmlReport:
         ]
 
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        data = getattr(report, "invariant", None)
-        if data is None:
+        records = cases_of(report)
+        if not records:
             return
+        data = records[0] if len(records) == 1 else combined(records)
         if (data["status"] == Status.PASSED and not self.passing_rows) or self.listed >= MAX_ROWS:
             self.omitted += data["status"] != Status.PASSED
             cells.clear()
@@ -215,10 +237,15 @@ class HtmlReport:
         cells[2:2] = [f"<td class=col-{key}>{values[key]}</td>" for key, _, _ in self.columns()]
 
     def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
-        record = getattr(report, "invariant", None)
-        if record is None or record["status"] == Status.ERROR:
-            return
-        data[:] = [self.detail(record)] if record["violations"] else []
+        cases = cases_of(report)
+        if not cases or (len(cases) == 1 and cases[0]["status"] == Status.ERROR):
+            return  # pytest-html's own text: why it could not run
+        shown = sorted((r for r in cases if r["status"] != Status.ERROR and r["violations"]),
+                       key=lambda r: not r["fails_run"])  # a test per rule: its failing cases first
+        more = len(shown) - SHOWN_DETAILS
+        note = [f"<p>... and {more} more cases with violations (invariants.json has them all)</p>"] * (more > 0)
+        errors = data if any(r["status"] == Status.ERROR for r in cases) else []
+        data[:] = errors + [self.detail(r) for r in shown[:SHOWN_DETAILS]] + note
 
     def detail(self, o: Mapping[str, Any]) -> str:
         entry = self.rules[o["rule"]]

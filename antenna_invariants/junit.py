@@ -28,6 +28,10 @@ from typing import Any
 from antenna_invariants.rules import Rule, Status
 
 CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
+RULE_TEST = re.compile(r"\[(?P<rule>[^\]-]+)\]$")  # a test per rule (--tests-per rule): test_...[D1]
+PROPERTIES = ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "changed_under_repair",
+              "baseline", "new")  # xunit1: a testcase's properties, when set
+Verdict = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]  # a case's ("fail" | "error" | "skip", text)
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
 NOT_XML = re.compile("[^\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")  # as pytest escapes
 
@@ -51,11 +55,16 @@ def reshape(
     family: str,
     details: Callable[[Mapping[str, Any]], str],
     properties: Mapping[str, str] | None = None,
+    verdict: Verdict | None = None,
 ) -> None:
     """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text,
-    ``properties`` the suite's."""
+    ``properties`` the suite's.  A test per rule becomes one testcase per case it covered, named and shaped as
+    that case's own test would have been (``verdict(record)``: what its test would have raised)."""
     tree = ET.parse(path)
     by_case = {(r["rule"], r["project"]): r for r in records}
+    by_rule: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        by_rule.setdefault(r["rule"], []).append(r)
     for suite in tree.getroot().iter("testsuite"):
         _suite_properties(suite, properties or {})
         for case in suite.findall("testcase"):
@@ -63,6 +72,14 @@ def reshape(
             record = by_case.get((match["rule"], match["project"])) if match else None
             if record is not None:
                 _reshape_case(case, record, rules[record["rule"]], family, details(record))
+            whole = RULE_TEST.search(case.get("name", ""))
+            if whole is not None and verdict is not None and whole["rule"] in by_rule:
+                at = list(suite).index(case)
+                suite.remove(case)
+                for offset, record in enumerate(by_rule[whole["rule"]]):
+                    expanded = _case_of(case, whole, record, family, verdict(record))
+                    _reshape_case(expanded, record, rules[record["rule"]], family, details(record))
+                    suite.insert(at + offset, expanded)
         for outcome in ("failure", "error", "skipped"):
             suite.set(f"{outcome}s" if outcome != "skipped" else "skipped",
                       str(sum(c.find(outcome) is not None for c in suite.findall("testcase"))))
@@ -82,6 +99,26 @@ def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:
     for index, (name, value) in enumerate(properties.items()):
         escaped = NOT_XML.sub(lambda m: f"#x{ord(m.group()):02X}", str(value))
         element.insert(index, ET.Element("property", name=name, value=escaped))
+
+
+def _case_of(test: ET.Element, name: re.Match[str], record: Mapping[str, Any], family: str,
+              verdict: tuple[str, str] | None) -> ET.Element:
+    """One case of a test per rule, as pytest writes a test of its own: its node id's name, its duration, its
+    properties (xunit1) and what it raised (a failure, or a skip)."""
+    label = test.get("name", "")[:name.start()] + f"[{record['rule']}-{record['project']}]"
+    case = ET.Element("testcase", {**test.attrib, "name": label, "time": f"{record['duration']:.3f}"})
+    if family == "xunit1":
+        element = ET.SubElement(case, "properties")
+        for key in PROPERTIES:
+            if record.get(key) is not None:
+                ET.SubElement(element, "property", name=key, value=str(record[key]))
+    if verdict is not None:
+        kind, text = verdict
+        tag = "skipped" if kind == "skip" else "failure"
+        element = ET.SubElement(case, tag, {"type": "pytest.skip"} if kind == "skip" else {})
+        element.set("message", NOT_XML.sub("", text.split("\n", 1)[0]))
+        element.text = NOT_XML.sub("", text)
+    return case
 
 
 def _reshape_case(case: ET.Element, record: Mapping[str, Any], entry: Rule, family: str, text: str) -> None:

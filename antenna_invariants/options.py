@@ -21,6 +21,8 @@ from antenna_invariants.rules import Rule, Severity, valid_threshold
 from antenna_invariants.scope import parse_age, parse_ids, parse_since, parse_timeout
 from antenna_invariants.snapshot import kind as snapshot_kind
 
+PER_RULE_ABOVE = 5000  # --tests-per auto: cases beyond which a run collects one test per rule (README, "Many projects")
+
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("antenna-invariants")
@@ -36,6 +38,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--statement-timeout", default="5min", metavar="DURATION",
         help="cancel any query running longer (PostgreSQL units: 500ms, 30s, 5min; 0 for none; default 5min)",
+    )
+    group.addoption(
+        "--tests-per", choices=("case", "rule", "auto"), default="auto",
+        help="one pytest test per rule x project (case) or per rule, covering its projects (rule); auto (default): "
+        f"per rule when a run without -k, --deselect or a [case] node id plans more than {PER_RULE_ABOVE:,} cases",
     )
     group.addoption("--sample-size", type=int, default=20, metavar="N", help="ids shown per rule (0: all)")
     group.addoption("--reset-demo", action="store_true", help="rebuild the demo database")
@@ -175,6 +182,7 @@ class RunOptions:
     previous_records: Mapping[str, dict[str, Any]] | None = None
     detailed: bool = False  # -v, -rA or an explicit --tb: pytest's full output; by default the terminal fits a screen
     named: frozenset[str] = frozenset()  # the words of -m and -k (a --project run checks the global rules they name)
+    tests_per: str = "case"  # --tests-per: "case", "rule", or "auto" (by the number of cases: Session.per_rule)
 
     @classmethod
     def from_config(cls, config: pytest.Config, rules: Mapping[str, Rule]) -> RunOptions:
@@ -225,7 +233,7 @@ class RunOptions:
             write_baseline=bool(option("write_baseline")), baseline=known,
             previous=MappingProxyType(previous) if previous is not None else None, store_failures=store_failures,
             previous_records=MappingProxyType(records) if records is not None else None,
-            detailed=_detailed(config), named=_named(config),
+            detailed=_detailed(config), named=_named(config), tests_per=_tests_per(config),
         )
 
     def scope_option(self) -> str | None:
@@ -251,6 +259,15 @@ def _share(config: pytest.Config) -> float:
 def _detailed(config: pytest.Config) -> bool:
     option = config.option
     return option.verbose > 0 or "A" in (option.reportchars or "") or option.tbstyle != "auto"
+
+
+def _tests_per(config: pytest.Config) -> str:
+    """``--tests-per``; ``auto`` becomes ``case`` when the run picks cases by name (``-k``, ``--deselect``, a node
+    id with a ``[case]``): those select rule x project cases, which a test per rule would not have."""
+    chosen: str = config.getoption("tests_per")
+    option = config.option
+    by_name = option.keyword or getattr(option, "deselect", None) or any("[" in str(a) for a in config.args)
+    return "case" if chosen == "auto" and by_name else chosen
 
 
 def _named(config: pytest.Config) -> frozenset[str]:

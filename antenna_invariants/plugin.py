@@ -23,11 +23,11 @@ import pytest
 
 from antenna_invariants import baseline, html, junit, marks, reporting, runinfo
 from antenna_invariants import connection as conn
-from antenna_invariants.case import Case, case_key
+from antenna_invariants.case import Case, case_keys, scopes_of, verdict
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import load_rules
 from antenna_invariants.options import RunOptions, add_options
-from antenna_invariants.results import RESULTS, Results, checked_anything, record_of, results_of
+from antenna_invariants.results import RESULTS, Results, cases_of, checked_anything, records_of, results_of
 from antenna_invariants.rules import RULES, Status, run_order
 from antenna_invariants.session import SESSION, Session, is_invariants_session, session_of
 
@@ -123,7 +123,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-# --- collection: one test case per rule x scope -----------------------------------------------------------
+# --- collection: one test case per rule x scope (or one test per rule: --tests-per) --------------------------
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -133,7 +133,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = _session_of_case(metafunc.config)
     entry = session.rules[declared.id]
     marked = marks.rule_marks(entry)
-    params = [pytest.param(s, id=f"{entry.id}-{s.label}", marks=marked) for s in session.scopes_for(entry)]
+    scopes = session.scopes_for(entry)
+    if session.per_rule():  # one test covering every case of the rule (README, "Many projects")
+        params = [pytest.param(tuple(scopes), id=entry.id, marks=marked)] if scopes else []
+    else:
+        params = [pytest.param(s, id=f"{entry.id}-{s.label}", marks=marked) for s in scopes]
     metafunc.parametrize("invariant_case", params, indirect=True)
 
 
@@ -149,7 +153,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("global") is not None])
         items[:] = [i for i in items if i.get_closest_marker("global") is None]
     items.sort(key=lambda item: run_order(getattr(getattr(item, "function", None), "rule", None)))
-    session.selected, session.grouped = {key for key in map(case_key, items) if key is not None}, {}
+    session.selected, session.grouped = {key for item in items for key in case_keys(item)}, {}
     for item in items:  # a case needs its own fixture only: pytest-django's ten per-test fixtures cost each case
         names = getattr(item, "fixturenames", [])  # more than its check (docs/benchmarks.md, figure 6)
         if "invariant_case" in names:
@@ -173,16 +177,19 @@ KEYWORDS = pytest.StashKey[dict[str, Any]]()  # node id -> its setup report's ke
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """A case's call report carries its record (``report.invariant``).  pytest keeps every report of every
-    case to the end of the session (the terminal's counts, pytest-html, JUnit): what a case holds beyond
-    pytest's own is kept small (docs/benchmarks.md, figure 6)."""
+    """A case's call report carries its record (``report.invariant``), a test per rule's the records of its cases
+    (``report.invariants``).  pytest keeps every report of every test to the end of the session (the terminal's
+    counts, pytest-html, JUnit): what a case holds beyond pytest's own is kept small (docs/benchmarks.md, figure 6)."""
     result = yield
     report = result.get_result()
-    if case_key(item) is None:  # not a case
+    if not scopes_of(item):  # not an invariants test
         return
-    record = record_of(item) if report.when == "call" else None
-    if record is not None:
-        report.invariant = record
+    records = records_of(item) if report.when == "call" else []
+    if records:
+        if isinstance(item.callspec.params["invariant_case"], tuple):  # type: ignore[attr-defined]
+            report.invariants = records
+        else:
+            report.invariant = records[0]
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:  # JUnit's failure message and the short summary: the count line, no "Failed: "
             crash.message = crash.message.removeprefix("Failed: ").split("\n")[0]
@@ -199,17 +206,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
-    status = (getattr(report, "invariant", None) or {}).get("status")
-    if report.when == "call" and report.failed and status == Status.ERROR:
-        return "error", "E", "ERROR"  # could not run (a timeout, a database error): an error, not a failure
-    if report.when != "call" or not report.passed:
+    """An invariants test's own outcomes (a test per rule: its failing cases all errors is an error; a passing
+    one shows the first of warned, baselined, repaired among its cases)."""
+    records = cases_of(report) if report.when == "call" else []
+    if not records:
         return None
-    if status == Status.REPAIRED:
-        return "repaired", "R", ("REPAIRED", {"green": True})
-    if status == Status.WARNED:
+    failing = [r["status"] for r in records if r.get("fails_run")]
+    if report.failed and failing and all(status == Status.ERROR for status in failing):
+        return "error", "E", "ERROR"  # could not run (a timeout, a database error): an error, not a failure
+    statuses = {r["status"] for r in records}
+    if not report.passed:
+        return None
+    if Status.WARNED in statuses:
         return "warned", "W", ("WARN", {"yellow": True})
-    if status == Status.BASELINED:
+    if Status.BASELINED in statuses:
         return "baselined", "B", ("BASELINED", {"yellow": True})
+    if Status.REPAIRED in statuses:
+        return "repaired", "R", ("REPAIRED", {"green": True})
     return None
 
 
@@ -244,7 +257,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
             scope_option = controller.options.scope_option()
             junit.reshape(Path(config.option.xmlpath), records, controller.rules, config.getini("junit_family"),
                           lambda o: reporting.details(controller.rules[o["rule"]], o, scope_option),
-                          controller.run.junit_properties())
+                          controller.run.junit_properties(),
+                          lambda o: verdict(controller.rules[o["rule"]], o, controller.options.strict, scope_option))
     except OSError as exc:
         failed = failed or exc
     if controller is not None:

@@ -15,22 +15,23 @@ from antenna_invariants.rules import Rule
 
 Record = dict[str, Any]  # one case's JSON record (docs/reports.md)
 
-# on the item, from its test to its call report: what its case produced, the ids a baseline keeps, and the
-# attribution, origins and first_seen (README, "Blame")
-OUTCOME = pytest.StashKey[tuple[Outcome, list[int] | None, Record]]()
+# on the item, from its test to its call report: per case it covers, what the case produced, the ids a baseline
+# keeps, the attribution, origins and first_seen (README, "Blame") and whether the case fails the run
+OUTCOME = pytest.StashKey[list[tuple[Outcome, list[int] | None, Record, bool]]]()
 DESCRIBED = pytest.StashKey[dict[str, Record]]()  # on the config: rule id -> reporting.describe(rule), for the run
 
 
-def record_of(item: pytest.Item) -> Record | None:
-    """The JSON record of a case's item, taken off the item (None for an item whose case has not run): its
-    outcome, its rule described, its origins and the ids a baseline keeps."""
+def records_of(item: pytest.Item) -> list[Record]:
+    """The JSON records of an item's cases, taken off the item ([] for an item whose cases have not run): each
+    outcome, its rule described, its origins, the ids a baseline keeps and whether it fails the run."""
     finished = item.stash.get(OUTCOME, None)
     if finished is None:
-        return None
-    outcome, ids, origins = finished
+        return []
     declared: Rule = item.function.rule  # type: ignore[attr-defined]
-    del item.stash[OUTCOME]  # in the record now
-    return outcome.as_dict() | _described(item.config, declared) | origins | {"fingerprint": ids}
+    del item.stash[OUTCOME]  # in the records now
+    described = _described(item.config, declared)
+    return [outcome.as_dict() | described | origins | {"fingerprint": ids, "fails_run": fails}
+            for outcome, ids, origins, fails in finished]
 
 
 def _described(config: pytest.Config, entry: Rule) -> Record:
@@ -89,18 +90,33 @@ class Results:
         """A case's record, as its call report arrives (registered as a plugin by the invariants session).
         Once every plugin has seen the case's teardown report (pytest-html reads the call's record then), the
         record is kept as a ``FinishedRecord``, in the records and on the call report alike."""
-        record: Record | None = getattr(report, "invariant", None)
-        if report.when == "call" and record:
-            record["fails_run"] = report.failed
-            record["delta"] = baseline.delta(record, self.previous)
-            self._reported[report.nodeid] = (len(self.records), report)
-            self.records.append(record)
+        if report.when == "call":
+            records = cases_of(report)
+            if records:
+                self._reported[report.nodeid] = (len(self.records), report)
+            for record in records:
+                record.setdefault("fails_run", report.failed)  # set by the case; a record made elsewhere: its test's
+                record["delta"] = baseline.delta(record, self.previous)
+                self.records.append(record)
         yield
         reported = self._reported.pop(report.nodeid, None) if report.when == "teardown" else None
         if reported is not None:
             position, call = reported
-            finished = FinishedRecord(call.invariant, self._shapes)
-            call.invariant = self.records[position] = finished  # type: ignore[attr-defined]
+            finished = [FinishedRecord(record, self._shapes) for record in cases_of(call)]
+            self.records[position:position + len(finished)] = finished
+            if hasattr(call, "invariants"):
+                call.invariants = finished  # type: ignore[attr-defined]
+            else:
+                call.invariant = finished[0]  # type: ignore[attr-defined]
+
+
+def cases_of(report: pytest.TestReport) -> list[Any]:
+    """The records a call report carries: its case's (``report.invariant``), or a test per rule's
+    (``report.invariants``)."""
+    if hasattr(report, "invariants"):
+        return list(report.invariants)
+    record = getattr(report, "invariant", None)
+    return [record] if record else []
 
 
 RESULTS = pytest.StashKey[Results]()

@@ -20,7 +20,7 @@ from antenna_invariants.check import compiled_sql
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.journal import Journal
 from antenna_invariants.layout import INVARIANTS_DIR
-from antenna_invariants.options import RunOptions
+from antenna_invariants.options import PER_RULE_ABOVE, RunOptions
 from antenna_invariants.rules import Rule
 from antenna_invariants.runchecks import Checks
 from antenna_invariants.scope import NO_PROJECT, JobFootprint, NotApplicable, ProjectKey, Scope
@@ -207,7 +207,13 @@ class Session:
 
     def planned_cases(self) -> int:
         """How many cases the run collects (before -k, -m and --deselect)."""
-        return sum(len(self.scopes_for(entry)) for entry in self.rules.values())
+        return sum(1 if entry.is_global else len(self.project_cases) for entry in self.rules.values())
+
+    def per_rule(self) -> bool:
+        """One test per rule, covering its projects, rather than one per rule x project (``--tests-per``; auto:
+        per rule beyond ``PER_RULE_ABOVE`` cases, where pytest's own memory per test would dominate the run)."""
+        chosen = self.options.tests_per
+        return chosen == "rule" or (chosen == "auto" and self.planned_cases() > PER_RULE_ABOVE)
 
     def leaves_out_global(self) -> bool:
         """A --project run checks that project's rows: rules on global tables stay out unless asked for, by ``-m``

@@ -2,6 +2,7 @@
 trend, and no secret in any of them.  End to end, like test_cli.py: `pytest invariants` in a subprocess."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -417,3 +418,85 @@ def test_60_rules_by_1000_projects_stay_small_and_open(tmp_path, browser):  # no
     assert len(page.driver.find_elements("css selector", ".inv-matrix td.f")) == 6_000
     assert len(page.driver.find_elements("css selector", ".inv-matrix td.p")) == 54_000
     assert len(page.driver.find_elements("css selector", "#results-table tbody")) == 1000
+
+
+def reports_of(reports: Path) -> dict:
+    """What a run's reports say, timings and the reports' own directory aside: the JSON records, JUnit's
+    testcases and counts, summary.md and the HTML matrix."""
+    doc = document(reports)
+    cases = [{k: v for k, v in r.items() if k != "duration"} for r in doc["results"]]
+    tree = ET.parse(reports / "junit.xml").getroot()
+    suites = [{k: v for k, v in s.attrib.items() if k not in ("time", "timestamp", "hostname")} for s in tree.iter("testsuite")]
+    for case in tree.iter("testcase"):
+        case.attrib.pop("time")
+    testcases = [ET.tostring(case, encoding="unicode") for case in tree.iter("testcase")]
+    html = (reports / "report.html").read_text()
+    matrix = html[html.index("inv-matrix"):html.index("</table>", html.index("inv-matrix"))]
+    summary = re.sub(r"[0-9.]+ ?s\b", "T", (reports / "summary.md").read_text().replace(str(reports), "REPORTS"))
+    return {"cases": cases, "totals": doc["totals"], "rules": doc["rules"], "remain": doc["violations_remain"],
+            "suites": suites, "testcases": testcases, "matrix": matrix, "summary": summary}
+
+
+@pytest.mark.parametrize("extra", [(), ("-o", "junit_family=xunit1"), ("--strict",), ("-n", "2")],
+                         ids=["xunit2", "xunit1", "strict", "xdist"])
+def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path, extra):  # noqa: F811
+    """--tests-per rule (the default beyond 5,000 cases): one pytest test per rule, covering its projects; every
+    report but the terminal says what one test per rule x project says, case by case."""
+    stations = [f.DeploymentFactory() for _ in range(3)]
+    occurrences.partial_save(stations[0])
+    occurrences.phantom_occurrence(stations[1])
+    occurrences.stale_score(stations[1])
+    selection = ("-m", "occurrences", "--junitxml")
+
+    said = {}
+    for mode in ("case", "rule"):
+        reports = tmp_path / mode
+        code, output = run(*selection, str(reports / "junit.xml"), "--reports", str(reports), "--tests-per", mode,
+                           *extra)
+        assert code == 1, output
+        said[mode] = (reports_of(reports), output)
+
+    by_case, by_rule = said["case"][0], said["rule"][0]
+    assert len(by_case["cases"]) >= 3 * 12 and any(r["fails_run"] for r in by_case["cases"])
+    if "-n" in extra:  # xdist reports in the order its workers finish
+        for said_by in (by_case, by_rule):
+            said_by["testcases"].sort()
+            said_by["cases"].sort(key=lambda r: (r["rule"], r["project"]))
+    assert by_rule == by_case
+    rules = {r["rule"] for r in by_case["cases"]}
+    failing = {r["rule"] for r in by_case["cases"] if r["fails_run"]}
+    assert f"{len(failing)} failed" in said["rule"][1] and f"{len(rules) - len(failing)} " in said["rule"][1]
+    assert "[D1-project" not in said["rule"][1] or "-v" in extra  # the terminal: one line per rule's test
+
+
+def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_named(run, monkeypatch):  # noqa: F811
+    """--tests-per auto: a test per rule x project up to PER_RULE_ABOVE cases, a test per rule beyond (here
+    lowered through the environment of the run's own process), and per case again when -k names cases."""
+    station = f.DeploymentFactory()
+    occurrences.partial_save(station)
+    low = {"PYTHONPATH": str(ROOT / "tests"), "INVARIANTS_PER_RULE_ABOVE": "1"}
+
+    code, plain = run("-m", "D1", "--collect-only", "-q")
+    code_low, low_output = run("-m", "D1", "--collect-only", "-q", "-p", "plugins.per_rule_above", env=low)
+    code_k, named = run("-k", "D1", "--collect-only", "-q", "-p", "plugins.per_rule_above", env=low)
+
+    assert (code, code_low, code_k) == (0, 0, 0), plain + low_output + named
+    assert f"[D1-project{station.project_id}]" in plain and "[D1]" not in plain
+    assert "test_occurrence_with_evidence_has_a_determination[D1]" in low_output
+    assert f"[D1-project{station.project_id}]" not in low_output
+    assert f"[D1-project{station.project_id}]" in named
+
+
+def test_a_test_per_rule_repairs_each_failing_project_and_journals_it(run):  # noqa: F811
+    stations = [f.DeploymentFactory() for _ in range(2)]
+    for station in stations:
+        occurrences.partial_save(station)
+
+    code, output = run("-m", "D1", "--tests-per", "rule", "--repair", "--all-projects")
+    repaired = {k: r for k, r in run.results().items() if r["status"] == "repaired"}
+    again, clean = run("-m", "D1", "--tests-per", "rule")
+
+    assert code == 0, output
+    assert set(repaired) == {("D1", f"project{s.project_id}") for s in stations}, run.results()
+    assert all(r["fixed"] == 1 and r["journal"] for r in repaired.values())
+    assert again == 0 and "1 passed" in clean, clean
