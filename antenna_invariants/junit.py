@@ -20,14 +20,17 @@ validates against Jenkins' junit-10 schema; ``-o junit_family=xunit1`` adds ``fi
 from __future__ import annotations
 
 import re
+import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from antenna_invariants.rules import Rule, Status
 
 CASE = re.compile(r"\[(?P<rule>[^\]-]+)-(?P<project>[^\]]+)\]$")
+PLACEHOLDER = "antenna-invariants: the cases of test "  # where a test per rule's cases go, while they are written
 RULE_TEST = re.compile(r"\[(?P<rule>[^\]-]+)\]$")  # a test per rule (--tests-per rule): test_...[D1]
 PROPERTIES = ("rule", "project", "status", "violations", "checked", "fixed", "unfixable", "changed_under_repair",
               "baseline", "new")  # xunit1: a testcase's properties, when set
@@ -65,26 +68,59 @@ def reshape(
     by_rule: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
         by_rule.setdefault(r["rule"], []).append(r)
-    for suite in tree.getroot().iter("testsuite"):
-        _suite_properties(suite, properties or {})
-        for case in suite.findall("testcase"):
-            match = CASE.search(case.get("name", ""))
-            record = by_case.get((match["rule"], match["project"])) if match else None
-            if record is not None:
-                _reshape_case(case, record, rules[record["rule"]], family, details(record))
-            whole = RULE_TEST.search(case.get("name", ""))
-            if whole is not None and verdict is not None and whole["rule"] in by_rule:
-                at = list(suite).index(case)
+    with tempfile.TemporaryFile() as spool:  # a test per rule's cases, serialized as they are made
+        expanded: list[tuple[int, int]] = []  # (start, end) in the spool, by the placeholder's number
+        for suite in tree.getroot().iter("testsuite"):
+            _suite_properties(suite, properties or {})
+            counts = Counter[str]()  # the suite's testcases and their outcomes, recounted
+            for case in suite.findall("testcase"):
+                match = CASE.search(case.get("name", ""))
+                record = by_case.get((match["rule"], match["project"])) if match else None
+                if record is not None:
+                    _reshape_case(case, record, rules[record["rule"]], family, details(record))
+                whole = RULE_TEST.search(case.get("name", ""))
+                if whole is None or verdict is None or whole["rule"] not in by_rule:
+                    counts.update(_outcomes(case))
+                    continue
+                begin = spool.tell()
+                for record in by_rule[whole["rule"]]:
+                    one = _case_of(case, whole, record, family, verdict(record))
+                    _reshape_case(one, record, rules[record["rule"]], family, details(record))
+                    counts.update(_outcomes(one))
+                    spool.write(ET.tostring(one, encoding="unicode").encode("utf-8"))
+                suite.insert(list(suite).index(case), ET.Comment(f"{PLACEHOLDER}{len(expanded)}"))
                 suite.remove(case)
-                for offset, record in enumerate(by_rule[whole["rule"]]):
-                    expanded = _case_of(case, whole, record, family, verdict(record))
-                    _reshape_case(expanded, record, rules[record["rule"]], family, details(record))
-                    suite.insert(at + offset, expanded)
-        for outcome in ("failure", "error", "skipped"):
-            suite.set(f"{outcome}s" if outcome != "skipped" else "skipped",
-                      str(sum(c.find(outcome) is not None for c in suite.findall("testcase"))))
-        suite.set("tests", str(len(suite.findall("testcase"))))
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+                expanded.append((begin, spool.tell()))
+            for outcome in ("failure", "error", "skipped"):
+                suite.set(f"{outcome}s" if outcome != "skipped" else "skipped", str(counts[outcome]))
+            suite.set("tests", str(counts["tests"]))
+        if not expanded:
+            tree.write(path, encoding="utf-8", xml_declaration=True)
+            return
+        _write_expanded(path, tree.getroot(), spool, expanded)
+
+
+def _outcomes(case: ET.Element) -> list[str]:
+    """What a testcase counts for in its suite: a test, and its failure, error or skip."""
+    return ["tests", *(outcome for outcome in ("failure", "error", "skipped") if case.find(outcome) is not None)]
+
+
+def _write_expanded(path: Path, root: ET.Element, spool: BinaryIO, expanded: list[tuple[int, int]]) -> None:
+    """The tree, each placeholder replaced by its test per rule's cases from the spool: tens of thousands of
+    testcases never all in memory at once (docs/benchmarks.md, figure 6)."""
+    text = re.split(f"<!--{PLACEHOLDER}([0-9]+)-->", ET.tostring(root, encoding="unicode"))
+    with path.open("wb") as out:
+        out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")  # as ElementTree.write writes it
+        for position, piece in enumerate(text):
+            if position % 2 == 0:
+                out.write(piece.encode("utf-8"))
+                continue
+            begin, end = expanded[int(piece)]
+            spool.seek(begin)
+            while begin < end:
+                chunk = spool.read(min(1 << 20, end - begin))
+                out.write(chunk)
+                begin += len(chunk)
 
 
 def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:

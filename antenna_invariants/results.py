@@ -42,19 +42,42 @@ def _described(config: pytest.Config, entry: Rule) -> Record:
     return described[entry.id]
 
 
+class Shapes:
+    """What a run's ``FinishedRecord``s share: their keys' positions, one dict per order of keys, and equal small
+    values held once (an empty list or dict, a short string such as a project label): most records of a run of
+    many projects are passing cases, alike but for their project (docs/benchmarks.md, figure 6)."""
+
+    def __init__(self) -> None:
+        self.indexes: dict[tuple[str, ...], dict[str, int]] = {}
+        self.values: dict[tuple[type, str], Any] = {}
+
+    def index(self, keys: tuple[str, ...]) -> dict[str, int]:
+        index = self.indexes.get(keys)
+        if index is None:
+            index = self.indexes[keys] = {key: position for position, key in enumerate(keys)}
+        return index
+
+    def value(self, value: Any) -> Any:
+        """``value``, or an equal one seen before (records are read-only: nothing changes a shared value)."""
+        kind = type(value)
+        if (kind is list or kind is dict) and not value:
+            return self.values.setdefault((kind, ""), value)
+        if kind is str and len(value) <= 64:
+            return self.values.setdefault((kind, value), value)
+        return value
+
+
 class FinishedRecord(Mapping[str, Any]):
     """A finished case's record, read-only: its values in one tuple, its keys in a dict shared by every record
-    with the same keys.  A run keeps every case's record to the end (the reports are written from them), and a
-    record as a dict of its 33 keys is 1.2 KB; this one is 0.35 KB (docs/benchmarks.md, figure 6)."""
+    with the same keys, small values shared too (``Shapes``).  A run keeps every case's record to the end (the
+    reports are written from them), and a record as a dict of its 33 keys is 1.2 KB; this one is 0.35 KB
+    (docs/benchmarks.md, figure 6)."""
 
     __slots__ = ("_index", "_values")
 
-    def __init__(self, record: Mapping[str, Any], shapes: dict[tuple[str, ...], dict[str, int]]):
-        keys = tuple(record)
-        index = shapes.get(keys)
-        if index is None:
-            index = shapes[keys] = {key: position for position, key in enumerate(keys)}
-        self._index, self._values = index, tuple(record.values())
+    def __init__(self, record: Mapping[str, Any], shapes: Shapes):
+        self._index = shapes.index(tuple(record))
+        self._values = tuple(map(shapes.value, record.values()))
 
     def __getitem__(self, key: str) -> Any:
         return self._values[self._index[key]]
@@ -83,7 +106,7 @@ class Results:
     previous: Mapping[str, int] | None = None  # --compare: violations per rule/scope of the previous run
     records: list[Mapping[str, Any]] = field(default_factory=list)
     _reported: dict[str, tuple[int, pytest.TestReport]] = field(default_factory=dict)  # node id -> its call's
-    _shapes: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)  # FinishedRecord's keys
+    _shapes: Shapes = field(default_factory=Shapes)  # what the FinishedRecords share
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:

@@ -70,10 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
     checkpoint("configure", "collection")
     threading.Thread(target=_sample, daemon=True).start()
     try:
-        from antenna_invariants import junit, plugin, reporting
+        from antenna_invariants import junit, reporting, session
     except ImportError:
         return
-    _phased(plugin, "_rule_records", "ours: the rules' records", "ours: json and summary")
+    _phased(session.Session, "rule_records", "ours: the rules' records", "ours: json and summary")
     _phased(reporting, "write_summary", "ours: summary.md", "pytest: JUnit, then pytest-html")
     _phased(junit, "reshape", "ours: junit.reshape", "after the reports")
 

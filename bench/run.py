@@ -368,6 +368,7 @@ def many_projects(url: str, repeat: int) -> dict:
     headless Chromium.  The rules' SQL is timed once untimed first (a warm cache for both)."""
     rules_sql()
     runs = [full_default_run(url) for _ in range(repeat)]
+    per_case = full_default_run(url, "--tests-per", "case")  # beside it: one pytest test per rule x project
     sql, statements = rules_sql()
     wall = sorted(r["wall_seconds"] for r in runs)[len(runs) // 2]  # the median (the lower one of two)
     best = min(runs, key=lambda r: r["wall_seconds"])
@@ -379,15 +380,16 @@ def many_projects(url: str, repeat: int) -> dict:
         "sql_statements": statements, "per_case_ms": 1000 * (wall - sql) / cases, "cpu_seconds": cpu,
         "cpu_per_case_ms": 1000 * cpu / cases, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "bytes": best["bytes"], "html_load_seconds": best["html_load_seconds"], "load_average": os.getloadavg(),
+        "tests_per_case": per_case | {"per_case_ms": 1000 * (per_case["wall_seconds"] - sql) / cases},
     }
 
 
-def full_default_run(url: str) -> dict:
-    """``pytest invariants`` as users run it (default options, every report written, into a scratch directory),
-    with bench/sqltime.py timing the statements it sends; peak RSS is the process's own VmHWM."""
+def full_default_run(url: str, *options: str) -> dict:
+    """``pytest invariants`` as users run it (default options, every report written, into a scratch directory;
+    ``options`` added), with bench/sqltime.py timing the statements it sends; peak RSS is the process's own VmHWM."""
     with tempfile.TemporaryDirectory() as reports:
         command = [sys.executable, "-c", FIGURE6_SCRIPT, "invariants", "-p", "sqltime", "--reports", reports,
-                   "-o", f"cache_dir={reports}/.cache"]
+                   "-o", f"cache_dir={reports}/.cache", *options]
         env = os.environ | {"DATABASE_URL": url, "PYTHONPATH": str(harness.ROOT / "bench")}
         load = os.getloadavg()[0]
         before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -407,7 +409,7 @@ def full_default_run(url: str) -> dict:
            "run_statements": int(lines["SQL_STATEMENTS"][0]), "run_sql_seconds": float(lines["SQL_STATEMENTS"][1]),
            "cases": document["totals"]["cases"], "failing": document["totals"]["failing"], "bytes": sizes,
            "html_load_seconds": html_load, "load_before": load}
-    print(f"full run: {wall:.1f} s wall, {cpu:.1f} s CPU, {run['run_sql_seconds']:.1f} s in "
+    print(f"full run {' '.join(options)}: {wall:.1f} s wall, {cpu:.1f} s CPU, {run['run_sql_seconds']:.1f} s in "
           f"{run['run_statements']} statements, {run['cases']} cases ({run['failing']} failing), "
           f"{run['peak_rss_mb']} MB, html {html_load} s, load {load:.1f}", flush=True)
     return run
@@ -456,6 +458,10 @@ def print_many_projects(f: dict):
         ("   reports", ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in b.items()), "by failing cases"),
         ("   report.html opens in", f"{f['html_load_seconds']} s", "< 3 s"),
     ]
+    c = f.get("tests_per_case")
+    if c:
+        rows.append(("   --tests-per case", f"{c['wall_seconds']:.1f} s wall, {c['per_case_ms']:.2f} ms per case, "
+                     f"{c['peak_rss_mb']} MB, html {c['html_load_seconds']} s", "(beside it)"))
     for name, value, target in rows:
         print(f"{name:26} {value:80} {target}")
 

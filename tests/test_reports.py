@@ -2,8 +2,8 @@
 trend, and no secret in any of them.  End to end, like test_cli.py: `pytest invariants` in a subprocess."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -141,9 +141,9 @@ def test_a_run_keeps_each_case_small_to_the_end_of_the_session(run, tmp_path):
 
 
 def test_a_finished_record_reads_as_its_dict():
-    from antenna_invariants.results import FinishedRecord
+    from antenna_invariants.results import FinishedRecord, Shapes
 
-    shapes: dict = {}
+    shapes = Shapes()
     record = {"rule": "D1", "project": "project1", "sample": [3, 1], "delta": None, "journaled": {}}
     finished = FinishedRecord(record, shapes)
     assert finished == record
@@ -158,9 +158,14 @@ def test_a_finished_record_reads_as_its_dict():
         finished["new"]
     with pytest.raises(TypeError):
         finished["rule"] = "D2"  # type: ignore[index]
-    other = FinishedRecord(record | {"project": "project2"}, shapes)
+    made = "".join(["D", "1"])  # an equal string, not the same object
+    other = FinishedRecord(record | {"rule": made, "project": "project2", "sample": [3, 1], "journaled": {}}, shapes)
     assert other._index is finished._index  # the keys are kept once
-    assert len(shapes) == 1
+    assert len(shapes.indexes) == 1
+    assert other["journaled"] is finished["journaled"]  # equal small values once: an empty dict, a short string
+    assert other["rule"] is finished["rule"]
+    assert other["sample"] is not finished["sample"]  # a list with ids is its own
+    assert other == record | {"project": "project2"}
 
 
 @pytest.mark.parametrize("results", [
@@ -426,7 +431,8 @@ def reports_of(reports: Path) -> dict:
     doc = document(reports)
     cases = [{k: v for k, v in r.items() if k != "duration"} for r in doc["results"]]
     tree = ET.parse(reports / "junit.xml").getroot()
-    suites = [{k: v for k, v in s.attrib.items() if k not in ("time", "timestamp", "hostname")} for s in tree.iter("testsuite")]
+    suites = [{k: v for k, v in s.attrib.items() if k not in ("time", "timestamp", "hostname")}
+              for s in tree.iter("testsuite")]
     for case in tree.iter("testcase"):
         case.attrib.pop("time")
     testcases = [ET.tostring(case, encoding="unicode") for case in tree.iter("testcase")]
@@ -457,7 +463,8 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
         said[mode] = (reports_of(reports), output)
 
     by_case, by_rule = said["case"][0], said["rule"][0]
-    assert len(by_case["cases"]) >= 3 * 12 and any(r["fails_run"] for r in by_case["cases"])
+    assert len(by_case["cases"]) >= 3 * 12
+    assert any(r["fails_run"] for r in by_case["cases"])
     if "-n" in extra:  # xdist reports in the order its workers finish
         for said_by in (by_case, by_rule):
             said_by["testcases"].sort()
@@ -465,7 +472,8 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
     assert by_rule == by_case
     rules = {r["rule"] for r in by_case["cases"]}
     failing = {r["rule"] for r in by_case["cases"] if r["fails_run"]}
-    assert f"{len(failing)} failed" in said["rule"][1] and f"{len(rules) - len(failing)} " in said["rule"][1]
+    assert f"{len(failing)} failed" in said["rule"][1]
+    assert f"{len(rules) - len(failing)} " in said["rule"][1]
     assert "[D1-project" not in said["rule"][1] or "-v" in extra  # the terminal: one line per rule's test
 
 
@@ -481,7 +489,8 @@ def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_nam
     code_k, named = run("-k", "D1", "--collect-only", "-q", "-p", "plugins.per_rule_above", env=low)
 
     assert (code, code_low, code_k) == (0, 0, 0), plain + low_output + named
-    assert f"[D1-project{station.project_id}]" in plain and "[D1]" not in plain
+    assert f"[D1-project{station.project_id}]" in plain
+    assert "[D1]" not in plain
     assert "test_occurrence_with_evidence_has_a_determination[D1]" in low_output
     assert f"[D1-project{station.project_id}]" not in low_output
     assert f"[D1-project{station.project_id}]" in named
@@ -499,4 +508,5 @@ def test_a_test_per_rule_repairs_each_failing_project_and_journals_it(run):  # n
     assert code == 0, output
     assert set(repaired) == {("D1", f"project{s.project_id}") for s in stations}, run.results()
     assert all(r["fixed"] == 1 and r["journal"] for r in repaired.values())
-    assert again == 0 and "1 passed" in clean, clean
+    assert again == 0, clean
+    assert "1 passed" in clean
