@@ -144,17 +144,24 @@ def main() -> int:
     finally:
         if not (args.keep or args.existing):
             harness.drop(server, args.name)
-    write_results(Path(args.output), results)
+    if args.figures:  # a build-only run (--figures with none) leaves results.json as it is
+        write_results(Path(args.output), results)
     print_table(results)
     return 0
 
 
+SCALE = ("occurrences", "violations", "projects", "interleaved", "schema")  # what makes two runs' figures comparable
+
+
 def write_results(path: Path, results: dict):
-    """results.json, keeping the figure-6 runs (``many_projects``) measured separately before."""
+    """results.json: this run's figures over an earlier run's at the same scale (the figures it did not measure
+    stay), and the figure-6 runs (``many_projects``, measured separately) at any scale."""
     previous = json.loads(path.read_text()) if path.exists() else {}
+    same_scale = all(previous.get("scale", {}).get(k) == results.get("scale", {}).get(k) for k in SCALE)
+    merged = (previous if same_scale else {}) | results
     if "many_projects" in previous:
-        results = results | {"many_projects": previous["many_projects"] | results.get("many_projects", {})}
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        merged["many_projects"] = previous["many_projects"] | results.get("many_projects", {})
+    path.write_text(json.dumps(merged, indent=2, default=str) + "\n")
 
 
 def catalogue() -> dict:

@@ -69,3 +69,28 @@ def test_the_bench_commands_parse_their_options(script):
                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_a_partial_bench_run_keeps_the_figures_it_did_not_measure(tmp_path):
+    """results.json lost its 1M figures to build-only and single-figure runs once; it keeps them now, unless the
+    scale changed (figure 6's runs stay at any scale)."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / 'bench')!r})
+from pathlib import Path
+from run import write_results
+path = Path({str(tmp_path / 'results.json')!r})
+one = {{"occurrences": 1000000, "violations": 1000, "projects": 20, "interleaved": False, "schema": "antenna"}}
+write_results(path, {{"scale": one, "catalogue": 1, "many_projects": {{"200": 6}}}})
+write_results(path, {{"scale": one | {{"figures": ["2"]}}, "repair": 2}})
+kept = json.loads(path.read_text())
+write_results(path, {{"scale": one | {{"occurrences": 50000}}, "repair": 3}})
+print(json.dumps([kept, json.loads(path.read_text())]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT / "bench", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kept, rescaled = json.loads(done.stdout)
+    assert (kept["catalogue"], kept["repair"], kept["many_projects"]) == (1, 2, {"200": 6})
+    assert "catalogue" not in rescaled
+    assert (rescaled["repair"], rescaled["many_projects"]) == (3, {"200": 6})
