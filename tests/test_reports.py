@@ -439,12 +439,17 @@ def reports_of(reports: Path) -> dict:
     html = (reports / "report.html").read_text()
     matrix = html[html.index("inv-matrix"):html.index("</table>", html.index("inv-matrix"))]
     summary = re.sub(r"[0-9.]+ ?s\b", "T", (reports / "summary.md").read_text().replace(str(reports), "REPORTS"))
+    baseline = reports / "baseline.json"
+    known = json.loads(baseline.read_text())["cases"] if baseline.exists() else None
+    for case in (known or {}).values():  # the ids first seen, not when (the run's start)
+        case["first_seen"] = sorted(case.get("first_seen", {}))
     return {"cases": cases, "totals": doc["totals"], "rules": doc["rules"], "remain": doc["violations_remain"],
-            "suites": suites, "testcases": testcases, "matrix": matrix, "summary": summary}
+            "suites": suites, "testcases": testcases, "matrix": matrix, "summary": summary, "baseline": known}
 
 
-@pytest.mark.parametrize("extra", [(), ("-o", "junit_family=xunit1"), ("--strict",), ("-n", "2")],
-                         ids=["xunit2", "xunit1", "strict", "xdist"])
+@pytest.mark.parametrize("extra", [(), ("-o", "junit_family=xunit1"), ("--strict",), ("-n", "2"),
+                                   ("--write-baseline",)],
+                         ids=["xunit2", "xunit1", "strict", "xdist", "baseline"])
 def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path, extra):  # noqa: F811
     """--tests-per rule (the default beyond 5,000 cases): one pytest test per rule, covering its projects; every
     report but the terminal says what one test per rule x project says, case by case."""
@@ -470,6 +475,7 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
             said_by["testcases"].sort()
             said_by["cases"].sort(key=lambda r: (r["rule"], r["project"]))
     assert by_rule == by_case
+    assert (by_case["baseline"] is not None) == ("--write-baseline" in extra)
     rules = {r["rule"] for r in by_case["cases"]}
     failing = {r["rule"] for r in by_case["cases"] if r["fails_run"]}
     assert f"{len(failing)} failed" in said["rule"][1]
