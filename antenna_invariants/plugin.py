@@ -1,7 +1,7 @@
 """The pytest plugin: hooks only, in the order pytest calls them.  The work is elsewhere: options.py (the
-command line), session.py (the run: database and scope), marks.py (a case's marks), case.py (one rule x scope),
-runchecks.py, check.py and repair.py (the engine), scheduling.py (xdist's workers), results.py (the outcomes on
-``config.stash``), reporting.py, html.py, junit.py (the reports).
+command line), session.py (the run: database and scope), marks.py (a case's marks), case.py (a test: one rule
+x scope, or each scope of a rule), runchecks.py, check.py and repair.py (the engine), scheduling.py (xdist's
+workers), results.py (the outcomes on ``config.stash``), reporting.py, html.py, junit.py (the reports).
 
 Two kinds of session share this plugin:
 - an *invariants* session (`pytest invariants ...`) runs the rules against a live database (``DATABASE_URL``)
