@@ -41,6 +41,7 @@ CASES = [
     ("unscoped repair", ["--repair"], "ERROR: --repair needs a scope"),
     ("negative sample size", ["--sample-size", "-1"], "ERROR: --sample-size must be 0 (all) or more"),
     ("text sample size", ["--sample-size", "many"], "ERROR: usage:"),
+    ("unknown tests per", ["--tests-per", "project"], "ERROR: usage:"),
     ("bad timeout", ["--statement-timeout", "1;DROP"], "ERROR: --statement-timeout '1;DROP': give a duration"),
     ("timeout with a space", ["--statement-timeout", "5 min"], "ERROR: --statement-timeout '5 min': give a duration"),
     ("timeout beyond the server's", ["--statement-timeout", "30d"],
