@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("html"):
         report = html.HtmlReport(
             session.run.title, session.rules, results.records, antenna_url=options.antenna_url,
-            compare=options.previous is not None, planned=session.planned_cases(), scope_option=options.scope_option(),
+            compare=options.previous is not None, planned=session.planned_tests(), scope_option=options.scope_option(),
             config=config,
         )
         config.pluginmanager.register(report, "antenna-invariants-html")

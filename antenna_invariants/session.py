@@ -209,6 +209,10 @@ class Session:
         """How many cases the run collects (before -k, -m and --deselect)."""
         return sum(1 if entry.is_global else len(self.project_cases) for entry in self.rules.values())
 
+    def planned_tests(self) -> int:
+        """How many pytest tests the run collects (before -k, -m and --deselect): its cases, or its rules."""
+        return len(self.rules) if self.per_rule() else self.planned_cases()
+
     def per_rule(self) -> bool:
         """One test per rule, covering its projects, rather than one per rule x project (``--tests-per``; auto:
         per rule beyond ``PER_RULE_ABOVE`` cases, where pytest's own memory per test would dominate the run)."""
