@@ -245,7 +245,9 @@ class HtmlReport:
         more = len(shown) - SHOWN_DETAILS
         note = [f"<p>... and {more} more cases with violations (invariants.json has them all)</p>"] * (more > 0)
         errors = data if any(r["status"] == Status.ERROR for r in cases) else []
-        data[:] = errors + [self.detail(r) for r in shown[:SHOWN_DETAILS]] + note
+        named = len(cases) > 1  # a test per rule: each case's detail under its project
+        data[:] = errors + [(f"<h4>{text(r['project'])}</h4>" if named else "") + self.detail(r)
+                            for r in shown[:SHOWN_DETAILS]] + note
 
     def detail(self, o: Mapping[str, Any]) -> str:
         entry = self.rules[o["rule"]]
