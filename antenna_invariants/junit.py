@@ -108,7 +108,7 @@ def _outcomes(case: ET.Element) -> list[str]:
 def _write_expanded(path: Path, root: ET.Element, spool: BinaryIO, expanded: list[tuple[int, int]]) -> None:
     """The tree, each placeholder replaced by its test per rule's cases from the spool: tens of thousands of
     testcases never all in memory at once (docs/benchmarks.md, figure 6)."""
-    text = re.split(f"<!--{PLACEHOLDER}([0-9]+)-->", ET.tostring(root, encoding="unicode"))
+    text = re.split(f"<!--{re.escape(PLACEHOLDER)}([0-9]+)-->", ET.tostring(root, encoding="unicode"))
     with path.open("wb") as out:
         out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")  # as ElementTree.write writes it
         for position, piece in enumerate(text):
