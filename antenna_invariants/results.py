@@ -110,9 +110,10 @@ class Results:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
-        """A case's record, as its call report arrives (registered as a plugin by the invariants session).
-        Once every plugin has seen the case's teardown report (pytest-html reads the call's record then), the
-        record is kept as a ``FinishedRecord``, in the records and on the call report alike."""
+        """A test's records (its case's, or a test per rule's cases'), as its call report arrives (registered as
+        a plugin by the invariants session).  Once every plugin has seen the test's teardown report (pytest-html
+        reads the call's records then), each is kept as a ``FinishedRecord``, in the records and on the call
+        report alike."""
         if report.when == "call":
             records = cases_of(report)
             if records:
