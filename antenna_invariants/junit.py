@@ -36,7 +36,7 @@ PROPERTIES = ("rule", "project", "status", "violations", "checked", "fixed", "un
               "baseline", "new")  # xunit1: a testcase's properties, when set
 Verdict = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]  # a case's ("fail" | "error" | "skip", text)
 VISIBLE = {"warned": "WARN", "baselined": "BASELINED", "tolerated": "TOLERATED"}
-NOT_XML = re.compile("[^\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")  # as pytest escapes
+NOT_XML = re.compile("[^\u0009\u000A\u000D\u0020-\u007E\u0080-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")  # as pytest's
 
 
 def kind(record: Mapping[str, Any]) -> str:
@@ -133,7 +133,7 @@ def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:
         element = ET.Element("properties")
         suite.insert(0, element)
     for index, (name, value) in enumerate(properties.items()):
-        escaped = NOT_XML.sub(lambda m: f"#x{ord(m.group()):02X}", str(value))
+        escaped = visible(str(value))
         element.insert(index, ET.Element("property", name=name, value=escaped))
 
 
@@ -152,9 +152,14 @@ def _case_of(test: ET.Element, name: re.Match[str], record: Mapping[str, Any], f
         kind, text = verdict
         tag = "skipped" if kind == "skip" else "failure"
         element = ET.SubElement(case, tag, {"type": "pytest.skip"} if kind == "skip" else {})
-        element.set("message", NOT_XML.sub("", text.split("\n", 1)[0]))
-        element.text = NOT_XML.sub("", text)
+        element.set("message", visible(text.split("\n", 1)[0]))
+        element.text = visible(text)
     return case
+
+
+def visible(text: str) -> str:
+    """``text`` with the characters XML cannot hold shown as ``#x1B``, as pytest writes them."""
+    return NOT_XML.sub(lambda m: f"#x{ord(m.group()):0{2 if ord(m.group()) <= 0xFF else 4}X}", text)
 
 
 def _reshape_case(case: ET.Element, record: Mapping[str, Any], entry: Rule, family: str, text: str) -> None:
@@ -164,6 +169,9 @@ def _reshape_case(case: ET.Element, record: Mapping[str, Any], entry: Rule, fami
     else:
         for properties in case.findall("properties"):
             case.remove(properties)
+    for skipped in case.findall("skipped"):
+        if skipped.get("type") == "pytest.skip":  # the reason, not the line of the engine that skipped
+            skipped.text = skipped.get("message")
     if outcome in ("error", "timeout"):
         for element in case.findall("failure"):
             element.tag = "error"

@@ -448,16 +448,17 @@ def reports_of(reports: Path) -> dict:
 
 
 @pytest.mark.parametrize("extra", [(), ("-o", "junit_family=xunit1"), ("--strict",), ("-n", "2"),
-                                   ("--write-baseline",)],
-                         ids=["xunit2", "xunit1", "strict", "xdist", "baseline"])
+                                   ("--write-baseline",), ("--occurrence", "{phantom}")],
+                         ids=["xunit2", "xunit1", "strict", "xdist", "baseline", "skipped"])
 def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path, extra):  # noqa: F811
     """--tests-per rule (the default beyond 5,000 cases): one pytest test per rule, covering its projects; every
     report but the terminal says what one test per rule x project says, case by case."""
     stations = [f.DeploymentFactory() for _ in range(3)]
     occurrences.partial_save(stations[0])
-    occurrences.phantom_occurrence(stations[1])
+    phantom = occurrences.phantom_occurrence(stations[1])
     occurrences.stale_score(stations[1])
-    selection = ("-m", "occurrences", "--junitxml")
+    selection = ("-m", "occurrences or captures", "--junitxml")
+    extra = tuple(arg.format(phantom=phantom.pk) for arg in extra)  # --occurrence: the rules on captures skip
 
     said = {}
     for mode in ("case", "rule"):
@@ -468,7 +469,7 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
         said[mode] = (reports_of(reports), output)
 
     by_case, by_rule = said["case"][0], said["rule"][0]
-    assert len(by_case["cases"]) >= 3 * 12
+    assert len(by_case["cases"]) >= (12 if "--occurrence" in extra else 3 * 12)  # one project's, or three
     assert any(r["fails_run"] for r in by_case["cases"])
     if "-n" in extra:  # xdist reports in the order its workers finish
         for said_by in (by_case, by_rule):
@@ -476,11 +477,25 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
             said_by["cases"].sort(key=lambda r: (r["rule"], r["project"]))
     assert by_rule == by_case
     assert (by_case["baseline"] is not None) == ("--write-baseline" in extra)
+    skipped = [t for t in by_case["testcases"] if 'type="pytest.skip"' in t]
+    assert bool(skipped) == ("--occurrence" in extra), skipped
+    assert all("case.py" not in t for t in skipped)  # the reason, not the engine's line that skipped
     rules = {r["rule"] for r in by_case["cases"]}
     failing = {r["rule"] for r in by_case["cases"] if r["fails_run"]}
-    assert f"{len(failing)} failed" in said["rule"][1]
-    assert f"{len(rules) - len(failing)} " in said["rule"][1]
+    tests = dict((kind, int(n)) for n, kind in re.findall(r"(\d+) (failed|passed|skipped|warned)\b", said["rule"][1]))
+    assert tests["failed"] == len(failing)
+    assert sum(tests.values()) == len(rules)  # a test per rule
     assert "[D1-project" not in said["rule"][1] or "-v" in extra  # the terminal: one line per rule's test
+
+
+def test_junit_shows_what_xml_cannot_hold_as_pytest_does():
+    from _pytest.junitxml import bin_xml_escape
+
+    from antenna_invariants.junit import visible
+
+    text = "".join(map(chr, [*range(0, 0x3000), *range(0xD700, 0x10000), 0x10000, 0x10FFFF]))
+    assert visible(text) == bin_xml_escape(text)
+    assert visible("ok\x1b[31m") == "ok#x1B[31m"
 
 
 def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_named(run, monkeypatch):  # noqa: F811
