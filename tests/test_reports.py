@@ -493,9 +493,10 @@ def test_junit_shows_what_xml_cannot_hold_as_pytest_does():
 
     from antenna_invariants.junit import visible
 
-    text = "".join(map(chr, [*range(0, 0x3000), *range(0xD700, 0x10000), 0x10000, 0x10FFFF]))
-    assert visible(text) == bin_xml_escape(text)
-    assert visible("ok\x1b[31m") == "ok#x1B[31m"
+    controls = "".join(map(chr, range(0x20)))
+    assert visible(controls) == bin_xml_escape(controls)  # pytest 8 and 9 alike
+    # as pytest 9 (pytest 8 mis-writes its pattern's last range: it lets DEL through, escapes beyond U+FFFF)
+    assert visible("ok\x1b[31m\x7f\ufffe\U0001F41B é") == "ok#x1B[31m#x7F#xFFFE\U0001F41B é"
 
 
 def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_named(run, monkeypatch):  # noqa: F811
