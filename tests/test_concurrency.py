@@ -191,3 +191,47 @@ def test_every_repair_declares_what_its_condition_reads_and_the_locks_follow(inv
         "detections": ("main_detection", "UPDATE"),
         "detections__classifications": ("main_classification", "SHARE"),
     }
+
+
+def test_a_test_per_rule_lets_a_writer_win_in_one_project_and_repairs_the_other(run):
+    """The same race through `pytest invariants --tests-per rule --repair` in its own process: one test repairs
+    D1 in two projects in turn; Antenna withdraws the evidence of the first project's violator and commits
+    while the repair waits for it.  The writer wins there, the other project is repaired, both are journaled."""
+    first, second = f.DeploymentFactory(), f.DeploymentFactory()
+    raced = occurrence_scenarios.identified_but_undetermined(first)
+    plain = occurrence_scenarios.partial_save(second)
+    url = url_for(connection.settings_dict)
+    writer, monitor = psycopg.connect(url), psycopg.connect(url, autocommit=True)
+    writer.execute("UPDATE main_identification SET withdrawn = true WHERE occurrence_id = %s", [raced.pk])
+    waited = []
+
+    def commit_once_the_repair_waits():
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            blocked = monitor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                      " AND %s = ANY (pg_blocking_pids(pid))", [writer.info.backend_pid]).fetchone()
+            if blocked[0]:
+                waited.append(True)
+                break
+            time.sleep(0.005)
+        writer.commit()
+
+    thread = threading.Thread(target=commit_once_the_repair_waits)
+    thread.start()
+    try:
+        code, output = run("-m", "D1", "--tests-per", "rule", "--repair", "--all-projects")
+    finally:
+        thread.join()
+        writer.close()
+        monitor.close()
+
+    assert code == 0, output
+    assert waited, "the repair did not wait for the writer's transaction"
+    results = run.results()
+    ours, theirs = results["D1", f"project{first.project_id}"], results["D1", f"project{second.project_id}"]
+    assert (ours["violations"], ours["fixed"], ours["changed_under_repair"], ours["status"]) == (1, 0, 1, "repaired")
+    assert (theirs["violations"], theirs["fixed"], theirs["status"]) == (1, 1, "repaired")
+    assert m.Occurrence.objects.get(pk=raced.pk).determination_id is None  # the writer's change stands
+    assert m.Identification.objects.get(occurrence=raced).withdrawn
+    assert m.Occurrence.objects.get(pk=plain.pk).determination_id is not None
+    assert "1 repaired in" in output  # one test for the rule, its two cases repaired

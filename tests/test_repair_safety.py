@@ -92,8 +92,10 @@ CRASHES = [
 ]
 
 
+@pytest.mark.parametrize("tests_per", ["case", "rule"])
 @pytest.mark.parametrize(("point", "landed"), CRASHES)
-def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(point, landed, run, invariants):
+def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(point, landed, tests_per, run,
+                                                                                 invariants):
     stations = [f.DeploymentFactory(), f.DeploymentFactory()]
     planted = {}
     for index, station in enumerate(stations):
@@ -102,7 +104,7 @@ def test_a_repair_killed_anywhere_lands_whole_cases_and_its_journal_undoes_them(
     before = invariants.snapshot()
 
     code, output = run(
-        "--repair", "--all-projects", "-m", "D1 or F1", "-p", "plugins.crashpoint",
+        "--repair", "--all-projects", "-m", "D1 or F1", "-p", "plugins.crashpoint", "--tests-per", tests_per,
         env={"INVARIANTS_CRASH": point, "INVARIANTS_BATCH_SIZE": "1", "PYTHONPATH": str(ROOT / "tests")},
     )
 

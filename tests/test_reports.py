@@ -488,6 +488,41 @@ def test_a_test_per_rule_reports_every_case_as_its_own_test_would(run, tmp_path,
     assert "[D1-project" not in said["rule"][1] or "-v" in extra  # the terminal: one line per rule's test
 
 
+def test_a_test_per_rule_reads_in_its_consumers_junit_schemas_and_a_browser(run, browser):  # noqa: F811
+    """What a CI dashboard and a person open: the expanded JUnit against both schemas, the HTML in Chromium
+    with the rule's row opening onto each failing project's details."""
+    import xmlschema
+
+    stations = [f.DeploymentFactory() for _ in range(2)]
+    partials = [occurrences.partial_save(station) for station in stations]
+
+    code, output = run("-m", "D1 or F1", "--tests-per", "rule", "-o", "junit_family=xunit1")
+
+    assert code == 1, output
+    xmlschema.XMLSchema(XSD).validate(run.reports / "junit.xml")  # xunit1: properties, file and line
+    code, output = run("-m", "D1 or F1", "--tests-per", "rule")
+    assert code == 1, output
+    for schema in (XSD, JENKINS_XSD):
+        xmlschema.XMLSchema(schema).validate(run.reports / "junit.xml")
+    names = [c.get("name") for c in ET.parse(run.reports / "junit.xml").getroot().iter("testcase")]
+    assert len(names) == len(document(run.reports)["results"])  # a testcase per rule x project
+    assert f"test_occurrence_with_evidence_has_a_determination[D1-project{stations[1].project_id}]" in names
+
+    page = browser(run.reports / "report.html")
+    assert page.console_errors() == []
+    driver = page.driver
+    assert len(driver.find_elements("css selector", ".inv-matrix td.f")) == 2  # a cell per failing case
+    row_id = "invariants/test_occurrences.py::test_occurrence_with_evidence_has_a_determination[D1]"
+    driver.find_element("id", row_id).find_element("css selector", ".col-result").click()
+    detail = driver.find_element("id", row_id)
+    assert detail.find_element("css selector", ".col-project").text.endswith("projects")
+    shown = [h.text for h in detail.find_elements("css selector", "h4")]
+    assert shown == [f"project{s.project_id}" for s in stations]
+    for partial in partials:
+        assert str(partial.pk) in detail.text
+    assert page.console_errors() == []
+
+
 def test_junit_shows_what_xml_cannot_hold_as_pytest_does():
     from _pytest.junitxml import bin_xml_escape
 
