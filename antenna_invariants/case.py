@@ -45,11 +45,16 @@ def verdict(entry: Rule, record: Mapping[str, Any], strict: bool, scope_option: 
         return "skip", record["message"]
     if status == Status.ERROR:
         return "error", f"{entry.id} could not run: {record['message']}"
-    if status == Status.FAILED or (status == Status.WARNED and strict):
+    if blame.fails_the_run(status, strict):
         # message: a refused repair
         lines = [reporting.failure_message(entry, record, scope_option), record["message"]]
         return "fail", "\n".join(filter(None, lines))
     return None
+
+
+def fails_the_run(status: Status, strict: bool) -> bool:
+    """Whether a case's test fails: it could not run, or its violations fail the run (``blame.fails_the_run``)."""
+    return status == Status.ERROR or blame.fails_the_run(status, strict)
 
 
 SHOWN_CASES = 10  # a test per rule: the failing cases its failure message lists (the reports have them all)
@@ -67,19 +72,20 @@ class Case:
     def run(self, declared: Rule) -> None:
         session, options = self.session, self.session.options
         entry = session.rules[declared.id]  # with this run's severity and thresholds
-        finished, found = [], None
+        finished = []
         for scope in self.scopes:
             outcome, fingerprint, origins = self._run_scope(entry, scope)
-            record = outcome.as_dict() | origins
-            found = verdict(entry, record, options.strict, options.scope_option())
-            finished.append((outcome, fingerprint, origins, found is not None and found[0] != "skip"))
-            if session.junit_properties and not self.per_rule:  # xunit1 only: junit.reshape drops them from
-                # xunit2, and gives a test per rule's cases theirs as it expands it into them
-                self.item.user_properties.extend((key, record[key]) for key in PROPERTIES if record[key] is not None)
+            finished.append((outcome, fingerprint, origins, fails_the_run(outcome.status, options.strict)))
         self.item.stash[OUTCOME] = finished  # one stash entry: the item lives to the end
-        if self.per_rule:
+        if self.per_rule:  # its cases' JUnit properties come from junit.reshape, which expands it into them
             self._rule_verdict(entry, [o for o, *_ in finished], [o for o, _, _, fails in finished if fails])
-        elif found is not None and found[0] == "skip":
+            return
+        outcome, _, origins, _ = finished[0]
+        record = outcome.as_dict() | origins
+        if session.junit_properties:  # xunit1 only: junit.reshape drops a testcase's properties from xunit2
+            self.item.user_properties.extend((key, record[key]) for key in PROPERTIES if record[key] is not None)
+        found = verdict(entry, record, options.strict, options.scope_option())
+        if found is not None and found[0] == "skip":
             pytest.skip(found[1])
         elif found is not None:
             pytest.fail(found[1], pytrace=False)

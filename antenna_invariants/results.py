@@ -119,7 +119,6 @@ class Results:
             if records:
                 self._reported[report.nodeid] = (len(self.records), report)
             for record in records:
-                record.setdefault("fails_run", report.failed)  # set by the case; a record made elsewhere: its test's
                 record["delta"] = baseline.delta(record, self.previous)
                 self.records.append(record)
         yield
