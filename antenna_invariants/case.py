@@ -33,6 +33,11 @@ def scopes_of(item: pytest.Item) -> tuple[Scope, ...]:
     return param if isinstance(param, tuple) else (param,)
 
 
+def covers_a_rule(item: pytest.Item) -> bool:
+    """Whether an invariants test is a test per rule (its parameter: the rule's scopes), not one per case."""
+    return isinstance(getattr(getattr(item, "callspec", None), "params", {}).get("invariant_case"), tuple)
+
+
 def case_keys(item: pytest.Item) -> list[tuple[str, str]]:
     """(rule, scope label) of each case an item covers; [] for an item that is not an invariants test."""
     return [(item.function.rule.id, scope.label) for scope in scopes_of(item)]  # type: ignore[attr-defined]
@@ -64,10 +69,10 @@ class Case:
     """An invariants test: one rule x scope (or each selected scope of a rule in turn): check, maybe repair,
     record the outcomes, pass or fail."""
 
-    def __init__(self, item: pytest.Item, session: Session, scopes: Scope | tuple[Scope, ...]):
+    def __init__(self, item: pytest.Item, session: Session):
         self.item, self.session = item, session
-        self.per_rule = isinstance(scopes, tuple)  # a test per rule (--tests-per rule), covering these scopes
-        self.scopes = scopes if isinstance(scopes, tuple) else (scopes,)
+        self.per_rule = covers_a_rule(item)  # a test per rule (--tests-per rule), covering these scopes
+        self.scopes = scopes_of(item)
 
     def run(self, declared: Rule) -> None:
         session, options = self.session, self.session.options

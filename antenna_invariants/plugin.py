@@ -23,7 +23,7 @@ import pytest
 
 from antenna_invariants import baseline, html, junit, marks, reporting, runinfo
 from antenna_invariants import connection as conn
-from antenna_invariants.case import Case, case_keys, scopes_of, verdict
+from antenna_invariants.case import Case, case_keys, covers_a_rule, scopes_of, verdict
 from antenna_invariants.errors import ConfigError
 from antenna_invariants.layout import load_rules
 from antenna_invariants.options import RunOptions, add_options
@@ -169,7 +169,7 @@ CASE_FIXTURES = ("django_db_blocker", "invariant_case")  # what a case's test ne
 @pytest.fixture
 def invariant_case(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[Case]:
     with django_db_blocker.unblock():
-        yield Case(request.node, _session_of_case(request.config), request.param)
+        yield Case(request.node, _session_of_case(request.config))
 
 
 KEYWORDS = pytest.StashKey[dict[str, Any]]()  # node id -> its setup report's keywords, until its teardown
@@ -186,7 +186,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     records = records_of(item) if report.when == "call" else []
     if records:
-        if isinstance(item.callspec.params["invariant_case"], tuple):  # type: ignore[attr-defined]
+        if covers_a_rule(item):
             report.invariants = records
         else:
             report.invariant = records[0]
