@@ -57,47 +57,45 @@ def reshape(
     rules: dict[str, Rule],
     family: str,
     details: Callable[[Mapping[str, Any]], str],
-    properties: Mapping[str, str] | None = None,
-    verdict: Verdict | None = None,
+    properties: Mapping[str, str],
+    verdict: Verdict,
 ) -> None:
     """Rewrite ``path`` (pytest's JUnit) by the mapping above; ``details(record)`` is a case's full text,
     ``properties`` the suite's.  A test per rule becomes one testcase per case it covered, named and shaped as
-    that case's own test would have been (``verdict(record)``: what its test would have raised)."""
+    that case's own test would have been (``verdict(record)``: what its test would have raised); its cases are
+    serialized one by one into a spool and written in its place (``_write``), never all in the tree at once."""
     tree = ET.parse(path)
     by_case = {(r["rule"], r["project"]): r for r in records}
     by_rule: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
         by_rule.setdefault(r["rule"], []).append(r)
-    with tempfile.TemporaryFile() as spool:  # a test per rule's cases, serialized as they are made
+    with tempfile.TemporaryFile() as spool:
         expanded: list[tuple[int, int]] = []  # (start, end) in the spool, by the placeholder's number
         for suite in tree.getroot().iter("testsuite"):
-            _suite_properties(suite, properties or {})
+            _suite_properties(suite, properties)
             counts = Counter[str]()  # the suite's testcases and their outcomes, recounted
             for case in suite.findall("testcase"):
-                match = CASE.search(case.get("name", ""))
-                record = by_case.get((match["rule"], match["project"])) if match else None
-                if record is not None:
-                    _reshape_case(case, record, rules[record["rule"]], family, details(record))
                 whole = RULE_TEST.search(case.get("name", ""))
-                if whole is None or verdict is None or whole["rule"] not in by_rule:
-                    counts.update(_outcomes(case))
+                if whole is not None and whole["rule"] in by_rule:
+                    begin = spool.tell()
+                    for record in by_rule[whole["rule"]]:
+                        one = _case_of(case, whole, record, family, verdict(record))
+                        _reshape_case(one, record, rules[record["rule"]], family, details(record))
+                        counts.update(_outcomes(one))
+                        spool.write(ET.tostring(one, encoding="unicode").encode("utf-8"))
+                    suite.insert(list(suite).index(case), ET.Comment(f"{PLACEHOLDER}{len(expanded)}"))
+                    suite.remove(case)
+                    expanded.append((begin, spool.tell()))
                     continue
-                begin = spool.tell()
-                for record in by_rule[whole["rule"]]:
-                    one = _case_of(case, whole, record, family, verdict(record))
-                    _reshape_case(one, record, rules[record["rule"]], family, details(record))
-                    counts.update(_outcomes(one))
-                    spool.write(ET.tostring(one, encoding="unicode").encode("utf-8"))
-                suite.insert(list(suite).index(case), ET.Comment(f"{PLACEHOLDER}{len(expanded)}"))
-                suite.remove(case)
-                expanded.append((begin, spool.tell()))
+                match = CASE.search(case.get("name", ""))
+                found = by_case.get((match["rule"], match["project"])) if match else None
+                if found is not None:
+                    _reshape_case(case, found, rules[found["rule"]], family, details(found))
+                counts.update(_outcomes(case))
             for outcome in ("failure", "error", "skipped"):
                 suite.set(f"{outcome}s" if outcome != "skipped" else "skipped", str(counts[outcome]))
             suite.set("tests", str(counts["tests"]))
-        if not expanded:
-            tree.write(path, encoding="utf-8", xml_declaration=True)
-            return
-        _write_expanded(path, tree.getroot(), spool, expanded)
+        _write(path, tree.getroot(), spool, expanded)
 
 
 def _outcomes(case: ET.Element) -> list[str]:
@@ -105,9 +103,9 @@ def _outcomes(case: ET.Element) -> list[str]:
     return ["tests", *(outcome for outcome in ("failure", "error", "skipped") if case.find(outcome) is not None)]
 
 
-def _write_expanded(path: Path, root: ET.Element, spool: BinaryIO, expanded: list[tuple[int, int]]) -> None:
-    """The tree, each placeholder replaced by its test per rule's cases from the spool: tens of thousands of
-    testcases never all in memory at once (docs/benchmarks.md, figure 6)."""
+def _write(path: Path, root: ET.Element, spool: BinaryIO, expanded: list[tuple[int, int]]) -> None:
+    """The tree, as ``ElementTree.write`` writes it, each placeholder replaced by its test per rule's cases from
+    the spool (docs/benchmarks.md, figure 6)."""
     text = re.split(f"<!--{re.escape(PLACEHOLDER)}([0-9]+)-->", ET.tostring(root, encoding="unicode"))
     with path.open("wb") as out:
         out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")  # as ElementTree.write writes it
