@@ -534,7 +534,7 @@ def test_junit_shows_what_xml_cannot_hold_as_pytest_does():
     assert visible("ok\x1b[31m\x7f\ufffe\U0001F41B é") == "ok#x1B[31m#x7F#xFFFE\U0001F41B é"
 
 
-def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_named(run, monkeypatch):  # noqa: F811
+def test_auto_collects_a_test_per_rule_beyond_its_threshold_unless_cases_are_named(run):  # noqa: F811
     """--tests-per auto: a test per rule x project up to PER_RULE_ABOVE cases, a test per rule beyond (here
     lowered through the environment of the run's own process), and per case again when -k names cases."""
     station = f.DeploymentFactory()
