@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, BinaryIO
 
 from antenna_invariants.rules import Rule, Status
@@ -104,21 +105,26 @@ def _outcomes(case: ET.Element) -> list[str]:
 
 
 def _write(path: Path, root: ET.Element, spool: BinaryIO, expanded: list[tuple[int, int]]) -> None:
-    """The tree, as ``ElementTree.write`` writes it, each placeholder replaced by its test per rule's cases from
-    the spool (docs/benchmarks.md, figure 6)."""
-    text = re.split(f"<!--{re.escape(PLACEHOLDER)}([0-9]+)-->", ET.tostring(root, encoding="unicode"))
+    """The tree, streamed as ``ElementTree.write`` writes it (a run of one test per case holds no second copy
+    of its tens of thousands of testcases), each placeholder replaced by its test per rule's cases from the
+    spool (docs/benchmarks.md, figure 6)."""
+    placeholder = re.compile(f"<!--{re.escape(PLACEHOLDER)}([0-9]+)-->")
+
+    def write(text: str) -> None:  # ElementTree writes a comment in one call: a placeholder becomes its cases
+        found = placeholder.fullmatch(text)
+        if found is None:
+            out.write(text.encode("utf-8"))
+            return
+        begin, end = expanded[int(found[1])]
+        spool.seek(begin)
+        while begin < end:
+            chunk = spool.read(min(1 << 20, end - begin))
+            out.write(chunk)
+            begin += len(chunk)
+
     with path.open("wb") as out:
-        out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")  # as ElementTree.write writes it
-        for position, piece in enumerate(text):
-            if position % 2 == 0:
-                out.write(piece.encode("utf-8"))
-                continue
-            begin, end = expanded[int(piece)]
-            spool.seek(begin)
-            while begin < end:
-                chunk = spool.read(min(1 << 20, end - begin))
-                out.write(chunk)
-                begin += len(chunk)
+        out.write(b"<?xml version='1.0' encoding='utf-8'?>\n")  # as ElementTree.write(encoding="utf-8") does
+        ET.ElementTree(root).write(SimpleNamespace(write=write), encoding="unicode")
 
 
 def _suite_properties(suite: ET.Element, properties: Mapping[str, str]) -> None:
